@@ -1,0 +1,1 @@
+"""Developer scripts: the demo, screenshots, system package setup."""

@@ -1,0 +1,1 @@
+"""Thin HTTP route modules; the work happens in the services they call."""

@@ -1,0 +1,27 @@
+"""``GET /api/v1/me``: who the credential belongs to."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+
+from server import schema
+from server.auth import AnyPrincipal
+
+router = APIRouter(prefix="/api/v1", tags=["identity"])
+
+
+@router.get("/me")
+def me(principal: AnyPrincipal, request: Request) -> dict[str, object]:
+    with request.app.state.db.read() as conn:
+        row = conn.execute(
+            select(schema.users.c.email, schema.tenants.c.name.label("tenant_name"))
+            .join(schema.tenants, schema.tenants.c.id == schema.users.c.tenant_id)
+            .where(schema.users.c.id == principal.user_id)
+        ).one()
+    return {
+        "user": {"id": principal.user_id, "email": row.email},
+        "tenant": {"id": principal.tenant_id, "name": row.tenant_name},
+        "credential": {"id": principal.credential_id, "kind": principal.kind},
+        "scopes": sorted(principal.scopes),
+    }

@@ -43,9 +43,29 @@ def m002_files(conn: Connection) -> None:
         table.create(conn)
 
 
+def m003_security(conn: Connection) -> None:
+    for table in (
+        schema.audit_events,
+        schema.audit_anchor,
+        schema.events,
+        schema.super_admins,
+        schema.oauth_clients,
+        schema.oauth_grants,
+        schema.oauth_codes,
+        schema.oauth_refresh_tokens,
+        schema.oauth_device_codes,
+        schema.policies,
+        schema.bans,
+        schema.client_certs,
+        schema.tenant_keys,
+    ):
+        table.create(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_identity", m001_identity),
     ("002_files", m002_files),
+    ("003_security", m003_security),
 ]
 
 

@@ -156,3 +156,184 @@ uploads = Table(
     Column("expires_at", Float, nullable=False),
     Column("entry_id", String(36), nullable=True),
 )
+
+# --- Security (audit trail, events outbox, OAuth, policies, bans, mTLS, encryption) ---
+
+# Append-only audit trail. Each row's ``hash`` covers its fields and the previous
+# row's hash, so an edited or removed row breaks the chain (server.audit).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("at", Float, nullable=False),
+    Column("tenant_id", String(36), nullable=True),
+    Column("actor", String(320), nullable=True),
+    Column("credential_id", String(36), nullable=True),
+    Column("credential_kind", String(16), nullable=True),
+    Column("source_ip", String(64), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("resource", Text, nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("request_id", String(64), nullable=True),
+    Column("detail", Text, nullable=False, default="{}"),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_tenant_seq", "tenant_id", "seq"),
+    Index("ix_audit_at", "at"),
+)
+
+# Where the chain starts after retention pruned older rows: the hash of the last pruned row.
+audit_anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("pruned_at", Float, nullable=False),
+)
+
+# Durable outbox of domain events (policy.violated, auth.failed, file events...),
+# written in the same transaction as the audit row; webhooks deliver from it.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(36), nullable=True),
+    Column("type", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_events_tenant_id", "tenant_id", "id"),
+)
+
+super_admins = Table(
+    "super_admins",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id"), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    # NULL for first-party clients usable by every tenant (dropline-desktop).
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(64), nullable=True),
+    Column("redirect_uris", Text, nullable=False, default="[]"),
+    Column("grant_types", Text, nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("loopback_redirects", Boolean, nullable=False, default=False),
+    # The service user a client_credentials token acts as.
+    Column("service_user_id", String(36), ForeignKey("users.id"), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+# One sign-in: every access and refresh token it produces shares the grant id
+# (the JWT ``sid``); revoking the grant ends them all.
+oauth_grants = Table(
+    "oauth_grants",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Column("revoked_reason", String(64), nullable=True),
+)
+
+oauth_codes = Table(
+    "oauth_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("tenant_id", String(36), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("code_challenge", String(128), nullable=False),
+    Column("code_challenge_method", String(8), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+)
+
+oauth_refresh_tokens = Table(
+    "oauth_refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("grant_id", String(36), ForeignKey("oauth_grants.id"), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+    Index("ix_refresh_grant", "grant_id"),
+)
+
+oauth_device_codes = Table(
+    "oauth_device_codes",
+    metadata,
+    Column("device_code_hash", String(64), primary_key=True),
+    Column("user_code", String(16), nullable=False, unique=True),
+    Column("client_id", String(64), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("interval", Integer, nullable=False),
+    Column("last_poll_at", Float, nullable=True),
+    Column("tenant_id", String(36), nullable=True),
+    Column("user_id", String(36), nullable=True),
+    # NULL while pending; True approved, False denied.
+    Column("approved", Boolean, nullable=True),
+    Column("used_at", Float, nullable=True),
+)
+
+# ABAC rules per tenant (user_id NULL) or per user; ``rules`` is JSON (server.policy).
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("user_id", String(36), nullable=True),
+    Column("rules", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ux_policies_scope", "tenant_id", "user_id", unique=True),
+)
+
+# Source addresses banned by the brute-force defender.
+bans = Table(
+    "bans",
+    metadata,
+    Column("ip", String(64), primary_key=True),
+    Column("until", Float, nullable=False),
+    Column("strikes", Integer, nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Client certificates (by SHA-256 fingerprint) mapped to a service user.
+client_certs = Table(
+    "client_certs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("subject", Text, nullable=False),
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id"), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+# Per-tenant data keys for encryption at rest, wrapped by the master key.
+tenant_keys = Table(
+    "tenant_keys",
+    metadata,
+    Column("tenant_id", String(36), ForeignKey("tenants.id"), primary_key=True),
+    Column("wrapped_key", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

@@ -1,0 +1,567 @@
+"""``DroplineClient``: the typed async SDK for the Dropline API (files, change feed, tus, Range).
+
+One pooled ``httpx.AsyncClient`` per instance; every call goes through the circuit
+breaker and the retry policy, and this module is the one boundary where httpx's
+exceptions become :mod:`sync.errors`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager, suppress
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from sync.breaker import CircuitBreaker
+from sync.credentials import ApiKeyCredentials, OAuthCredentials
+from sync.errors import (
+    FOREIGN_ERRORS,
+    DroplineError,
+    NotFoundError,
+    ProtocolError,
+    UnavailableError,
+    ValidationError,
+    from_response,
+    from_transport_error,
+    request_may_have_applied,
+)
+from sync.models import (
+    Account,
+    Change,
+    ChangeAction,
+    ChangePage,
+    Entry,
+    EntryPage,
+    EntryType,
+    UploadResult,
+    UploadSession,
+)
+from sync.retry import NO_RETRY, RetryPolicy
+
+__all__ = [
+    "NO_RETRY",
+    "Account",
+    "ApiKeyCredentials",
+    "Change",
+    "ChangeAction",
+    "ChangePage",
+    "CircuitBreaker",
+    "ContentStream",
+    "DroplineClient",
+    "Entry",
+    "EntryType",
+    "OAuthCredentials",
+    "RetryPolicy",
+    "UploadResult",
+    "UploadSession",
+]
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+TUS_VERSION = "1.0.0"
+OFFSET_OCTET_STREAM = "application/offset+octet-stream"
+LONG_POLL_MAX = 120  # seconds; the server's cap for /changes/wait
+LONG_POLL_GRACE = 30.0  # extra HTTP read time past the server's long-poll timeout
+
+
+@contextmanager
+def _foreign_errors() -> Iterator[None]:
+    """The boundary: httpx's exceptions leave this module only as DroplineErrors."""
+    try:
+        yield
+    except FOREIGN_ERRORS as exc:
+        raise from_transport_error(exc) from exc
+
+
+def _quote_id(entry_id: str) -> str:
+    if not entry_id:
+        raise ValidationError("an entry id is required")
+    return quote(entry_id, safe="")
+
+
+def _etag(rev: str) -> str:
+    return f'"{rev}"'
+
+
+def _unquote_etag(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+
+def _int_header(response: httpx.Response, name: str) -> int | None:
+    raw = response.headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ProtocolError(f"the {name} header is not a number: {raw!r:.40}") from None
+    if value < 0:
+        raise ProtocolError(f"the {name} header is negative: {value}")
+    return value
+
+
+def _sha256_from_repr_digest(value: str | None) -> str | None:
+    """Hex SHA-256 from ``Repr-Digest: sha-256=:<base64>:`` (RFC 9530), if present."""
+    if not value:
+        return None
+    for member in value.split(","):
+        name, _, rest = member.strip().partition("=")
+        if name.strip().lower() != "sha-256":
+            continue
+        rest = rest.strip()
+        if len(rest) < 2 or rest[0] != ":" or rest[-1] != ":":
+            return None
+        try:
+            raw = base64.b64decode(rest[1:-1], validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return raw.hex() if len(raw) == 32 else None
+    return None
+
+
+def encode_upload_metadata(pairs: Mapping[str, str]) -> str:
+    """tus ``Upload-Metadata``: comma-separated ``key base64(value)`` pairs."""
+    return ",".join(
+        f"{key} {base64.b64encode(value.encode('utf-8')).decode('ascii')}"
+        for key, value in pairs.items()
+    )
+
+
+def _chunk_checksum(data: bytes | memoryview) -> str:
+    return "sha256 " + base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def _upload_result(response: httpx.Response) -> UploadResult:
+    offset = _int_header(response, "Upload-Offset")
+    if offset is None:
+        raise ProtocolError("the upload answer has no Upload-Offset")
+    return UploadResult(
+        offset=offset,
+        length=_int_header(response, "Upload-Length"),
+        entry_id=response.headers.get("Dropline-Entry-Id"),
+        rev=response.headers.get("Dropline-Rev"),
+    )
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError(
+            f"the server's answer to {response.request.url.path} is not JSON"
+        ) from None
+
+
+class ContentStream:
+    """An open download: where it starts, what it is, and its bytes as they arrive."""
+
+    def __init__(self, response: httpx.Response, requested_start: int) -> None:
+        self._response = response
+        self.status = response.status_code
+        self.rev = _unquote_etag(response.headers.get("ETag"))
+        self.sha256 = _sha256_from_repr_digest(response.headers.get("Repr-Digest"))
+        length = _int_header(response, "Content-Length")
+        if self.status == 206:
+            self.offset, self.total = self._content_range(response.headers.get("Content-Range"))
+            if self.offset != requested_start:
+                raise ProtocolError(
+                    f"asked for bytes from {requested_start}, got them from {self.offset}"
+                )
+        else:
+            # A 200 to a Range request means If-Range did not match: the whole file comes.
+            self.offset = 0
+            self.total = length
+
+    @property
+    def resumed(self) -> bool:
+        return self.status == 206
+
+    @staticmethod
+    def _content_range(value: str | None) -> tuple[int, int | None]:
+        # "bytes 100-999/1000"
+        if not value or not value.startswith("bytes "):
+            raise ProtocolError(f"a 206 answer with Content-Range {value!r}")
+        span, _, total = value[len("bytes ") :].partition("/")
+        first, _, _last = span.partition("-")
+        try:
+            return int(first), None if total.strip() == "*" else int(total)
+        except ValueError:
+            raise ProtocolError(f"a 206 answer with Content-Range {value!r}") from None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; a connection lost midway raises UnavailableError."""
+        with _foreign_errors():
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+
+
+class DroplineClient:
+    """The async client. Use as ``async with DroplineClient(url, credentials) as client``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: httpx.Auth,
+        *,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float | httpx.Timeout = 30.0,
+        max_connections: int = 16,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker()
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            auth=credentials,
+            transport=transport,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"User-Agent": "dropline-sdk/0.1", "Accept": "application/json"},
+            follow_redirects=False,  # never carry a credential to a place we did not name
+        )
+        self.base_url = self._http.base_url
+
+    async def __aenter__(self) -> DroplineClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _url(self, url: str) -> httpx.URL:
+        """Resolve ``url`` against the base; refuse another origin (it would get our token)."""
+        target = self.base_url.join(url)
+        base = self.base_url
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            raise ValidationError(
+                f"refusing to send credentials to {target.scheme}://{target.host}: "
+                "it is not the configured server",
+                title="Unexpected address",
+            )
+        return target
+
+    async def _send_once(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        content: bytes | memoryview | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        self.breaker.before_call()
+        extensions = {"timeout": timeout.as_dict()} if timeout is not None else None
+        try:
+            with _foreign_errors():
+                request = self._http.build_request(
+                    method,
+                    self._url(url),
+                    params=params,
+                    json=json,
+                    content=bytes(content) if isinstance(content, memoryview) else content,
+                    headers=headers,
+                    extensions=extensions,
+                )
+                response = await self._http.send(request, stream=stream)
+        except DroplineError as err:
+            if isinstance(err, UnavailableError):
+                self.breaker.record_failure()
+            else:
+                self.breaker.release()
+            raise
+        except BaseException:
+            self.breaker.release()
+            raise
+        if response.is_success:
+            self.breaker.record_success()
+            return response
+        try:
+            if stream:
+                with _foreign_errors():
+                    await response.aread()
+        finally:
+            await response.aclose()
+        failure = from_response(response)
+        if isinstance(failure, UnavailableError):
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()
+        raise failure
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool = True,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        policy = retry or self.retry
+        what = f"{method} {url.partition('?')[0]}"
+        return await policy.call(
+            lambda: self._send_once(method, url, **kwargs), idempotent=idempotent, what=what
+        )
+
+    async def _entry(self, method: str, url: str, **kwargs: Any) -> Entry:
+        response = await self._request(method, url, **kwargs)
+        return Entry.from_json(_json(response))
+
+    # -- account and files -------------------------------------------------------------
+
+    async def me(self) -> Account:
+        response = await self._request("GET", f"{API}/me")
+        return Account.from_json(_json(response))
+
+    async def metadata(self, path: str) -> Entry:
+        """The entry at ``path``; :class:`NotFoundError` if there is none."""
+        return await self._entry("GET", f"{API}/metadata", params={"path": path})
+
+    async def get(self, entry_id: str) -> Entry:
+        return await self._entry("GET", f"{API}/files/{_quote_id(entry_id)}")
+
+    async def iter_folder(
+        self,
+        path: str | None = None,
+        parent_id: str | None = None,
+        *,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Entry]:
+        """A folder's entries sorted by name, fetched page by page."""
+        if (path is None) == (parent_id is None):
+            raise ValidationError("list a folder by path or by parent_id (exactly one)")
+        params: dict[str, str | int] = (
+            {"path": path} if path is not None else {"parent_id": str(parent_id)}
+        )
+        if page_size is not None:
+            params["limit"] = page_size
+        while True:
+            response = await self._request("GET", f"{API}/files", params=params)
+            page = EntryPage.from_json(_json(response))
+            for entry in page.entries:
+                yield entry
+            if page.next_cursor is None:
+                return
+            params["cursor"] = page.next_cursor
+
+    async def list_folder(
+        self,
+        path: str | None = None,
+        parent_id: str | None = None,
+        *,
+        page_size: int | None = None,
+    ) -> list[Entry]:
+        return [e async for e in self.iter_folder(path, parent_id, page_size=page_size)]
+
+    async def create_folder(self, path: str) -> Entry:
+        """Create ``path`` and missing parents; an existing folder is returned as is."""
+        # Safe to replay: the API answers 200 with the folder when it already exists.
+        return await self._entry("POST", f"{API}/folders", json={"path": path})
+
+    async def move(self, entry_id: str, new_path: str, if_rev: str | None = None) -> Entry:
+        """Move or rename; with ``if_rev`` only if the entry is still at that revision."""
+        headers = {"If-Match": _etag(if_rev)} if if_rev is not None else None
+        return await self._entry(
+            "PATCH",
+            f"{API}/files/{_quote_id(entry_id)}",
+            json={"path": new_path},
+            headers=headers,
+            idempotent=False,
+        )
+
+    async def delete(self, entry_id: str, if_rev: str | None = None) -> None:
+        """Move to the trash; with ``if_rev`` only if the entry is still at that revision."""
+        headers = {"If-Match": _etag(if_rev)} if if_rev is not None else None
+        url = f"{API}/files/{_quote_id(entry_id)}"
+        ambiguous = False
+
+        async def attempt() -> None:
+            nonlocal ambiguous
+            try:
+                await self._send_once("DELETE", url, headers=headers)
+            except NotFoundError:
+                if ambiguous:
+                    return  # an earlier attempt deleted it; only its answer was lost
+                raise
+            except DroplineError as err:
+                ambiguous = ambiguous or request_may_have_applied(err)
+                raise
+
+        await self.retry.call(attempt, what=f"DELETE {url}")
+
+    # -- change feed -------------------------------------------------------------------
+
+    async def latest_cursor(self) -> str:
+        response = await self._request("GET", f"{API}/changes/latest-cursor")
+        doc = _json(response)
+        cursor = doc.get("cursor") if isinstance(doc, dict) else None
+        if not isinstance(cursor, str):
+            raise ProtocolError("latest-cursor answered without a cursor")
+        return cursor
+
+    async def changes(self, cursor: str | None = None, limit: int | None = None) -> ChangePage:
+        """One page of changes after ``cursor`` (from the start of the feed without one)."""
+        params: dict[str, str | int] = {}
+        if cursor is not None:
+            params["cursor"] = cursor
+        if limit is not None:
+            params["limit"] = limit
+        response = await self._request("GET", f"{API}/changes", params=params)
+        return ChangePage.from_json(_json(response))
+
+    async def wait_changes(self, cursor: str, timeout: float = 60) -> ChangePage:
+        """Long-poll: a page as soon as something changes after ``cursor``, or empty after
+        ``timeout`` seconds (at most 120)."""
+        seconds = max(1, min(LONG_POLL_MAX, int(timeout)))
+        if self.breaker.state != "closed":
+            # After an outage, probe with a quick call: a long-poll as the breaker's only
+            # probe would keep every other request failing fast for the whole poll.
+            page = await self.changes(cursor)
+            if page.changes:
+                return page
+        http_timeout = httpx.Timeout(
+            self._http.timeout.connect,
+            read=seconds + LONG_POLL_GRACE,
+            write=self._http.timeout.write,
+            pool=self._http.timeout.pool,
+        )
+        response = await self._request(
+            "GET",
+            f"{API}/changes/wait",
+            params={"cursor": cursor, "timeout": seconds},
+            timeout=http_timeout,
+        )
+        return ChangePage.from_json(_json(response))
+
+    # -- tus uploads -------------------------------------------------------------------
+
+    async def create_upload(
+        self,
+        path: str,
+        length: int,
+        *,
+        sha256: str | None = None,
+        mtime: float | None = None,
+        if_rev: str | None = None,
+        data: bytes | memoryview | None = None,
+    ) -> UploadSession:
+        """Start a tus upload of ``length`` bytes to ``path``; ``data`` may carry the first
+        bytes (creation-with-upload: a small file is published by this one request)."""
+        if length < 0:
+            raise ValidationError("an upload length cannot be negative")
+        meta = {"path": path}
+        if sha256 is not None:
+            meta["sha256"] = sha256
+        if mtime is not None:
+            meta["mtime"] = repr(float(mtime))
+        if if_rev is not None:
+            meta["if_rev"] = if_rev
+        headers = {
+            "Tus-Resumable": TUS_VERSION,
+            "Upload-Length": str(length),
+            "Upload-Metadata": encode_upload_metadata(meta),
+        }
+        if data is not None:
+            headers["Content-Type"] = OFFSET_OCTET_STREAM
+            headers["Upload-Checksum"] = _chunk_checksum(data)
+        # Not replayed once the server may have it: a second POST would start a second
+        # upload, and with if_rev="none" a replay of a finished one would fail as stale.
+        response = await self._request(
+            "POST", f"{API}/uploads", headers=headers, content=data, idempotent=False
+        )
+        location = response.headers.get("Location")
+        if not location:
+            raise ProtocolError("the upload was created without a Location")
+        offset = _int_header(response, "Upload-Offset")
+        return UploadSession(
+            url=location,
+            offset=offset or 0,
+            length=length,
+            entry_id=response.headers.get("Dropline-Entry-Id"),
+            rev=response.headers.get("Dropline-Rev"),
+        )
+
+    async def upload_status(self, url: str) -> UploadResult:
+        """``HEAD`` the upload: its durable offset and, once published, its entry id."""
+        response = await self._request("HEAD", url, headers={"Tus-Resumable": TUS_VERSION})
+        return _upload_result(response)
+
+    async def upload_offset(self, url: str) -> int:
+        return (await self.upload_status(url)).offset
+
+    async def append(
+        self,
+        url: str,
+        offset: int,
+        data: bytes | memoryview,
+        checksum: bool = True,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> UploadResult:
+        """``PATCH`` ``data`` at ``offset``. Replayed only when it certainly did not arrive;
+        after anything else ask :meth:`upload_status` for the offset and go on from there."""
+        headers = {
+            "Tus-Resumable": TUS_VERSION,
+            "Upload-Offset": str(offset),
+            "Content-Type": OFFSET_OCTET_STREAM,
+        }
+        if checksum:
+            headers["Upload-Checksum"] = _chunk_checksum(data)
+        response = await self._request(
+            "PATCH", url, headers=headers, content=data, idempotent=False, retry=retry
+        )
+        return _upload_result(response)
+
+    async def terminate_upload(self, url: str) -> None:
+        """Abandon an upload; one that is already gone counts as terminated."""
+        with suppress(NotFoundError):
+            await self._request("DELETE", url, headers={"Tus-Resumable": TUS_VERSION})
+
+    # -- downloads ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def open_content(
+        self,
+        entry_id: str,
+        start: int = 0,
+        if_range: str | None = None,
+    ) -> AsyncIterator[ContentStream]:
+        """Stream a file's bytes from ``start``. With ``if_range`` (a rev) the server sends
+        the rest only if the file is still at that rev, and the whole file otherwise."""
+        headers: dict[str, str] = {"Accept": "*/*", "Accept-Encoding": "identity"}
+        if start > 0:
+            headers["Range"] = f"bytes={start}-"
+            if if_range is not None:
+                headers["If-Range"] = _etag(if_range)
+        response = await self._request(
+            "GET",
+            f"{API}/files/{_quote_id(entry_id)}/content",
+            headers=headers,
+            stream=True,
+        )
+        try:
+            yield ContentStream(response, start)
+        finally:
+            await response.aclose()

@@ -1,0 +1,35 @@
+"""Table models of the tray's windows: history (paged), current transfers, issues.
+
+Kept apart from the views and from the agent: each model is fed plain protocol
+records, and the history model pulls pages through a fetch function it is given,
+so every model can be tested on its own.
+"""
+
+from __future__ import annotations
+
+from ui.models._base import (
+    OpacityRole,
+    ProgressRole,
+    RowRole,
+    SortRole,
+    file_name,
+    folder_name,
+)
+from ui.models.history import HistoryFilter, HistoryModel, PageFetcher
+from ui.models.issues import IssuesModel
+from ui.models.transfers import Transfer, TransfersModel
+
+__all__ = [
+    "HistoryFilter",
+    "HistoryModel",
+    "IssuesModel",
+    "OpacityRole",
+    "PageFetcher",
+    "ProgressRole",
+    "RowRole",
+    "SortRole",
+    "Transfer",
+    "TransfersModel",
+    "file_name",
+    "folder_name",
+]

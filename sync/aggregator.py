@@ -135,6 +135,8 @@ class Aggregator:
         oldest = self._oldest()
         if oldest is None:
             return None
+        # A hair of slack so a caller that sleeps exactly until next_deadline() gets it.
+        now += 1e-6
         if now - self._last_event < DEBOUNCE and now - oldest < MAX_DELAY:
             return None
         if self._full is not None:

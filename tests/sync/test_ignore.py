@@ -1,0 +1,49 @@
+"""Default and per-folder ignore rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from sync.ignore import IgnoreRules
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "~$report.docx",
+        "sub/.~lock.budget.ods#",
+        "download.crdownload",
+        "a/b/file.part",
+        "x.tmp",
+        ".DS_Store",
+        "photos/Thumbs.db",
+        "desktop.ini",
+        ".notes.txt.swp",
+        "backup~",
+    ],
+)
+def test_temporary_and_system_files_are_ignored_by_default(rel: str) -> None:
+    assert IgnoreRules().ignored(rel)
+
+
+def test_engine_directory_is_ignored_even_without_defaults() -> None:
+    rules = IgnoreRules(defaults=False)
+    assert rules.ignored(".dropline", is_dir=True)
+    assert rules.ignored_any(".dropline/partial/abc.part")
+    assert not rules.ignored("x.tmp")
+
+
+@pytest.mark.parametrize("rel", ["report.docx", "tmp/notes.txt", "part/a.txt", "Thumbs.db.pdf"])
+def test_ordinary_files_are_not_ignored(rel: str) -> None:
+    assert not IgnoreRules().ignored(rel)
+
+
+def test_folder_patterns_follow_gitignore_rules() -> None:
+    rules = IgnoreRules(["build/", "*.log", "!keep.log", "/top-only.txt"])
+    assert rules.ignored("build", is_dir=True)
+    assert rules.ignored_any("build/out/a.o")
+    assert rules.ignored("logs/x.log")
+    assert not rules.ignored("keep.log")
+    assert rules.ignored("top-only.txt")
+    assert not rules.ignored("sub/top-only.txt")
+    assert not rules.ignored("build")  # a file called build is not the build/ folder

@@ -7,6 +7,7 @@ exceptions become :mod:`sync.errors`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -139,8 +140,16 @@ def encode_upload_metadata(pairs: Mapping[str, str]) -> str:
     )
 
 
-def _chunk_checksum(data: bytes | memoryview) -> str:
+def chunk_checksum(data: bytes | memoryview) -> str:
+    """The tus ``Upload-Checksum`` value for ``data``."""
     return "sha256 " + base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+async def _chunk_checksum(data: bytes | memoryview) -> str:
+    # Hashing megabytes takes milliseconds: do it off the event loop (hashlib frees the GIL).
+    if len(data) > 1024 * 1024:
+        return await asyncio.to_thread(chunk_checksum, data)
+    return chunk_checksum(data)
 
 
 def _upload_result(response: httpx.Response) -> UploadResult:
@@ -485,7 +494,7 @@ class DroplineClient:
         }
         if data is not None:
             headers["Content-Type"] = OFFSET_OCTET_STREAM
-            headers["Upload-Checksum"] = _chunk_checksum(data)
+            headers["Upload-Checksum"] = await _chunk_checksum(data)
         # Not replayed once the server may have it: a second POST would start a second
         # upload, and with if_rev="none" a replay of a finished one would fail as stale.
         response = await self._request(
@@ -516,19 +525,22 @@ class DroplineClient:
         url: str,
         offset: int,
         data: bytes | memoryview,
-        checksum: bool = True,
+        checksum: bool | str = True,
         *,
         retry: RetryPolicy | None = None,
     ) -> UploadResult:
         """``PATCH`` ``data`` at ``offset``. Replayed only when it certainly did not arrive;
-        after anything else ask :meth:`upload_status` for the offset and go on from there."""
+        after anything else ask :meth:`upload_status` for the offset and go on from there.
+        ``checksum`` may be a ready ``Upload-Checksum`` value (``sha256 <base64>``)."""
         headers = {
             "Tus-Resumable": TUS_VERSION,
             "Upload-Offset": str(offset),
             "Content-Type": OFFSET_OCTET_STREAM,
         }
-        if checksum:
-            headers["Upload-Checksum"] = _chunk_checksum(data)
+        if isinstance(checksum, str):
+            headers["Upload-Checksum"] = checksum
+        elif checksum:
+            headers["Upload-Checksum"] = await _chunk_checksum(data)
         response = await self._request(
             "PATCH", url, headers=headers, content=data, idempotent=False, retry=retry
         )

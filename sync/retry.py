@@ -8,7 +8,9 @@ have taken effect on the server is only replayed when it is idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -52,6 +54,15 @@ class RetryPolicy:
             return False
         return idempotent or not request_may_have_applied(exc)
 
+    def backoff(self, failures: int, retry_after: float | None = None) -> float:
+        """Full-jitter wait after the ``failures``-th failure in a row, at least ``retry_after``."""
+        window = min(self.maximum, self.initial * 2 ** max(0, failures - 1))
+        delay = random.uniform(0, window)
+        return max(delay, retry_after) if retry_after is not None else delay
+
+    async def pause(self, seconds: float) -> None:
+        await (self.sleep or asyncio.sleep)(seconds)
+
     def retrying(self, *, idempotent: bool = True, what: str = "request") -> AsyncRetrying:
         """A tenacity controller for one logical call, described as ``what`` in the log."""
         jitter = wait_random_exponential(multiplier=self.initial, max=self.maximum)
@@ -71,7 +82,7 @@ class RetryPolicy:
                 what,
                 state.attempt_number,
                 self.attempts,
-                _reason(exc),
+                failure_reason(exc),
                 delay,
             )
 
@@ -105,7 +116,7 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(attempts=1)
 
 
-def _reason(exc: BaseException | None) -> str:
+def failure_reason(exc: BaseException | None) -> str:
     if exc is None:
         return "no error"
     if isinstance(exc, DroplineError):

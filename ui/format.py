@@ -19,8 +19,8 @@ def size(n: int | float) -> str:
     while value >= 1024 and unit < len(_UNITS) - 1:
         value /= 1024
         unit += 1
-    # Three significant figures read well and keep columns narrow.
-    text = f"{value:.1f}" if value < 100 else f"{value:.0f}"
+    # One decimal only where it carries information: "3.4 MB", but "47 KB".
+    text = f"{value:.1f}" if value < 10 else f"{value:.0f}"
     return f"{text} {_UNITS[unit]}"
 
 

@@ -91,7 +91,7 @@ class _EventWorker(QObject):
 
     connected = Signal(object)  # status snapshot
     disconnected = Signal(str)  # why, in words
-    event = Signal(str, object)  # name, data
+    agentEvent = Signal(str, object)  # name, data
     agentStarted = Signal(int)  # pid of an agent this tray launched
     launchFailed = Signal(str)
 
@@ -130,7 +130,7 @@ class _EventWorker(QObject):
                 self.connected.emit(subscription.snapshot)
                 try:
                     for ev in subscription:
-                        self.event.emit(ev.name, ev.data)
+                        self.agentEvent.emit(ev.name, ev.data)
                 except ControlError as exc:
                     log.warning("event stream broke: %s", exc)
                 with self._lock:
@@ -172,7 +172,7 @@ class AgentLink(QObject):
 
     connected = Signal(object)  # status snapshot after (re)subscribing
     disconnected = Signal(str)
-    event = Signal(str, object)  # name, data
+    agentEvent = Signal(str, object)  # name, data
     agentStarted = Signal(int)
     launchFailed = Signal(str)
     _submit = Signal(int, str, object)
@@ -203,7 +203,7 @@ class AgentLink(QObject):
         self._event_thread.started.connect(self._events.run)
         self._events.connected.connect(self._on_connected)
         self._events.disconnected.connect(self._on_disconnected)
-        self._events.event.connect(self.event)
+        self._events.agentEvent.connect(self.agentEvent)
         self._events.agentStarted.connect(self._on_agent_started)
         self._events.launchFailed.connect(self.launchFailed)
 

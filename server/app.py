@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,11 +11,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from server import errors
+from server.blobs import LocalBlobStore
+from server.changes import ChangeFeed, ChangeNotifier
 from server.db import Database
+from server.files import FileService
 from server.identity import Identity, Principal
 from server.migrations import migrate
+from server.routes import changes as changes_routes
+from server.routes import files as files_routes
 from server.routes import health, me
+from server.routes import uploads as uploads_routes
 from server.settings import Settings
+from server.uploads import UploadService
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +39,49 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     db = Database(settings.database_url)
     migrate(db)
     identity = Identity(db)
+    blobs = LocalBlobStore(settings.blob_dir)
+    notifier = ChangeNotifier()
+    files = FileService(db, blobs, on_change=notifier.notify)
+    changes = ChangeFeed(
+        db,
+        notifier,
+        retention_seconds=settings.change_retention_days * 86400,
+        max_wait=settings.longpoll_max_seconds,
+    )
+    uploads = UploadService(
+        db,
+        blobs,
+        files,
+        settings.upload_dir,
+        max_size=settings.max_upload_bytes,
+        expiry_seconds=settings.upload_expiry_seconds,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        notifier.bind(asyncio.get_running_loop())
+        cleanup_every = min(600.0, max(1.0, settings.upload_expiry_seconds / 4))
+        background = [
+            asyncio.create_task(uploads.expiry_loop(cleanup_every), name="upload-expiry"),
+            asyncio.create_task(changes.retention_loop(), name="change-retention"),
+        ]
         yield
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        uploads.close()
         db.dispose()
 
     app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan)
     app.state.settings = settings
     app.state.db = db
     app.state.identity = identity
+    app.state.blobs = blobs
+    app.state.files = files
+    app.state.changes = changes
+    app.state.uploads = uploads
 
     def api_key_authenticator(_request: Request, token: str) -> Principal | None:
         return identity.authenticate_api_key(token)
@@ -49,4 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(me.router)
+    app.include_router(files_routes.router)
+    app.include_router(uploads_routes.router)
+    app.include_router(changes_routes.router)
     return app

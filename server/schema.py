@@ -89,7 +89,7 @@ entries = Table(
         sqlite_where=text("trashed_at IS NULL"),
         postgresql_where=text("trashed_at IS NULL"),
     ),
-    Index("ix_entries_parent", "space_id", "parent_id"),
+    Index("ix_entries_parent", "space_id", "parent_id", "name"),
 )
 
 # Every published content version of a file, kept after overwrite and delete.
@@ -127,6 +127,8 @@ changes = Table(
     Column("parent_id", String(36), nullable=True),
     Column("at", Float, nullable=False),
     Index("ix_changes_space_seq", "space_id", "seq"),
+    # Sequence numbers are cursors: never reuse one, even after retention pruned the newest.
+    sqlite_autoincrement=True,
 )
 
 # Per-space lowest sequence still in the feed; cursors below it have expired.
@@ -154,7 +156,9 @@ uploads = Table(
     Column("metadata", Text, nullable=False, default="{}"),
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
+    # Set when the upload was published: the entry and rev it became.
     Column("entry_id", String(36), nullable=True),
+    Column("rev", String(32), nullable=True),
 )
 
 # --- Security (audit trail, events outbox, OAuth, policies, bans, mTLS, encryption) ---

@@ -1,0 +1,160 @@
+"""tus 1.0.0 routes at ``/api/v1/uploads``: headers in, :class:`UploadService` calls, headers out."""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from starlette.requests import ClientDisconnect
+
+from server.auth import AnyPrincipal, WritePrincipal
+from server.problems import Problem
+from server.uploads import (
+    OFFSET_OCTET_STREAM,
+    TUS_EXTENSIONS,
+    TUS_VERSION,
+    BodyCut,
+    UploadService,
+    UploadState,
+)
+
+CHECKSUM_ALGORITHMS = "sha256,sha1"
+
+
+def require_tus(tus_resumable: Annotated[str | None, Header()] = None) -> None:
+    if (tus_resumable or "").strip() != TUS_VERSION:
+        raise Problem(
+            "tus-version",
+            f"send 'Tus-Resumable: {TUS_VERSION}'",
+            headers={"Tus-Version": TUS_VERSION},
+        )
+
+
+router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
+TusHeaders = Depends(require_tus)
+
+
+def _uploads(request: Request) -> UploadService:
+    service: UploadService = request.app.state.uploads
+    return service
+
+
+def _content_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit():
+        raise Problem("bad-request", "Content-Length is malformed")
+    return int(raw)
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                yield chunk
+    except ClientDisconnect:
+        raise BodyCut() from None
+
+
+def _headers(state: UploadState) -> dict[str, str]:
+    headers = {
+        "Tus-Resumable": TUS_VERSION,
+        "Upload-Offset": str(state.offset),
+        "Upload-Expires": email.utils.formatdate(state.expires_at, usegmt=True),
+        "Cache-Control": "no-store",
+    }
+    if state.entry_id is not None and state.rev is not None:
+        headers["Dropline-Entry-Id"] = state.entry_id
+        headers["Dropline-Rev"] = state.rev
+    return headers
+
+
+@router.options("", status_code=204)
+def options(principal: AnyPrincipal, request: Request) -> Response:
+    return Response(
+        status_code=204,
+        headers={
+            "Tus-Resumable": TUS_VERSION,
+            "Tus-Version": TUS_VERSION,
+            "Tus-Extension": TUS_EXTENSIONS,
+            "Tus-Checksum-Algorithm": CHECKSUM_ALGORITHMS,
+            "Tus-Max-Size": str(_uploads(request).max_size),
+        },
+    )
+
+
+@router.post("", status_code=201, dependencies=[TusHeaders])
+async def create(
+    principal: WritePrincipal,
+    request: Request,
+    upload_length: Annotated[str | None, Header()] = None,
+    upload_defer_length: Annotated[str | None, Header()] = None,
+    upload_metadata: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str | None, Header()] = None,
+) -> Response:
+    content_length = _content_length(request)
+    with_data = (content_type or "").split(";")[0].strip().lower() == OFFSET_OCTET_STREAM
+    if not with_data and content_length:
+        raise Problem(
+            "unsupported-media-type", f"data sent with the POST needs {OFFSET_OCTET_STREAM}"
+        )
+    try:
+        state = await _uploads(request).create(
+            principal,
+            upload_length=upload_length,
+            defer_length=upload_defer_length,
+            metadata=upload_metadata,
+            body=_body(request) if with_data else None,
+            content_length=content_length,
+        )
+    except BodyCut:
+        return Response(status_code=400)  # nobody is listening any more
+    headers = _headers(state)
+    headers["Location"] = f"/api/v1/uploads/{state.id}"
+    if not with_data:
+        del headers["Upload-Offset"]
+    return Response(status_code=201, headers=headers)
+
+
+@router.head("/{upload_id}", dependencies=[TusHeaders])
+async def head(principal: WritePrincipal, request: Request, upload_id: str) -> Response:
+    state = await _uploads(request).head(principal, upload_id)
+    headers = _headers(state)
+    headers["Upload-Length"] = str(state.length)
+    if state.metadata:
+        headers["Upload-Metadata"] = state.metadata
+    return Response(status_code=200, headers=headers)
+
+
+@router.patch("/{upload_id}", status_code=204, dependencies=[TusHeaders])
+async def patch(
+    principal: WritePrincipal,
+    request: Request,
+    upload_id: str,
+    upload_offset: Annotated[str | None, Header()] = None,
+    upload_checksum: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str | None, Header()] = None,
+) -> Response:
+    try:
+        state, _cut = await _uploads(request).append(
+            principal,
+            upload_id,
+            upload_offset=upload_offset,
+            checksum=upload_checksum,
+            content_type=content_type,
+            content_length=_content_length(request),
+            body=_body(request),
+        )
+    except BodyCut:
+        return Response(status_code=400)  # nobody is listening any more
+    return Response(status_code=204, headers=_headers(state))
+
+
+@router.delete("/{upload_id}", status_code=204, dependencies=[TusHeaders])
+async def terminate(principal: WritePrincipal, request: Request, upload_id: str) -> Response:
+    await _uploads(request).terminate(principal, upload_id)
+    return Response(status_code=204, headers={"Tus-Resumable": TUS_VERSION})

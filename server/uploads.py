@@ -1,0 +1,764 @@
+"""tus 1.0.0 upload sessions: create, append, report the offset, terminate, expire, publish.
+
+The protocol is written here rather than taken from a library. We looked at the
+maintained Python tus servers (asgi-tus, tussi, tuspyserver, fastapi-tusd,
+resumable-upload): each keeps its own storage layout and metadata files and
+calls back once a file is done. None lets the last PATCH publish the revision in
+our database transaction together with its change row, keeps a running
+whole-file SHA-256 across PATCHes (so completion never re-reads the bytes), or
+checks ownership against our credentials.
+
+Bytes are staged in ``<upload_dir>/<id>.part``: buffered into pieces, written and
+hashed off the event loop (hashlib releases the GIL), fsynced before the new
+offset is recorded, so the offset ``HEAD`` reports is always durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, delete, select, update
+
+from server import schema
+from server.blobs import BlobStore, new_blob_id
+from server.db import Database
+from server.files import Entry, FileService
+from server.identity import Principal
+from server.names import join_path, normalize_name, normalize_path
+from server.problems import Problem
+
+log = logging.getLogger(__name__)
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,creation-with-upload,checksum,termination,expiration"
+CHECKSUMS: dict[str, Callable[[], Any]] = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
+OFFSET_OCTET_STREAM = "application/offset+octet-stream"
+
+PIECE_SIZE = 4 * 1024 * 1024  # body bytes gathered before one write+hash off the loop
+REHASH_READ = 4 * 1024 * 1024
+LOCK_WAIT_SECONDS = 10.0  # how long a request waits for another one on the same upload
+EARLY_CHECK_BYTES = 1024 * 1024  # above this, preconditions are checked before any byte
+MAX_METADATA_CHARS = 16 * 1024
+MAX_NUMBER_DIGITS = 19
+
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+_REV = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+U = schema.uploads
+T = TypeVar("T")
+
+
+class BodyCut(Exception):
+    """The client went away in the middle of the request body."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadTarget:
+    """What ``Upload-Metadata`` asked for."""
+
+    path: str
+    sha256: str | None = None
+    mtime: float | None = None
+    if_rev: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadState:
+    """What a tus answer reports about one upload."""
+
+    id: str
+    length: int
+    offset: int
+    expires_at: float
+    metadata: str
+    entry_id: str | None = None
+    rev: str | None = None
+
+
+@dataclass
+class _Live:
+    """In-memory state of one upload: its lock and the running whole-file hash."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    hasher: Any = None  # hashlib object covering bytes [0, offset); None: rebuild from disk
+    offset: int = -1
+    users: int = 0  # requests holding or waiting for the lock; forgotten only at zero
+
+
+# -- header parsing ------------------------------------------------------------
+
+
+def parse_number(value: str | None, header: str) -> int | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or not text.isascii() or not text.isdigit() or len(text) > MAX_NUMBER_DIGITS:
+        raise Problem("bad-request", f"{header} must be a non-negative integer")
+    return int(text)
+
+
+def parse_metadata(raw: str | None) -> dict[str, str]:
+    """``Upload-Metadata``: comma-separated ``key base64(value)`` pairs (value optional)."""
+    if raw is None or not raw.strip():
+        return {}
+    if len(raw) > MAX_METADATA_CHARS:
+        raise Problem("bad-request", "Upload-Metadata is too long")
+    result: dict[str, str] = {}
+    for pair in raw.split(","):
+        pair = pair.strip()
+        if not pair:
+            continue
+        key, _, encoded = pair.partition(" ")
+        if not key.isascii() or not key.isprintable() or key in result:
+            raise Problem("bad-request", f"Upload-Metadata has a bad or repeated key {key!r}")
+        try:
+            value = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise Problem(
+                "bad-request", f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text"
+            ) from None
+        result[key] = value
+    return result
+
+
+def target_from_metadata(meta: dict[str, str]) -> UploadTarget:
+    if "path" in meta:
+        path = normalize_path(meta["path"])
+    elif "filename" in meta:
+        parent = normalize_path(meta.get("parent_path") or "/", allow_root=True)
+        path = join_path(parent, normalize_name(meta["filename"]))
+    else:
+        raise Problem("validation", "Upload-Metadata needs 'path' (or 'filename')")
+    sha256 = meta.get("sha256")
+    if sha256 is not None and not _SHA256.match(sha256):
+        raise Problem("validation", "metadata 'sha256' must be 64 hex digits")
+    mtime: float | None = None
+    if "mtime" in meta:
+        try:
+            mtime = float(meta["mtime"])
+        except ValueError:
+            mtime = math.nan
+        if not math.isfinite(mtime) or mtime < 0:
+            raise Problem("validation", "metadata 'mtime' must be seconds since the epoch")
+    if_rev = meta.get("if_rev")
+    if if_rev is not None and not _REV.match(if_rev):
+        raise Problem("validation", "metadata 'if_rev' must be a rev or 'none'")
+    return UploadTarget(
+        path=path, sha256=sha256.lower() if sha256 else None, mtime=mtime, if_rev=if_rev
+    )
+
+
+def parse_checksum(value: str | None) -> tuple[str, bytes] | None:
+    """``Upload-Checksum: <algorithm> <base64 digest>``."""
+    if value is None:
+        return None
+    algorithm, _, encoded = value.strip().partition(" ")
+    algorithm = algorithm.lower()
+    if algorithm not in CHECKSUMS:
+        raise Problem(
+            "unsupported-checksum",
+            f"checksum algorithm {algorithm!r} is not supported; use sha256 or sha1",
+        )
+    try:
+        digest = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise Problem("bad-request", "Upload-Checksum is not valid base64") from None
+    if len(digest) != CHECKSUMS[algorithm]().digest_size:
+        raise Problem("bad-request", f"Upload-Checksum is not a {algorithm} digest")
+    return algorithm, digest
+
+
+# -- disk work (runs on the upload executor, never on the event loop) -----------
+
+
+class _Staged:
+    """The staged file of one upload."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def write(self, data: bytearray, offset: int, hashers: Sequence[Any], final: bool) -> None:
+        if self.fd < 0:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        if data:
+            view = memoryview(data)
+            done = 0
+            while done < len(view):
+                done += os.pwrite(self.fd, view[done:], offset + done)
+            for hasher in hashers:
+                hasher.update(data)
+        if final:
+            os.fsync(self.fd)
+
+    def truncate(self, size: int) -> None:
+        if self.fd < 0:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.ftruncate(self.fd, size)
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def rehash_staged(path: Path, offset: int) -> Any:
+    """Rebuild the running SHA-256 of the first ``offset`` staged bytes (after a restart).
+
+    Bytes past ``offset`` were never recorded as received, so they are cut off.
+    """
+    hasher = hashlib.sha256()
+    with path.open("r+b") as handle:
+        handle.truncate(offset)
+        os.fsync(handle.fileno())
+        handle.seek(0)
+        remaining = offset
+        while remaining > 0:
+            chunk = handle.read(min(REHASH_READ, remaining))
+            if not chunk:
+                raise OSError(f"staged upload {path.name} is shorter than its recorded offset")
+            hasher.update(chunk)
+            remaining -= len(chunk)
+    return hasher
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+class UploadService:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        files: FileService,
+        upload_dir: Path,
+        max_size: int,
+        expiry_seconds: float,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.files = files
+        self.upload_dir = upload_dir
+        self.max_size = max_size
+        self.expiry_seconds = expiry_seconds
+        self._live: dict[str, _Live] = {}
+        # Our own pool: a slow disk must not starve the request thread pool, and
+        # pipelined writes need a future we can start and await later.
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload-io")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _staged_path(self, upload_id: str) -> Path:
+        return self.upload_dir / f"{upload_id}.part"
+
+    # -- database ----------------------------------------------------------------
+
+    def _load(self, principal: Principal, upload_id: str) -> Any:
+        if not _UPLOAD_ID.match(upload_id):
+            raise Problem("not-found", "no such upload")
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(U).where(
+                    U.c.id == upload_id,
+                    U.c.tenant_id == principal.tenant_id,
+                    U.c.user_id == principal.user_id,
+                )
+            ).first()
+        if row is None:
+            raise Problem("not-found", "no such upload")
+        return row
+
+    def _insert_row(
+        self,
+        conn: Connection,
+        principal: Principal,
+        upload_id: str,
+        length: int,
+        offset: int,
+        target: UploadTarget,
+        metadata: str,
+        now: float,
+        entry: Entry | None = None,
+    ) -> None:
+        conn.execute(
+            U.insert().values(
+                id=upload_id,
+                tenant_id=principal.tenant_id,
+                space_id=principal.space_id,
+                user_id=principal.user_id,
+                length=length,
+                offset=offset,
+                target_path=target.path,
+                sha256=target.sha256,
+                mtime=target.mtime,
+                if_rev=target.if_rev,
+                metadata=metadata,
+                created_at=now,
+                expires_at=now + self.expiry_seconds,
+                entry_id=entry.id if entry else None,
+                rev=entry.rev if entry else None,
+            )
+        )
+
+    def _record_offset(self, upload_id: str, offset: int) -> float:
+        expires_at = time.time() + self.expiry_seconds
+        with self.db.write() as conn:
+            conn.execute(
+                update(U).where(U.c.id == upload_id).values(offset=offset, expires_at=expires_at)
+            )
+        return expires_at
+
+    def _forget(self, upload_id: str) -> None:
+        """Drop an upload's row and staged bytes."""
+        with self.db.write() as conn:
+            conn.execute(delete(U).where(U.c.id == upload_id))
+        _remove(self._staged_path(upload_id))
+
+    @staticmethod
+    def _state(row: Any) -> UploadState:
+        return UploadState(
+            id=row.id,
+            length=int(row.length),
+            offset=int(row.offset),
+            expires_at=float(row.expires_at),
+            metadata=row.metadata,
+            entry_id=row.entry_id,
+            rev=row.rev,
+        )
+
+    # -- receiving bytes ---------------------------------------------------------
+
+    async def _receive(
+        self,
+        staged: _Staged,
+        start: int,
+        room: int,
+        body: AsyncIterator[bytes],
+        hashers: Sequence[Any],
+    ) -> tuple[int, bool]:
+        """Append the body at ``start``; returns (bytes written and fsynced, cut short).
+
+        Pieces are written while the next one is being received (one write in
+        flight), so disk, hashing and the network overlap.
+        """
+        buf = bytearray()
+        written = 0
+        pending: asyncio.Future[None] | None = None
+        cut = False
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                async for chunk in body:
+                    if written + len(buf) + len(chunk) > room:
+                        raise Problem("too-large", "more bytes than Upload-Length leaves room for")
+                    buf += chunk
+                    if len(buf) >= PIECE_SIZE:
+                        if pending is not None:
+                            await pending
+                        pending = loop.run_in_executor(
+                            self._executor, staged.write, buf, start + written, hashers, False
+                        )
+                        written += len(buf)
+                        buf = bytearray()
+            except BodyCut:
+                cut = True
+            if pending is not None:
+                await pending
+                pending = None
+            await self._run(staged.write, buf, start + written, hashers, True)
+            written += len(buf)
+            return written, cut
+        finally:
+            if pending is not None and not pending.done():
+                # Never leave a write running on a file about to be closed or truncated.
+                await asyncio.wait({pending})
+
+    async def _append(
+        self,
+        upload_id: str,
+        live: _Live,
+        start: int,
+        length: int,
+        checksum: tuple[str, bytes] | None,
+        body: AsyncIterator[bytes],
+    ) -> tuple[int, bool]:
+        """Receive one request body into the upload; returns (new offset, cut short).
+
+        A checksum mismatch, an oversize body or a cut connection under a checksum
+        leaves the upload exactly as it was: bytes truncated, running hash restored.
+        """
+        staged = _Staged(self._staged_path(upload_id))
+        snapshot = live.hasher.copy()
+        chunk_hasher = CHECKSUMS[checksum[0]]() if checksum else None
+        hashers = [live.hasher] if chunk_hasher is None else [live.hasher, chunk_hasher]
+        try:
+            try:
+                written, cut = await self._receive(staged, start, length - start, body, hashers)
+                if chunk_hasher is not None and checksum is not None:
+                    if cut:
+                        raise BodyCut()
+                    if chunk_hasher.digest() != checksum[1]:
+                        raise Problem(
+                            "checksum-mismatch",
+                            f"the chunk's {checksum[0]} does not match Upload-Checksum; "
+                            "it was discarded",
+                        )
+            except BaseException:
+                await asyncio.shield(self._run(staged.truncate, start))
+                live.hasher = snapshot
+                live.offset = start
+                raise
+        finally:
+            staged.close()  # closing a raw descriptor does no I/O worth a thread hop
+        live.offset = start + written
+        return start + written, cut
+
+    # -- publishing --------------------------------------------------------------
+
+    async def _complete(
+        self,
+        principal: Principal,
+        upload_id: str,
+        live: _Live,
+        length: int,
+        target: UploadTarget,
+        in_transaction: Callable[[Connection, Entry], None],
+    ) -> Entry:
+        digest = live.hasher.hexdigest()
+        staged = self._staged_path(upload_id)
+        if target.sha256 is not None and digest != target.sha256:
+            await self._run(self._forget, upload_id)
+            raise Problem(
+                "integrity",
+                f"the uploaded bytes have SHA-256 {digest}, not the declared {target.sha256}; "
+                "nothing was published and the upload was discarded",
+            )
+        blob_id = new_blob_id()
+
+        def publish() -> Entry:
+            self.blobs.put(blob_id, staged)
+            try:
+                return self.files.publish(
+                    principal,
+                    target.path,
+                    blob_id=blob_id,
+                    size=length,
+                    sha256=digest,
+                    mtime=target.mtime,
+                    if_rev=target.if_rev,
+                    in_transaction=in_transaction,
+                )
+            except BaseException:
+                self.blobs.delete(blob_id)
+                raise
+
+        try:
+            return await self._run(publish)
+        except Problem:
+            await self._run(self._forget, upload_id)
+            raise
+
+    # -- the tus operations ------------------------------------------------------
+
+    async def create(
+        self,
+        principal: Principal,
+        *,
+        upload_length: str | None,
+        defer_length: str | None,
+        metadata: str | None,
+        body: AsyncIterator[bytes] | None,
+        content_length: int | None,
+    ) -> UploadState:
+        """tus creation (and creation-with-upload when ``body`` is given)."""
+        if defer_length is not None:
+            raise Problem("bad-request", "Upload-Defer-Length is not supported; send Upload-Length")
+        length = parse_number(upload_length, "Upload-Length")
+        if length is None:
+            raise Problem("bad-request", "Upload-Length is required")
+        if length > self.max_size:
+            raise Problem(
+                "too-large",
+                f"uploads are limited to {self.max_size} bytes",
+                headers={"Tus-Max-Size": str(self.max_size)},
+            )
+        target = target_from_metadata(parse_metadata(metadata))
+        raw_metadata = (metadata or "").strip()
+        if content_length is not None and content_length > length:
+            raise Problem("too-large", "the body is longer than Upload-Length")
+        data_follows = body is not None and (content_length is None or content_length > 0)
+        early = length > EARLY_CHECK_BYTES or not data_follows or (content_length or 0) < length
+        if early or self.files.hooks:
+
+            def prechecks() -> None:
+                self.files.check(principal, "upload", target.path, length)
+                if early:
+                    # Refuse before the bytes travel when the publish could not succeed.
+                    self.files.check_publish(principal, target.path, target.if_rev)
+
+            await asyncio.to_thread(prechecks)
+
+        upload_id = uuid.uuid4().hex
+        live = _Live(hasher=hashlib.sha256(), offset=0, users=1)
+        self._live[upload_id] = live
+        persisted = False
+        offset = 0
+        try:
+            async with live.lock:
+                if data_follows and body is not None:
+                    offset, cut = await self._append(upload_id, live, 0, length, None, body)
+                    if cut:
+                        # The client never learns the upload URL from a cut POST: the
+                        # bytes cannot be resumed, so keep nothing.
+                        await self._run(_remove, self._staged_path(upload_id))
+                        raise BodyCut()
+                elif length == 0 or not data_follows:
+                    await self._run(
+                        _Staged(self._staged_path(upload_id)).write, bytearray(), 0, (), True
+                    )
+                now = time.time()
+                if offset == length:
+                    entry_box: list[Entry] = []
+
+                    def record(conn: Connection, entry: Entry) -> None:
+                        self._insert_row(
+                            conn,
+                            principal,
+                            upload_id,
+                            length,
+                            length,
+                            target,
+                            raw_metadata,
+                            now,
+                            entry,
+                        )
+                        entry_box.append(entry)
+
+                    entry = await self._complete(principal, upload_id, live, length, target, record)
+                    persisted = True
+                    return UploadState(
+                        upload_id,
+                        length,
+                        length,
+                        now + self.expiry_seconds,
+                        raw_metadata,
+                        entry.id,
+                        entry.rev,
+                    )
+
+                def insert() -> None:
+                    with self.db.write() as conn:
+                        self._insert_row(
+                            conn, principal, upload_id, length, offset, target, raw_metadata, now
+                        )
+
+                await self._run(insert)
+                persisted = True
+                return UploadState(
+                    upload_id, length, offset, now + self.expiry_seconds, raw_metadata
+                )
+        finally:
+            live.users -= 1
+            if not persisted or offset == length:
+                self._live.pop(upload_id, None)
+            if not persisted:
+                await asyncio.shield(self._run(_remove, self._staged_path(upload_id)))
+
+    async def _locked(self, upload_id: str) -> _Live:
+        live = self._live.setdefault(upload_id, _Live())
+        live.users += 1
+        try:
+            await asyncio.wait_for(live.lock.acquire(), LOCK_WAIT_SECONDS)
+        except TimeoutError:
+            self._unuse(upload_id, live, keep=True)
+            raise Problem("conflict", "another request is writing to this upload; retry") from None
+        return live
+
+    def _unuse(self, upload_id: str, live: _Live, keep: bool) -> None:
+        live.users -= 1
+        if not keep and live.users == 0 and self._live.get(upload_id) is live:
+            self._live.pop(upload_id, None)
+
+    async def _fresh_row(self, principal: Principal, upload_id: str, live: _Live) -> Any:
+        """The upload's row, checked for expiry, with the running hash in step with it."""
+        row = await asyncio.to_thread(self._load, principal, upload_id)
+        if row.entry_id is None and row.expires_at < time.time():
+            raise Problem("upload-expired", "this upload expired; start a new one")
+        if row.entry_id is None and (live.hasher is None or live.offset != row.offset):
+            live.hasher = await self._run(
+                rehash_staged, self._staged_path(upload_id), int(row.offset)
+            )
+            live.offset = int(row.offset)
+        return row
+
+    def _release(self, upload_id: str, live: _Live, keep: bool) -> None:
+        live.lock.release()
+        self._unuse(upload_id, live, keep)
+
+    async def head(self, principal: Principal, upload_id: str) -> UploadState:
+        await asyncio.to_thread(self._load, principal, upload_id)  # 404 before any waiting
+        live = await self._locked(upload_id)
+        keep = False
+        try:
+            row = await asyncio.to_thread(self._load, principal, upload_id)
+            if row.entry_id is None and row.expires_at < time.time():
+                raise Problem("upload-expired", "this upload expired; start a new one")
+            keep = live.hasher is not None and row.entry_id is None
+            return self._state(row)
+        finally:
+            self._release(upload_id, live, keep)
+
+    async def append(
+        self,
+        principal: Principal,
+        upload_id: str,
+        *,
+        upload_offset: str | None,
+        checksum: str | None,
+        content_type: str | None,
+        content_length: int | None,
+        body: AsyncIterator[bytes],
+    ) -> tuple[UploadState, bool]:
+        """tus PATCH; returns (state, cut short)."""
+        if (content_type or "").split(";")[0].strip().lower() != OFFSET_OCTET_STREAM:
+            raise Problem(
+                "unsupported-media-type", f"PATCH needs Content-Type: {OFFSET_OCTET_STREAM}"
+            )
+        offset = parse_number(upload_offset, "Upload-Offset")
+        if offset is None:
+            raise Problem("bad-request", "Upload-Offset is required")
+        parsed_checksum = parse_checksum(checksum)
+        await asyncio.to_thread(self._load, principal, upload_id)  # 404 before any waiting
+        live = await self._locked(upload_id)
+        keep = True
+        try:
+            row = await self._fresh_row(principal, upload_id, live)
+            state = self._state(row)
+            if offset != state.offset:
+                raise Problem(
+                    "offset-mismatch",
+                    f"the upload is at offset {state.offset}, not {offset}",
+                    headers={"Upload-Offset": str(state.offset)},
+                )
+            if state.entry_id is not None:
+                if content_length:
+                    raise Problem("too-large", "the upload is already complete")
+                keep = False
+                return state, False
+            if content_length is not None and offset + content_length > state.length:
+                raise Problem("too-large", "more bytes than Upload-Length leaves room for")
+            new_offset, cut = await self._append(
+                upload_id, live, offset, state.length, parsed_checksum, body
+            )
+            expires_at = await asyncio.to_thread(self._record_offset, upload_id, new_offset)
+            state = UploadState(state.id, state.length, new_offset, expires_at, state.metadata)
+            if new_offset == state.length:
+                target = UploadTarget(row.target_path, row.sha256, row.mtime, row.if_rev)
+
+                def record(conn: Connection, entry: Entry) -> None:
+                    conn.execute(
+                        update(U)
+                        .where(U.c.id == upload_id)
+                        .values(entry_id=entry.id, rev=entry.rev, offset=state.length)
+                    )
+
+                keep = False
+                entry = await self._complete(
+                    principal, upload_id, live, state.length, target, record
+                )
+                state = UploadState(
+                    state.id,
+                    state.length,
+                    state.length,
+                    expires_at,
+                    state.metadata,
+                    entry.id,
+                    entry.rev,
+                )
+            return state, cut
+        except Problem as problem:
+            if problem.slug in ("integrity", "precondition-failed", "already-exists", "conflict"):
+                keep = False
+            raise
+        finally:
+            self._release(upload_id, live, keep)
+
+    async def terminate(self, principal: Principal, upload_id: str) -> None:
+        await asyncio.to_thread(self._load, principal, upload_id)
+        live = await self._locked(upload_id)
+        try:
+            await asyncio.to_thread(self._load, principal, upload_id)
+            await self._run(self._forget, upload_id)
+        finally:
+            self._release(upload_id, live, keep=False)
+
+    # -- expiry --------------------------------------------------------------------
+
+    def _expired_ids(self, now: float) -> list[str]:
+        with self.db.read() as conn:
+            return [r.id for r in conn.execute(select(U.c.id).where(U.c.expires_at < now))]
+
+    def _sweep_orphans(self, now: float, busy: set[str]) -> int:
+        """Staged files with no upload row (a server stopped mid-POST) are removed once old."""
+        with self.db.read() as conn:
+            known = {r.id for r in conn.execute(select(U.c.id))}
+        removed = 0
+        for path in self.upload_dir.glob("*.part"):
+            upload_id = path.stem
+            if upload_id in known or upload_id in busy:
+                continue
+            try:
+                if path.stat().st_mtime < now - self.expiry_seconds:
+                    _remove(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+    async def cleanup_expired(self, now: float | None = None) -> int:
+        """Remove expired uploads (rows and bytes); returns how many went."""
+        now = time.time() if now is None else now
+        removed = 0
+        for upload_id in await asyncio.to_thread(self._expired_ids, now):
+            live = self._live.get(upload_id)
+            if live is not None and live.users > 0:
+                continue  # a request is using it right now; the next round decides
+            self._live.pop(upload_id, None)
+            await self._run(self._forget, upload_id)
+            removed += 1
+        busy = set(self._live)
+        removed += await self._run(self._sweep_orphans, now, busy)
+        if removed:
+            log.info("removed %s expired uploads", removed)
+        return removed
+
+    async def expiry_loop(self, interval: float) -> None:
+        while True:
+            try:
+                await self.cleanup_expired()
+            except Exception:  # retried next round; never fatal to the server
+                log.exception("upload cleanup failed")
+            await asyncio.sleep(interval)

@@ -1,0 +1,168 @@
+"""The scanner against a real directory tree and a journal base."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from sync import fs
+from sync.ignore import IgnoreRules
+from sync.journal import Journal
+from sync.planner import Base
+from sync.scanner import FileBusyError, ScanResult, hash_file, scan_paths, walk
+
+
+def record(j: Journal, fid: int, root: Path, rel: str, sha: str | None = "x") -> None:
+    st = fs.stat(root, rel)
+    assert st is not None
+    j.put_base(fid, rel, Base(st.is_dir, st.size, st.mtime_ns, st.inode, sha, "id-" + rel, "r"))
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> tuple[Path, Journal, int]:
+    root = tmp_path / "folder"
+    (root / "docs" / "deep").mkdir(parents=True)
+    (root / "a.txt").write_text("a")
+    (root / "docs" / "b.txt").write_text("b")
+    (root / "docs" / "deep" / "c.txt").write_text("c")
+    j = Journal(tmp_path / "home")
+    fid = j.folder_id(str(root), "/")
+    for rel in ["a.txt", "docs", "docs/b.txt", "docs/deep", "docs/deep/c.txt"]:
+        record(j, fid, root, rel)
+    return root, j, fid
+
+
+def paths(results: list[ScanResult]) -> dict[str, str]:
+    return {
+        r.path: "error"
+        if r.error
+        else "gone"
+        if r.local is None
+        else "new"
+        if r.base is None
+        else "changed"
+        for r in results
+    }
+
+
+def test_unchanged_tree_yields_nothing(tree: tuple[Path, Journal, int]) -> None:
+    root, j, fid = tree
+    seen: list[int] = []
+    assert list(walk(root, j.base_reader(fid), IgnoreRules(), counter=seen.append)) == []
+    assert sum(seen) == 5
+
+
+def test_new_changed_and_deleted_entries_are_reported(tree: tuple[Path, Journal, int]) -> None:
+    root, j, fid = tree
+    (root / "a.txt").write_text("longer now")
+    (root / "new.txt").write_text("n")
+    (root / "docs" / "b.txt").unlink()
+    (root / "~$lock.docx").write_text("ignored")
+    got = paths(list(walk(root, j.base_reader(fid), IgnoreRules())))
+    assert got == {"a.txt": "changed", "new.txt": "new", "docs/b.txt": "gone"}
+
+
+def test_deleted_folder_reports_everything_below_it(tree: tuple[Path, Journal, int]) -> None:
+    root, j, fid = tree
+    for p in ["docs/deep/c.txt", "docs/b.txt"]:
+        (root / p).unlink()
+    (root / "docs" / "deep").rmdir()
+    (root / "docs").rmdir()
+    got = paths(list(walk(root, j.base_reader(fid), IgnoreRules())))
+    assert got == {p: "gone" for p in ["docs", "docs/b.txt", "docs/deep", "docs/deep/c.txt"]}
+
+
+def test_folder_moved_in_is_walked_whole(tree: tuple[Path, Journal, int]) -> None:
+    root, j, fid = tree
+    incoming = root.parent / "outside"
+    (incoming / "sub").mkdir(parents=True)
+    (incoming / "sub" / "x.txt").write_text("x")
+    os.rename(incoming, root / "moved-in")
+    got = paths(list(scan_paths(root, j.base_reader(fid), IgnoreRules(), ["moved-in"])))
+    assert got == {"moved-in": "new", "moved-in/sub": "new", "moved-in/sub/x.txt": "new"}
+
+
+def test_scan_paths_reports_a_vanished_folder_with_its_contents(
+    tree: tuple[Path, Journal, int],
+) -> None:
+    root, j, fid = tree
+    os.rename(root / "docs", root.parent / "elsewhere")
+    got = paths(list(scan_paths(root, j.base_reader(fid), IgnoreRules(), ["docs", ".dropline/x"])))
+    assert set(got) == {"docs", "docs/b.txt", "docs/deep", "docs/deep/c.txt"}
+
+
+def test_hash_file_reads_the_content_and_counts_bytes(tree: tuple[Path, Journal, int]) -> None:
+    root, j, fid = tree
+    (root / "a.txt").write_bytes(b"hello")
+    [result] = list(walk(root, j.base_reader(fid), IgnoreRules()))
+    assert result.needs_hash and result.local is not None
+    counted: list[int] = []
+    hashed = hash_file(root, "a.txt", result.local, counted.append)
+    assert hashed.sha256 == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    assert sum(counted) == 5
+
+
+def test_locked_or_changing_file_is_busy(tree: tuple[Path, Journal, int]) -> None:
+    root, j, fid = tree
+    (root / "a.txt").write_bytes(b"hello")
+    [result] = list(walk(root, j.base_reader(fid), IgnoreRules()))
+    assert result.local is not None
+    with (root / "a.txt").open("rb") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(FileBusyError):
+            hash_file(root, "a.txt", result.local)
+    (root / "a.txt").write_bytes(b"hello, and more")
+    with pytest.raises(FileBusyError):
+        hash_file(root, "a.txt", result.local)
+
+
+def _walk_unprivileged(root: Path, index: Journal, fid: int) -> list[tuple[str, bool, bool]]:
+    """Root reads everything, so the walk runs in a forked child that dropped to nobody
+    (everything it needs is already imported and the journal connection open)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_end)
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            found = [
+                (r.path, r.error is not None, r.local is None)
+                for r in walk(root, index.base_reader(fid), IgnoreRules())
+            ]
+            os.write(write_end, json.dumps(found).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as fh:
+        data = fh.read()
+    os.waitpid(pid, 0)
+    return [tuple(x) for x in json.loads(data)]  # type: ignore[misc]
+
+
+def test_unreadable_folder_is_an_error_result_and_the_walk_goes_on() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)  # the unprivileged child must reach the tree
+        root = Path(tmp) / "folder"
+        (root / "docs" / "deep").mkdir(parents=True)
+        (root / "docs" / "deep" / "c.txt").write_text("c")
+        j = Journal(Path(tmp) / "home")
+        fid = j.folder_id(str(root), "/")
+        for rel in ["docs", "docs/deep", "docs/deep/c.txt"]:
+            record(j, fid, root, rel)
+        (root / "docs" / "new.txt").write_text("n")
+        os.chmod(root / "docs" / "deep", 0o000)
+        try:
+            results = {p: (err, gone) for p, err, gone in _walk_unprivileged(root, j, fid)}
+        finally:
+            os.chmod(root / "docs" / "deep", 0o755)
+            j.close()
+    assert results["docs/deep"] == (True, True)
+    assert "docs/deep/c.txt" not in results  # not mistaken for deleted
+    assert results["docs/new.txt"] == (False, False)  # the walk went on

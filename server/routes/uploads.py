@@ -1,4 +1,4 @@
-"""tus 1.0.0 routes at ``/api/v1/uploads``: headers in, :class:`UploadService` calls, headers out."""
+"""tus 1.0.0 routes at ``/api/v1/uploads``: headers in, service calls, headers out."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
@@ -63,7 +63,7 @@ def verify_webhook(
         )
     text = body.decode("utf-8") if isinstance(body, bytes) else body
     expected_header = signer.sign(
-        msg_id=msg_id, timestamp=datetime.fromtimestamp(sent_at, tz=timezone.utc), data=text
+        msg_id=msg_id, timestamp=datetime.fromtimestamp(sent_at, tz=UTC), data=text
     )
     expected = base64.b64decode(expected_header.partition(",")[2])
     for candidate in signatures.split():

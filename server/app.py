@@ -16,11 +16,15 @@ from server.changes import ChangeFeed, ChangeNotifier
 from server.db import Database
 from server.files import FileService
 from server.identity import Identity, Principal
+from server.middleware import RequestContextMiddleware
 from server.migrations import migrate
+from server.oauth.csrf import Csrf, load_secret
 from server.routes import changes as changes_routes
 from server.routes import files as files_routes
 from server.routes import health, me
+from server.routes import oauth as oauth_routes
 from server.routes import uploads as uploads_routes
+from server.security import Security, SecurityMiddleware
 from server.settings import Settings
 from server.uploads import UploadService
 
@@ -86,11 +90,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def api_key_authenticator(_request: Request, token: str) -> Principal | None:
         return identity.authenticate_api_key(token)
 
-    app.state.authenticators = [api_key_authenticator]
+    # Security (server.security): OAuth server, JWTs, mTLS, defender, rate limits, policy.
+    security = Security(settings, db, identity)
+    app.state.security = security
+    app.state.csrf = Csrf(load_secret(settings.data_dir))
+    app.state.authenticators = [api_key_authenticator, security.jwt_authenticator]
+    # The last added runs first: request id and source address exist before anything else.
+    app.add_middleware(SecurityMiddleware, security=security)
+    app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies)
 
     errors.install(app)
     app.include_router(health.router)
     app.include_router(me.router)
+    app.include_router(oauth_routes.router)
     app.include_router(files_routes.router)
     app.include_router(uploads_routes.router)
     app.include_router(changes_routes.router)

@@ -2,7 +2,8 @@
 
 Route modules depend on :func:`require` with the scope they need. Credential kinds
 plug in through :data:`Authenticator` callables kept on ``app.state.authenticators``
-(API keys now; OAuth JWTs and mTLS add theirs).
+(API keys, OAuth JWTs); client certificates, failure handling, per-request policy
+and rate limits come from ``app.state.security`` (server.security).
 """
 
 from __future__ import annotations
@@ -30,17 +31,34 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+def _accept(request: Request, principal: Principal) -> Principal:
+    security = getattr(request.app.state, "security", None)
+    if security is not None:
+        # Per-request policy (source address, hours) and the credential's rate limit.
+        security.after_authenticate(request, principal)
+    request.state.principal = principal
+    return principal
+
+
 def authenticate(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
+    security = getattr(request.app.state, "security", None)
+    if security is not None and "authorization" not in request.headers:
+        # Mutual TLS: a verified client certificate mapped to a service principal.
+        by_certificate = security.certificate_principal(request)
+        if by_certificate is not None:
+            return _accept(request, by_certificate)
     token = _bearer(request)
     authenticators: list[Authenticator] = request.app.state.authenticators
     for authenticator in authenticators:
         principal = authenticator(request, token)
         if principal is not None:
-            request.state.principal = principal
-            return principal
+            return _accept(request, principal)
+    if security is not None:
+        # Audit row, auth.failed event, and a strike towards a ban for the address.
+        security.on_auth_failure(request, "unknown, expired or revoked credential")
     raise Problem(
         "invalid-token",
         "the credential is unknown, expired or revoked",

@@ -37,6 +37,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "unsupported-checksum": (400, "Unsupported checksum algorithm"),
     "tus-version": (412, "Unsupported tus version"),
     "rate-limited": (429, "Too many requests"),
+    "banned": (429, "Too many failed sign-ins"),
     "internal": (500, "Internal server error"),
     "unavailable": (503, "Service unavailable"),
 }

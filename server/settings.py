@@ -49,6 +49,20 @@ class Settings:
     change_retention_days: int = 90
     longpoll_max_seconds: int = 120
     page_size_max: int = 1000
+    # Security (server.oauth, server.ratelimit, server.defender, server.audit).
+    # Proxies whose X-Forwarded-For and client-certificate header are believed (CIDRs).
+    trusted_proxies: tuple[str, ...] = ()
+    client_cert_header: str = "x-client-cert"
+    access_token_seconds: int = 900
+    refresh_token_seconds: int = 30 * 24 * 3600
+    # Generous per credential so a bulk sync runs at full speed; tight per address on
+    # the unauthenticated sign-in endpoints, where guessing happens.
+    rate_limit_per_credential: str = "2000/second"
+    rate_limit_per_ip: str = "30/second"
+    defender_max_failures: int = 10
+    defender_window_seconds: int = 300
+    defender_ban_seconds: int = 60
+    audit_retention_days: int = 365
 
     @property
     def database_path(self) -> Path:
@@ -78,6 +92,17 @@ class Settings:
             max_upload_bytes=_env_int("MAX_UPLOAD_BYTES", 50 * 1024**3),
             upload_expiry_seconds=_env_int("UPLOAD_EXPIRY_SECONDS", 24 * 3600),
             change_retention_days=_env_int("CHANGE_RETENTION_DAYS", 90),
+            trusted_proxies=tuple(
+                p.strip()
+                for p in os.environ.get(ENV_PREFIX + "TRUSTED_PROXIES", "").split(",")
+                if p.strip()
+            ),
+            client_cert_header=os.environ.get(ENV_PREFIX + "CLIENT_CERT_HEADER", "x-client-cert"),
+            rate_limit_per_credential=os.environ.get(
+                ENV_PREFIX + "RATE_LIMIT_PER_CREDENTIAL", "2000/second"
+            ),
+            rate_limit_per_ip=os.environ.get(ENV_PREFIX + "RATE_LIMIT_PER_IP", "30/second"),
+            audit_retention_days=_env_int("AUDIT_RETENTION_DAYS", 365),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in given:

@@ -52,16 +52,21 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--home", type=Path, help="the agent's home directory (env DROPLINE_AGENT_HOME)"
-    )
-    common.add_argument(
-        "--config", type=Path, help="the config file (default: agent.toml in the home)"
-    )
+    def options(default: Any) -> argparse.ArgumentParser:
+        opts = argparse.ArgumentParser(add_help=False)
+        opts.add_argument(
+            "--home", type=Path, default=default, help="the agent's home (env DROPLINE_AGENT_HOME)"
+        )
+        opts.add_argument(
+            "--config", type=Path, default=default, help="config file (default: HOME/agent.toml)"
+        )
+        return opts
 
+    # Accepted before or after the command; SUPPRESS keeps a subcommand's default from
+    # overwriting a value given before it.
+    common = options(argparse.SUPPRESS)
     parser = argparse.ArgumentParser(
-        prog=PROG, description="The Dropline sync agent", parents=[common]
+        prog=PROG, description="The Dropline sync agent", parents=[options(None)]
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

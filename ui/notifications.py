@@ -141,8 +141,12 @@ class NotificationBatcher:
             level = Level.ERROR
             if len(p.failed) == 1:
                 direction, path, why = p.failed[0]
-                verb = "uploaded" if direction == "up" else "downloaded"
-                lines.append(f"{file_name(path)} could not be {verb}" + (f": {why}" if why else ""))
+                name = file_name(path)
+                if direction in ("up", "down"):
+                    verb = "uploaded" if direction == "up" else "downloaded"
+                    lines.append(f"{name} could not be {verb}" + (f": {why}" if why else ""))
+                else:  # an issue the agent raised, with its own words
+                    lines.append(f"{name}: {why}" if why else f"{name} could not be synced")
             else:
                 lines.append(f"{fmt.plural(len(p.failed), 'file')} could not be synced")
         if p.conflicts:

@@ -122,3 +122,13 @@ def test_disabled_notifier_stays_silent(qtbot: QtBot) -> None:
     notifier.transfer("/d/Reports", "a.txt", "up", "ok")
     qtbot.wait(100)
     assert received == []
+
+
+def test_an_issue_is_announced_in_its_own_words() -> None:
+    clock = Clock()
+    batcher = NotificationBatcher(clock=clock, quiet=1)
+    batcher.transfer("/d/R", "/a\\b.txt", "", "failed", "This name can't be used on the server.")
+    clock.now += 1
+    notice = batcher.flush()
+    assert notice is not None
+    assert notice.title == "a\\b.txt: This name can't be used on the server."

@@ -1,0 +1,152 @@
+"""The transfers window: each file moving now with its progress bar, and the overall bar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QHeaderView,
+    QProgressBar,
+    QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QStyleOptionViewItem,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui import format as fmt
+from ui.models import OpacityRole, ProgressRole, TransfersModel
+from ui.status import Moving, moving_words
+from ui.widgets import EmptyState, ToolWindow, heading, muted
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws the progress column as a bar, and fades every cell of a finished transfer."""
+
+    def __init__(self, progress_column: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._column = progress_column
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        opacity = index.data(OpacityRole)
+        painter.save()
+        if isinstance(opacity, float):
+            painter.setOpacity(opacity)
+        if index.column() != self._column:
+            super().paint(painter, option, index)
+            painter.restore()
+            return
+        fraction = index.data(ProgressRole) or 0.0
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(4, 5, -4, -5)
+        bar.state = option.state | QStyle.StateFlag.State_Horizontal
+        bar.direction = option.direction
+        bar.fontMetrics = option.fontMetrics
+        bar.palette = option.palette
+        bar.minimum = 0
+        bar.maximum = 1000
+        bar.progress = round(float(fraction) * 1000)
+        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+        bar.textVisible = True
+        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
+        widget = option.widget
+        style = widget.style() if widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, widget)
+        painter.restore()
+
+
+class TransfersWindow(ToolWindow):
+    def __init__(self, model: TransfersModel, parent: QWidget | None = None) -> None:
+        super().__init__("Transfers", parent)
+        self.model = model
+        self.resize(760, 400)
+
+        self.title = heading("Nothing is moving")
+        self.summary = muted("")
+        self.overall = QProgressBar()
+        self.overall.setRange(0, 1000)
+        self.overall.setTextVisible(False)
+        self.overall.setAccessibleName("Overall progress")
+
+        self.table = QTableView()
+        self.table.setModel(model)
+        self.table.setItemDelegate(ProgressDelegate(TransfersModel.PROGRESS, self.table))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setShowGrid(False)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(30)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(TransfersModel.FILE, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(TransfersModel.PROGRESS, QHeaderView.ResizeMode.Fixed)
+        header.resizeSection(TransfersModel.PROGRESS, 220)
+        header.resizeSection(TransfersModel.FOLDER, 120)
+        header.resizeSection(TransfersModel.SPEED, 90)
+        header.resizeSection(TransfersModel.TIME_LEFT, 130)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+
+        self.empty = EmptyState(
+            "Nothing is moving right now",
+            "Files you drop into your Dropline folders appear here while they upload, "
+            "and files from the server while they download.",
+        )
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(self.table)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 14, 16, 16)
+        layout.setSpacing(8)
+        layout.addWidget(self.connection_banner)
+        layout.addWidget(self.title)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.overall)
+        layout.addWidget(self.stack, 1)
+
+        model.totalsChanged.connect(self.refresh)
+        model.rowsInserted.connect(self.refresh)
+        model.rowsRemoved.connect(self.refresh)
+        model.modelReset.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_args: Any) -> None:
+        done, total, bps = self.model.totals()
+        active = self.model.active()
+        moving = Moving(
+            uploading=sum(1 for t in active if t.direction == "up"),
+            downloading=sum(1 for t in active if t.direction == "down"),
+            bytes_left=max(0, total - done),
+            bytes_per_second=bps,
+        )
+        self.stack.setCurrentWidget(self.table if self.model.rowCount() else self.empty)
+        if active:
+            self.title.setText(moving_words(Moving(moving.uploading, moving.downloading)))
+            parts = [f"{fmt.size(done)} of {fmt.size(total)}"]
+            if bps > 0:
+                parts.append(fmt.speed(bps))
+            left = fmt.time_left(moving.bytes_left, bps)
+            if left:
+                parts.append(left)
+            self.summary.setText(" · ".join(parts))
+            self.overall.setValue(round(1000 * done / total) if total else 0)
+            self.overall.show()
+        else:
+            self.title.setText("Everything is up to date" if not self.model.rowCount() else "Done")
+            self.summary.setText("")
+            self.overall.hide()
+
+    def overall_text(self) -> str:
+        return f"{self.title.text()} {self.summary.text()}".strip()

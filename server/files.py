@@ -133,7 +133,8 @@ def encode_list_cursor(name: str) -> str:
 def decode_list_cursor(cursor: str) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
+        raw = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
+        return raw.decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError):
         raise Problem("bad-request", "the listing cursor is malformed") from None
 

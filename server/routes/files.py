@@ -225,9 +225,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise unsatisfiable
         return max(0, size - suffix), size - 1
     start = _number(first)
-    end = _number(last) if last.strip() else size - 1
-    if end < start:
+    end = _number(last) if last.strip() else None
+    if end is not None and end < start:
         raise Problem("bad-request", "the Range header is malformed (end before start)")
+    if end is None:
+        end = size - 1
     if start >= size:
         raise unsatisfiable
     return start, min(end, size - 1)

@@ -33,7 +33,8 @@ def require_tus(tus_resumable: Annotated[str | None, Header()] = None) -> None:
 
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
-TusHeaders = Depends(require_tus)
+# After the credential in each signature, so an anonymous caller hears 401 first.
+Tus = Annotated[None, Depends(require_tus)]
 
 
 def _uploads(request: Request) -> UploadService:
@@ -87,9 +88,10 @@ def options(principal: AnyPrincipal, request: Request) -> Response:
     )
 
 
-@router.post("", status_code=201, dependencies=[TusHeaders])
+@router.post("", status_code=201)
 async def create(
     principal: WritePrincipal,
+    _tus: Tus,
     request: Request,
     upload_length: Annotated[str | None, Header()] = None,
     upload_defer_length: Annotated[str | None, Header()] = None,
@@ -120,8 +122,8 @@ async def create(
     return Response(status_code=201, headers=headers)
 
 
-@router.head("/{upload_id}", dependencies=[TusHeaders])
-async def head(principal: WritePrincipal, request: Request, upload_id: str) -> Response:
+@router.head("/{upload_id}")
+async def head(principal: WritePrincipal, _tus: Tus, request: Request, upload_id: str) -> Response:
     state = await _uploads(request).head(principal, upload_id)
     headers = _headers(state)
     headers["Upload-Length"] = str(state.length)
@@ -130,9 +132,10 @@ async def head(principal: WritePrincipal, request: Request, upload_id: str) -> R
     return Response(status_code=200, headers=headers)
 
 
-@router.patch("/{upload_id}", status_code=204, dependencies=[TusHeaders])
+@router.patch("/{upload_id}", status_code=204)
 async def patch(
     principal: WritePrincipal,
+    _tus: Tus,
     request: Request,
     upload_id: str,
     upload_offset: Annotated[str | None, Header()] = None,
@@ -154,7 +157,9 @@ async def patch(
     return Response(status_code=204, headers=_headers(state))
 
 
-@router.delete("/{upload_id}", status_code=204, dependencies=[TusHeaders])
-async def terminate(principal: WritePrincipal, request: Request, upload_id: str) -> Response:
+@router.delete("/{upload_id}", status_code=204)
+async def terminate(
+    principal: WritePrincipal, _tus: Tus, request: Request, upload_id: str
+) -> Response:
     await _uploads(request).terminate(principal, upload_id)
     return Response(status_code=204, headers={"Tus-Resumable": TUS_VERSION})

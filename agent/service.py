@@ -144,7 +144,7 @@ class AgentService:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
-            await self._start_engine()
+            await self._start_engine_safely()
             self._watcher = ConfigWatcher(
                 [self.paths.config, self.editor.policy_path], self._on_config_changed, loop
             )
@@ -188,6 +188,7 @@ class AgentService:
                 if not store.status().usable and not tokens:
                     log.warning("%s", store.status().problem)
                 return
+            self._signin = {"state": "signed_in", "method": cred.kind}
             from sync.client import DroplineClient
 
             self._client = DroplineClient(url, sdk_credentials(cred, url, store, tokens))
@@ -261,7 +262,7 @@ class AgentService:
             new.concurrency,
         ) or self.engine is None:
             if old != new or self.engine is None:
-                await self._start_engine()
+                await self._start_engine_safely()
             return
         engine = self.engine
         before = {f.local: f for f in old.folders}
@@ -332,7 +333,8 @@ class AgentService:
         if self.engine is not None:
             result = encode.status(await _call(self.engine.status()))
         else:
-            state = State.SIGNED_OUT if self.config.server_url else State.ERROR
+            signed_out = self.not_running_reason in (None, "not signed in")
+            state = State.SIGNED_OUT if signed_out and self.config.server_url else State.ERROR
             result = {
                 "state": str(state),
                 "folders": [
@@ -479,16 +481,24 @@ class AgentService:
     ) -> None:
         try:
             tokens = await flow.finish()
-            store = CredentialStore(url)
-            store.save_refresh_token(tokens.refresh_token)
-            log.info("signed in with OAuth")
-            await self._start_engine(tokens)
-            self._set_signin({"state": "signed_in", "method": "oauth", "error": None})
+            CredentialStore(url).save_refresh_token(tokens.refresh_token)
         except (SignInError, NoKeyringError) as exc:
             log.warning("sign-in failed: %s", exc)
             self._set_signin({"state": "failed", "method": None, "error": str(exc)})
+            return
         finally:
             await http.aclose()
+        log.info("signed in with OAuth")
+        await self._start_engine_safely(tokens)
+        self._set_signin({"state": "signed_in", "method": "oauth", "error": None})
+
+    async def _start_engine_safely(self, tokens: Tokens | None = None) -> None:
+        """Start the engine; a failure is logged and shown in status, the agent stays up."""
+        try:
+            await self._start_engine(tokens)
+        except Exception as exc:
+            log.exception("the sync engine could not start")
+            self.not_running_reason = f"the sync engine could not start: {exc}"
 
     async def op_signout(self, _args: Any) -> dict[str, Any]:
         if not self.config.allow_sign_out:

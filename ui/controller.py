@@ -103,8 +103,7 @@ class TrayApp(QObject):
 
     def quit(self) -> None:
         """Quit the tray. A service agent keeps running; an agent this tray started stops."""
-        for window in self._windows.values():
-            window.close()
+        self.close_windows()
         self.tray.hide()
         self.link.stop(stop_started_agent=True)
         app = QApplication.instance()
@@ -112,6 +111,10 @@ class TrayApp(QObject):
             app.quit()
 
     # -- windows
+
+    def close_windows(self) -> None:
+        for window in self._windows.values():
+            window.close()
 
     def _window(self, name: str, make: Callable[[], ToolWindow]) -> ToolWindow:
         window = self._windows.get(name)

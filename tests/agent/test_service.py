@@ -171,3 +171,34 @@ def test_invalid_config_at_start_is_one_line_and_exit_3(env: AgentEnv) -> None:
     assert result.code == 3
     assert result.err.count("\n") == 1
     assert "agent.toml: folders[0].mode:" in result.err and "Traceback" not in result.err
+
+
+def test_real_agent_survives_malformed_oversized_and_unknown_messages(env: AgentEnv) -> None:
+    env.start()
+    junk = [
+        b"\x00\xff garbage\n",
+        b'{"v": 1, "id": 1, "op": "folders.add", "args": {"local": 5}}\n',
+        b'{"v": 1, "id": 2, "op": "shutdown"}\n',
+        b'{"v": 9, "id": 3, "op": "status"}\n',
+        b'{"v": 1, "id": 4, "op": "settings.set", "args": {"key": "colour", "value": "red"}}\n',
+        b'{"v": 1, "id": 5, "op": "issues.retry", "args": {"id": 123456}}\n',
+        b"{" * 2_000_000 + b"\n",
+    ]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(str(env.paths.socket))
+    with s, s.makefile("rb") as f:
+        for payload in junk:
+            s.sendall(payload)
+            reply = json.loads(f.readline())
+            assert reply["ok"] is False, reply
+        s.sendall(b'{"v": 1, "id": 6, "op": "status"}\n')
+        assert json.loads(f.readline())["ok"] is True
+    # Half a message and a hang-up do not hurt either.
+    s2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s2.connect(str(env.paths.socket))
+    s2.sendall(b'{"v": 1, "id": 7, "op": "sta')
+    s2.close()
+    with env.client() as c:
+        assert c.status()["state"] == "error"
+    assert env.proc is not None and env.proc.poll() is None

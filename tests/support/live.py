@@ -108,6 +108,7 @@ class ServerProcess:
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self._drainer: threading.Thread | None = None
 
     def start(self, timeout: float = 20) -> str:
         env = {**os.environ, **self.extra_env}
@@ -130,9 +131,28 @@ class ServerProcess:
                 self.url = match.group(1)
                 self.port = int(self.url.rsplit(":", 1)[1])
                 # Keep draining stderr so the child never blocks on a full pipe.
-                threading.Thread(target=self._drain, daemon=True).start()
+                self._drainer = threading.Thread(target=self._drain, daemon=True)
+                self._drainer.start()
+                self._wait_until_serving(deadline)
                 return self.url
         raise RuntimeError(f"server process did not start (exit {self.proc.poll()})")
+
+    def _wait_until_serving(self, deadline: float) -> None:
+        # The port is bound before uvicorn starts listening on it: wait for a connect.
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("server process bound its port but never accepted connections")
+
+    def _close_pipe(self) -> None:
+        if self._drainer is not None:
+            self._drainer.join(timeout=10)
+            self._drainer = None
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
 
     def _drain(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -143,6 +163,7 @@ class ServerProcess:
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+        self._close_pipe()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -151,3 +172,4 @@ class ServerProcess:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_pipe()

@@ -342,6 +342,7 @@ class TrayApp(QObject):
         elif name == "signin":
             self._got_signin(payload)
             self._request_status()
+            self._refresh()
         elif name == "config":
             if not payload.get("ok"):
                 self.notifier.error(
@@ -470,7 +471,7 @@ class TrayApp(QObject):
                 folders=tuple((f["local"], f["state"]) for f in self._folder_statuses()),
                 issues=issues,
                 connected=self.status is not None,
-                signed_in=bool(status.get("signed_in")),
+                signed_in=bool(status.get("signed_in")) or self.signin.get("state") == "signed_in",
                 account=self._account(),
                 can_sign_out=bool(can_sign_out),
             )

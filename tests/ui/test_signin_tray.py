@@ -1,0 +1,70 @@
+"""Signing in through the tray with a scripted browser, against the real server and agent."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtGui import QAction
+from pytestqt.qtbot import QtBot
+
+from tests.agent.support import ROOT, AgentEnv
+from tests.support.live import LiveServer
+from tests.ui.support import WAIT_MS, tray_for, write_agent_config
+
+EMAIL = "alice@example.com"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def env(tmp_path: Path, live_server: LiveServer) -> Iterator[AgentEnv]:
+    live_server.new_key(email=EMAIL, password=PASSWORD)  # creates the tenant and the user
+    e = AgentEnv(tmp_path)
+    write_agent_config(e, live_server.url, {"/Reports": tmp_path / "Reports"})
+    # The agent opens "the browser" itself; this one signs in as alice and follows the redirect.
+    e.extra_env.update(
+        {
+            "BROWSER": f"{sys.executable} {ROOT}/tests/agent/scripted_browser.py %s",
+            "DROPLINE_TEST_EMAIL": EMAIL,
+            "DROPLINE_TEST_PASSWORD": PASSWORD,
+            "DROPLINE_TEST_BROWSER_LOG": str(tmp_path / "browser.log"),
+        }
+    )
+    yield e
+    e.stop()
+
+
+def test_sign_in_through_the_tray_then_sign_out(
+    env: AgentEnv, qtbot: QtBot, live_server: LiveServer, tmp_path: Path
+) -> None:
+    env.start()
+    with tray_for(env, qtbot) as app:
+        qtbot.waitUntil(lambda: _enabled(app.tray.action("sign-in")), timeout=WAIT_MS)
+        app.tray.action("sign-in").trigger()  # type: ignore[union-attr]
+        window = app.signin_window()
+        assert window.isVisible()
+        assert window.primary.text() == "Sign in again"  # folders are waiting: nothing lost
+        window.primary.click()
+        qtbot.waitUntil(lambda: window.state.get("state") == "signed_in", timeout=WAIT_MS)
+        assert window.title.text() == "You are signed in"
+        assert "Signed in" in window.banner.text()
+        assert (tmp_path / "browser.log").read_text().startswith("200 ")
+        with env.client() as client:
+            assert client.signin_state()["state"] == "signed_in"
+
+        qtbot.waitUntil(lambda: _enabled(app.tray.action("sign-out")), timeout=WAIT_MS)
+        # The account's address once the agent reports it; the server's host until then.
+        sign_out_text = app.tray.action("sign-out").text()  # type: ignore[union-attr]
+        assert sign_out_text in (f"Sign &out ({EMAIL})", "Sign &out (127.0.0.1)")
+        app.tray.action("sign-out").trigger()  # type: ignore[union-attr]
+        qtbot.waitUntil(lambda: _enabled(app.tray.action("sign-in")), timeout=WAIT_MS)
+        with env.client() as client:
+            assert client.signin_state()["state"] == "signed_out"
+        assert window.title.text() == "You are signed out"
+        assert window.primary.text() == "Sign in again"
+
+
+def _enabled(action: QAction | None) -> bool:
+    return action is not None and action.isEnabled()

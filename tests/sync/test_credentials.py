@@ -1,13 +1,16 @@
-"""Credentials against a stand-in OAuth provider (an in-process ASGI token endpoint that
-rotates refresh tokens and revokes the family on reuse, as RFC 9700 asks) and the real
-server for API keys."""
+"""Credentials against the real server (API keys; OAuth refresh with rotation and reuse
+detection) and, for cases the real server cannot be steered into (a slow or failing token
+endpoint, a resource that always says 401), a stand-in OAuth provider: an in-process
+ASGI token endpoint that rotates refresh tokens and revokes the family on reuse."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +23,7 @@ from sync.client import DroplineClient
 from sync.credentials import ApiKeyCredentials, OAuthCredentials
 from sync.errors import AuthenticationError, UnavailableError
 from sync.retry import RetryPolicy
+from tests.support.browser import pkce_tokens
 from tests.support.live import LiveServer
 
 CLIENT_ID = "dropline-agent"
@@ -320,3 +324,99 @@ async def test_api_key_authenticates_against_the_real_server(
         with pytest.raises(AuthenticationError) as caught:
             await api.me()
     assert caught.value.problem_type == "invalid-token"
+
+
+# -- against the real server's OAuth endpoints ------------------------------------------
+
+
+@pytest.fixture
+def signed_in(live_server: LiveServer) -> dict[str, Any]:
+    live_server.new_key(tenant="acme", email="carol@example.com")
+    return pkce_tokens(live_server.url, "carol@example.com")
+
+
+def real_oauth(
+    live: LiveServer, tokens: dict[str, Any], *, access: str | None, expires_at: float | None
+) -> tuple[OAuthCredentials, Rotations]:
+    rotations = Rotations()
+    creds = OAuthCredentials(
+        access,
+        tokens["refresh_token"],
+        live.url + "/oauth/token",
+        "dropline-desktop",
+        expires_at,
+        rotations,
+    )
+    return creds, rotations
+
+
+@pytest.mark.anyio
+async def test_real_server_refresh_rotates_and_the_new_token_is_persisted(
+    live_server: LiveServer, signed_in: dict[str, Any]
+) -> None:
+    creds, rotations = real_oauth(live_server, signed_in, access=None, expires_at=None)
+    async with DroplineClient(live_server.url, creds) as api:
+        account = await api.me()
+        assert account.email == "carol@example.com"
+        assert account.credential_kind != "api_key"
+        assert len(rotations.calls) == 1
+        new_refresh, _access, expires_at = rotations.calls[0]
+        assert new_refresh != signed_in["refresh_token"]
+        assert expires_at is not None
+        # The persisted token is the live one: a later process signs in with it.
+        later, later_rotations = real_oauth(
+            live_server, {"refresh_token": new_refresh}, access=None, expires_at=None
+        )
+        async with DroplineClient(live_server.url, later) as again:
+            assert (await again.me()).email == "carol@example.com"
+        assert len(later_rotations.calls) == 1
+
+
+@pytest.mark.anyio
+async def test_real_server_401_is_healed_by_one_refresh(
+    live_server: LiveServer, signed_in: dict[str, Any]
+) -> None:
+    # The clock says the token is good, the server says it is not.
+    creds, rotations = real_oauth(
+        live_server, signed_in, access="not-a-valid-token", expires_at=time.time() + 3600
+    )
+    async with DroplineClient(live_server.url, creds) as api:
+        assert (await api.me()).email == "carol@example.com"
+    assert len(rotations.calls) == 1
+
+
+@pytest.mark.anyio
+async def test_real_server_concurrent_requests_never_reuse_a_refresh_token(
+    live_server: LiveServer, signed_in: dict[str, Any]
+) -> None:
+    # A reuse would revoke the whole sign-in on this server, failing every request.
+    creds, rotations = real_oauth(
+        live_server, signed_in, access=signed_in["access_token"], expires_at=time.time() - 1
+    )
+    async with DroplineClient(live_server.url, creds) as api:
+        accounts = await asyncio.gather(*(api.me() for _ in range(6)))
+        assert {a.email for a in accounts} == {"carol@example.com"}
+        assert len(rotations.calls) == 1
+        assert (await api.me()).email == "carol@example.com"
+
+
+@pytest.mark.anyio
+async def test_real_server_revoked_sign_in_is_an_authentication_error(
+    live_server: LiveServer, signed_in: dict[str, Any]
+) -> None:
+    spend = httpx.post(
+        live_server.url + "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": signed_in["refresh_token"],
+            "client_id": "dropline-desktop",
+        },
+    )
+    assert spend.status_code == 200
+    # The SDK still holds the spent token (say, its store failed): reuse revokes all.
+    creds, rotations = real_oauth(live_server, signed_in, access=None, expires_at=None)
+    async with DroplineClient(live_server.url, creds) as api:
+        with pytest.raises(AuthenticationError) as caught:
+            await api.me()
+    assert "Sign in again" in caught.value.message
+    assert rotations.calls == []

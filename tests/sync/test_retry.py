@@ -11,7 +11,6 @@ from sync.client import DroplineClient
 from sync.credentials import ApiKeyCredentials
 from sync.errors import (
     DroplineError,
-    NotFoundError,
     RateLimitedError,
     UnavailableError,
     from_transport_error,
@@ -220,26 +219,6 @@ async def test_foreign_exceptions_are_not_retried() -> None:
     with pytest.raises(KeyError):
         await retry.call(bug)
     assert sleep.waits == []
-
-
-@pytest.mark.anyio
-async def test_lost_delete_answer_counts_as_deleted() -> None:
-    # The DELETE reached the server but its answer was lost; the replay finds nothing.
-    retry, _sleep = policy()
-    outcomes: list[Exception | None] = [
-        from_transport_error(httpx.ReadTimeout("lost")),
-        NotFoundError("gone", status=404),
-    ]
-
-    class OneShotClient(DroplineClient):
-        async def _send_once(self, method: str, url: str, **kwargs: object) -> httpx.Response:
-            outcome = outcomes.pop(0)
-            assert outcome is not None
-            raise outcome
-
-    async with OneShotClient("http://127.0.0.1:9", ApiKeyCredentials("dlk_x"), retry=retry) as c:
-        await c.delete("00000000-0000-0000-0000-000000000001")
-    assert outcomes == []
 
 
 def test_policy_rejects_nonsense() -> None:

@@ -120,6 +120,11 @@ class ControlClient:
                     message = _decode_message(line)
                     if message.get("id") == req_id and "ok" in message:
                         return _result(message)
+            except TimeoutError:
+                self.close()
+                raise p.ControlError(
+                    p.UNAVAILABLE, f"the agent did not answer within {self.timeout:.0f} s"
+                ) from None
             except (OSError, ValueError):
                 self.close()
                 raise ConnectionLost() from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def start_agent(
             env=env if env is not None else dict(os.environ),
             close_fds=True,
         )
+    # Reap the child whenever it exits, so a long-lived caller (the tray) never
+    # collects zombies; the thread also keeps the Popen object alive until then.
+    threading.Thread(target=proc.wait, name="dropline-agent-reaper", daemon=True).start()
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         code = proc.poll()

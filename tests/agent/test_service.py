@@ -202,3 +202,17 @@ def test_real_agent_survives_malformed_oversized_and_unknown_messages(env: Agent
     with env.client() as c:
         assert c.status()["state"] == "error"
     assert env.proc is not None and env.proc.poll() is None
+
+
+def test_start_agent_launches_a_detached_agent_once(env: AgentEnv) -> None:
+    from agent.control import start_agent
+
+    pid = start_agent(env.home, env=env.env())
+    try:
+        assert os.getsid(pid) == pid  # its own session: survives the caller
+        assert start_agent(env.home, env=env.env()) == pid
+        with env.client() as c:
+            assert c.hello()["pid"] == pid
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not env.paths.socket.exists())

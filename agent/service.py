@@ -32,7 +32,7 @@ from agent.instance import InstanceLock, sd_notify
 from agent.paths import AgentPaths
 from agent.reload import ConfigWatcher
 from agent.signin import BrowserSignIn, DeviceSignIn, SignInError, Tokens, revoke
-from sync.types import EngineSettings, FolderSpec, HistoryQuery, Issue, State
+from sync.types import EngineSettings, FolderSpec, HistoryQuery, Issue, State, StateChanged
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +226,19 @@ class AgentService:
     async def _pump_events(self, engine: EngineLike) -> None:
         async for event in engine.subscribe():
             encoded = encode.event(event)
-            if encoded is not None:
-                self.hub.publish(*encoded)
+            if encoded is None:
+                continue
+            self.hub.publish(*encoded)
+            # The server refused the credential (expired, revoked): the queue stays in the
+            # journal and the tray is told to offer a new sign-in.
+            if (
+                isinstance(event, StateChanged)
+                and event.folder is None
+                and event.state == State.SIGNED_OUT
+                and self._signin.get("state") == "signed_in"
+            ):
+                log.warning("the server no longer accepts the credential; signed out")
+                self._set_signin({"state": "signed_out", "method": None, "error": None})
 
     # -- config ------------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ import os
 import random
 import signal
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,14 +146,7 @@ class _EventWorker(QObject):
 
     def _launch(self) -> None:
         try:
-            # start_agent() lets go of its Popen while the detached agent runs on, and
-            # Popen.__del__ warns about that (an error under warnings-as-errors); the
-            # agent is meant to outlive this handle, so the warning says nothing here.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ResourceWarning)
-                pid = start_agent(
-                    self._options.home, self._options.config, env=self._options.agent_env
-                )
+            pid = start_agent(self._options.home, self._options.config, env=self._options.agent_env)
         except LaunchFailed as exc:
             log.warning("could not start the agent: %s", exc.message)
             self.launchFailed.emit(exc.message)

@@ -46,9 +46,9 @@ def normalize_name(name: str) -> str:
 def normalize_path(path: str, *, allow_root: bool = False) -> str:
     """An absolute path (``/a/b.txt``), every component checked; returns it normalised.
 
-    One trailing ``/`` is tolerated (``/a/`` is ``/a``); empty components (``//``),
-    ``.`` and ``..`` are refused rather than resolved, so a traversal attempt is an
-    error instead of a path that lands somewhere unexpected.
+    Empty components (``//``, a trailing ``/``), ``.`` and ``..`` are refused rather
+    than resolved, so a traversal attempt is an error instead of a path that lands
+    somewhere unexpected.
     """
     if not isinstance(path, str):
         raise _invalid("a path must be a string")
@@ -58,8 +58,7 @@ def normalize_path(path: str, *, allow_root: bool = False) -> str:
         if allow_root:
             return "/"
         raise _invalid("the root folder '/' cannot be used here")
-    body = path[1:-1] if path.endswith("/") else path[1:]
-    parts = body.split("/")
+    parts = path[1:].split("/")
     if len(parts) > MAX_DEPTH:
         raise _invalid(f"a path must be at most {MAX_DEPTH} levels deep")
     for part in parts:

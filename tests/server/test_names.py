@@ -64,8 +64,9 @@ def test_longest_allowed_name_passes() -> None:
     assert normalize_name("x" * 255) == "x" * 255
 
 
-def test_trailing_slash_is_tolerated_but_root_needs_permission() -> None:
-    assert normalize_path("/a/b/") == "/a/b"
+def test_trailing_slash_is_an_empty_name_and_root_needs_permission() -> None:
+    with pytest.raises(Problem):
+        normalize_path("/a/b/")
     assert normalize_path("/", allow_root=True) == "/"
     with pytest.raises(Problem):
         normalize_path("/")

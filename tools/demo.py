@@ -1,0 +1,204 @@
+"""``make demo``: a local Dropline to try by hand, started from scratch or from ``./.demo/``.
+
+Each part of the demo is one function that starts what it needs and returns a
+handle to stop it; ``main`` runs the parts in order and stops them in reverse on
+Ctrl-C. The server part starts ``dropline-server`` on 127.0.0.1 with a demo
+tenant, user and API key (the key is kept in ``.demo/api-key``, mode 0600: it is
+a local demo, so it is printed too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger("tools.demo")
+
+DEMO_DIR = Path(".demo")
+PREFERRED_PORT = 8600
+TENANT = "demo"
+EMAIL = "demo@example.com"
+
+
+@dataclass
+class Part:
+    """One running piece of the demo and how to stop it."""
+
+    name: str
+    stop: Callable[[], None]
+    alive: Callable[[], bool]
+    info: dict[str, str] = field(default_factory=dict)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def ensure_api_key(data_dir: Path, key_file: Path) -> str:
+    """The demo user's API key: the saved one while it still works, else a new one."""
+    from server.db import Database
+    from server.identity import Identity, IdentityError
+    from server.migrations import migrate
+    from server.settings import Settings
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(Settings(data_dir=data_dir).database_url)
+    try:
+        migrate(db)
+        identity = Identity(db)
+        if key_file.exists():
+            saved = key_file.read_text(encoding="ascii").strip()
+            if identity.authenticate_api_key(saved) is not None:
+                return saved
+        try:
+            identity.tenant_id(TENANT)
+        except IdentityError:
+            identity.create_tenant(TENANT)
+        try:
+            identity.user_id(identity.tenant_id(TENANT), EMAIL)
+        except IdentityError:
+            identity.create_user(TENANT, EMAIL, password=None)
+        _key_id, key = identity.create_api_key(TENANT, EMAIL, name="make demo")
+    finally:
+        db.dispose()
+    # Created with 0600 from the start, so the key is never readable by others.
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key + "\n")
+    os.chmod(key_file, 0o600)
+    return key
+
+
+def start_server(demo_dir: Path) -> Part:
+    """``dropline-server serve`` on 127.0.0.1:8600, or on a free port if 8600 is taken."""
+    data_dir = demo_dir / "server"
+    key = ensure_api_key(data_dir, demo_dir / "api-key")
+    port = PREFERRED_PORT if port_is_free(PREFERRED_PORT) else 0
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    url = ""
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        match = re.search(r"listening on (\S+)", line)
+        if match:
+            url = match.group(1)
+            break
+    if not url:
+        proc.wait()
+        raise SystemExit(f"demo: the server did not start (exit {proc.returncode})")
+    # Keep passing the server's messages through so warnings stay visible.
+    threading.Thread(target=_relay, args=(proc,), daemon=True).start()
+    _wait_ready(url)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def alive() -> bool:
+        return proc.poll() is None
+
+    return Part("server", stop, alive, {"url": url, "key": key, "data_dir": str(data_dir)})
+
+
+def _relay(proc: subprocess.Popen[str]) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        sys.stderr.write(line)
+
+
+def _wait_ready(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"demo: the server at {url} did not become ready")
+
+
+def describe_server(part: Part) -> str:
+    url, key = part.info["url"], part.info["key"]
+    return "\n".join(
+        [
+            f"Dropline server: {url}   (data in {part.info['data_dir']})",
+            f"API key for {EMAIL} (also in {DEMO_DIR / 'api-key'}):",
+            f"  {key}",
+            "Try it:",
+            f'  curl -s -H "Authorization: Bearer {key}" {url}/api/v1/me',
+            "More: the curl walkthrough in docs/api.md (export DROPLINE_URL and DROPLINE_API_KEY "
+            "as printed above).",
+        ]
+    )
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # A plain `kill` stops the demo as cleanly as Ctrl-C: the parts are stopped too.
+    signal.signal(signal.SIGTERM, _interrupt)
+    DEMO_DIR.mkdir(exist_ok=True)
+    parts: list[Part] = []
+    try:
+        server = start_server(DEMO_DIR)
+        parts.append(server)
+        print(describe_server(server), flush=True)
+        print("\nRunning; press Ctrl-C to stop.", flush=True)
+        while True:
+            stopped = [p.name for p in parts if not p.alive()]
+            if stopped:
+                print(f"demo: {', '.join(stopped)} stopped", file=sys.stderr)
+                return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nStopping.", file=sys.stderr)
+        return 0
+    finally:
+        for part in reversed(parts):
+            part.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,7 @@ from server.identity import Identity, Principal
 from server.middleware import RequestContextMiddleware
 from server.migrations import migrate
 from server.oauth.csrf import Csrf, load_secret
+from server.operations import Operations
 from server.routes import changes as changes_routes
 from server.routes import files as files_routes
 from server.routes import health, me
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_size=settings.max_upload_bytes,
         expiry_seconds=settings.upload_expiry_seconds,
     )
+    operations = Operations.build(settings, db, files, blobs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(uploads.expiry_loop(cleanup_every), name="upload-expiry"),
             asyncio.create_task(changes.retention_loop(), name="change-retention"),
         ]
+        background += operations.start()
         yield
         for task in background:
             task.cancel()
@@ -98,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: request id and source address exist before anything else.
     app.add_middleware(SecurityMiddleware, security=security)
     app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies)
+    # Transfers, webhooks, metrics and access logs; their middlewares wrap all of the above.
+    operations.install(app)
 
     errors.install(app)
     app.include_router(health.router)

@@ -62,10 +62,23 @@ def m003_security(conn: Connection) -> None:
         table.create(conn)
 
 
+def m004_transfers_webhooks(conn: Connection) -> None:
+    for table in (
+        schema.transfers,
+        schema.shares,
+        schema.webhook_endpoints,
+        schema.webhook_deliveries,
+        schema.webhook_attempts,
+        schema.webhook_cursor,
+    ):
+        table.create(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_identity", m001_identity),
     ("002_files", m002_files),
     ("003_security", m003_security),
+    ("004_transfers_webhooks", m004_transfers_webhooks),
 ]
 
 

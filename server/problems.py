@@ -38,6 +38,10 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "tus-version": (412, "Unsupported tus version"),
     "rate-limited": (429, "Too many requests"),
     "banned": (429, "Too many failed sign-ins"),
+    "target-refused": (400, "Target address refused"),
+    "idempotency-key-reused": (422, "Idempotency-Key reused for another request"),
+    "share-password": (401, "Share password required or wrong"),
+    "share-expired": (410, "Share link expired"),
     "internal": (500, "Internal server error"),
     "unavailable": (503, "Service unavailable"),
 }

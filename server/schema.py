@@ -341,3 +341,131 @@ tenant_keys = Table(
     Column("wrapped_key", Text, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+# --- Operations: asynchronous transfers, share links, webhooks ---
+
+# One asynchronous transfer job. Jobs are rows, so they survive a restart: a job
+# left "running" by a dead process is queued again and resumes at ``files_done``.
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("credential_id", String(36), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("file_ids", Text, nullable=False),
+    # The destination as the caller gave it, minus secrets (see ``secrets``).
+    Column("destination", Text, nullable=False),
+    # Push headers and the share password hash: kept apart so no answer shows them.
+    Column("secrets", Text, nullable=False, default="{}"),
+    Column("state", String(16), nullable=False),
+    Column("bytes_total", BigInteger, nullable=False, default=0),
+    Column("bytes_done", BigInteger, nullable=False, default=0),
+    Column("files_done", Integer, nullable=False, default=0),
+    Column("result", Text, nullable=False, default="{}"),
+    Column("error", Text, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Index("ux_transfers_idempotency", "tenant_id", "user_id", "idempotency_key", unique=True),
+    Index("ix_transfers_due", "state", "next_attempt_at"),
+    Index("ix_transfers_owner", "tenant_id", "user_id", "created_at"),
+)
+
+# A public share link made by a transfer. The token is stored hashed; ``files`` is the
+# snapshot shared (entry id, name, size, sha256, rev, blob id), so later edits do not leak.
+shares = Table(
+    "shares",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("transfer_id", String(36), nullable=False),
+    Column("files", Text, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("max_downloads", Integer, nullable=True),
+    Column("downloads", Integer, nullable=False, default=0),
+    Column("password_hash", Text, nullable=True),
+    Column("allowed_cidrs", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Index("ix_shares_transfer", "transfer_id"),
+)
+
+# Webhook subscriptions of a tenant. ``secret`` signs deliveries; during a rotation
+# ``previous_secret`` signs too, until ``previous_secret_expires_at``.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("created_by", String(36), nullable=True),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("event_types", Text, nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("disabled_reason", Text, nullable=True),
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text, nullable=True),
+    Column("previous_secret_expires_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_webhook_endpoints_tenant", "tenant_id"),
+)
+
+# One message to one endpoint; its id is the ``webhook-id`` header, the same on every
+# attempt. ``body`` is the exact JSON sent (signatures are made per attempt).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("endpoint_id", String(36), nullable=False),
+    Column("tenant_id", String(36), nullable=False),
+    Column("event_id", Integer, nullable=True),
+    Column("event_type", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_latency_ms", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("delivered_at", Float, nullable=True),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+)
+
+# The delivery log: one row per attempt (status, latency, response code).
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(40), nullable=False),
+    Column("endpoint_id", String(36), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)
+
+# How far the webhook dispatcher has fanned out the events outbox.
+webhook_cursor = Table(
+    "webhook_cursor",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("last_event_id", Integer, nullable=False),
+)

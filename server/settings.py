@@ -33,6 +33,40 @@ def _env_bool(name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(ENV_PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{name} must be a number, got {raw!r}") from exc
+
+
+def _env_schedule(name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    """A comma-separated list of delays in seconds, such as ``5,300,1800``."""
+    raw = os.environ.get(ENV_PREFIX + name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        delays = tuple(float(part) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(
+            f"{ENV_PREFIX}{name} must be comma-separated seconds, got {raw!r}"
+        ) from exc
+    if not delays or any(d < 0 for d in delays):
+        raise ValueError(f"{ENV_PREFIX}{name} must list at least one delay, none negative")
+    return delays
+
+
+# Delays before each retry of a webhook delivery: about three days in all.
+# 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 20 h.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000)
+DEFAULT_WEBHOOK_RETRY_SCHEDULE += (50400, 72000, 72000)
+# Delays before each retry of a push transfer after a transient failure.
+DEFAULT_TRANSFER_RETRY_SCHEDULE: tuple[float, ...] = (10, 60, 300, 1800, 3600)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
@@ -63,6 +97,22 @@ class Settings:
     defender_window_seconds: int = 300
     defender_ban_seconds: int = 60
     audit_retention_days: int = 365
+    # Operations (server.transfers, server.webhooks, server.outbound, server.access_log).
+    # Outbound calls (webhooks, push transfers) to private, loopback or link-local
+    # addresses, and over plain http, are refused unless an admin allows them (tests, demo).
+    allow_private_targets: bool = False
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    webhook_secret_overlap_seconds: int = 24 * 3600
+    webhook_concurrency: int = 8
+    transfer_workers: int = 2
+    transfer_retry_schedule: tuple[float, ...] = DEFAULT_TRANSFER_RETRY_SCHEDULE
+    transfer_timeout_seconds: float = 300.0
+    inbox_path: str = "/Inbox"
+    # How often the transfer and webhook workers look for due work they were not woken for.
+    worker_poll_seconds: float = 1.0
+    log_format: str = "text"  # or "json": one JSON object per line
+    access_log: bool = True
 
     @property
     def database_path(self) -> Path:
@@ -103,6 +153,19 @@ class Settings:
             ),
             rate_limit_per_ip=os.environ.get(ENV_PREFIX + "RATE_LIMIT_PER_IP", "30/second"),
             audit_retention_days=_env_int("AUDIT_RETENTION_DAYS", 365),
+            allow_private_targets=_env_bool("ALLOW_PRIVATE_TARGETS", False),
+            webhook_timeout_seconds=_env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0),
+            webhook_retry_schedule=_env_schedule(
+                "WEBHOOK_RETRY_SCHEDULE", DEFAULT_WEBHOOK_RETRY_SCHEDULE
+            ),
+            transfer_workers=_env_int("TRANSFER_WORKERS", 2),
+            transfer_retry_schedule=_env_schedule(
+                "TRANSFER_RETRY_SCHEDULE", DEFAULT_TRANSFER_RETRY_SCHEDULE
+            ),
+            worker_poll_seconds=_env_float("WORKER_POLL_SECONDS", 1.0),
+            inbox_path=os.environ.get(ENV_PREFIX + "INBOX_PATH") or "/Inbox",
+            log_format=os.environ.get(ENV_PREFIX + "LOG_FORMAT") or "text",
+            access_log=_env_bool("ACCESS_LOG", True),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in given:

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 from sync.client import DroplineClient, chunk_checksum
 from sync.errors import (
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
 WRITE_BATCH = 4 * 1024 * 1024  # download bytes gathered before one write+hash in a thread
 PARTIAL_SUFFIX = ".dropline-partial"
+IOV_MAX = 512  # buffers per writev; POSIX guarantees at least 16, Linux allows 1024
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes in all)
 Limiter = Callable[[int], Awaitable[None]]  # awaited with each chunk's size; may sleep
@@ -277,9 +278,20 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_and_hash(fh: BinaryIO, digest: hashlib._Hash, data: bytes) -> None:
-    fh.write(data)
-    digest.update(data)
+def _write_and_hash(fd: int, digest: hashlib._Hash, chunks: list[bytes]) -> None:
+    # The chunks go to the kernel as they arrived (writev): no copy into one buffer.
+    for chunk in chunks:
+        digest.update(chunk)
+    pending = [memoryview(c) for c in chunks]
+    while pending:
+        written = os.writev(fd, pending[:IOV_MAX])
+        while written and pending:
+            if written >= len(pending[0]):
+                written -= len(pending[0])
+                pending.pop(0)
+            else:
+                pending[0] = pending[0][written:]
+                written = 0
 
 
 async def download_file(
@@ -395,9 +407,10 @@ async def _fetch(
         done = start
         if on_progress is not None:
             on_progress(done, entry.size)
-        with partial.open(mode) as fh:
+        with partial.open(mode, buffering=0) as fh:
             pending: asyncio.Future[None] | None = None
-            batch = bytearray()
+            batch: list[bytes] = []
+            batched = 0
             try:
                 async for chunk in stream.chunks():
                     done += len(chunk)
@@ -405,34 +418,32 @@ async def _fetch(
                         raise IntegrityError(
                             f"The server sent more than the {entry.size} bytes of {entry.path}."
                         )
-                    batch += chunk
+                    batch.append(chunk)
+                    batched += len(chunk)
                     if limiter is not None:
                         await limiter(len(chunk))
-                    if len(batch) >= WRITE_BATCH:
+                    if batched >= WRITE_BATCH:
                         # One batch is written and hashed while the next one arrives.
                         if pending is not None:
                             await pending
                         pending = asyncio.ensure_future(
-                            asyncio.to_thread(_write_and_hash, fh, digest, bytes(batch))
+                            asyncio.to_thread(_write_and_hash, fh.fileno(), digest, batch)
                         )
-                        batch.clear()
-                    if on_progress is not None:
-                        on_progress(done, entry.size)
+                        batch, batched = [], 0
+                        if on_progress is not None:
+                            on_progress(done, entry.size)
             finally:
                 # Whatever arrived is kept on disk, so the next attempt resumes after it.
                 if pending is not None:
                     await pending
                 if batch:
-                    await asyncio.to_thread(_write_and_hash, fh, digest, bytes(batch))
-            await asyncio.to_thread(_flush_and_sync, fh)
+                    await asyncio.to_thread(_write_and_hash, fh.fileno(), digest, batch)
+                    if on_progress is not None:
+                        on_progress(done, entry.size)
+            await asyncio.to_thread(os.fsync, fh.fileno())
     if done < entry.size:
         raise ProtocolError(f"the server ended {entry.path} after {done} of {entry.size} bytes")
     _verify(entry, digest.hexdigest())
-
-
-def _flush_and_sync(fh: BinaryIO) -> None:
-    fh.flush()
-    os.fsync(fh.fileno())
 
 
 def _verify(entry: Entry, actual: str) -> None:

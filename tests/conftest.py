@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from server.settings import Settings
 from tests.support.live import LiveServer, running_server
+from tests.support.receiver import Receiver
 
 
 @pytest.fixture
@@ -25,3 +27,29 @@ def live_server(server_settings: Settings) -> Iterator[LiveServer]:
 @pytest.fixture
 def api_key(live_server: LiveServer) -> str:
     return live_server.new_key()
+
+
+@pytest.fixture
+def ops_settings(server_settings: Settings) -> Settings:
+    """Transfers and webhooks: loopback targets allowed, retries a fraction of a second apart."""
+    return replace(
+        server_settings,
+        allow_private_targets=True,
+        webhook_retry_schedule=(0.2, 0.2, 0.2, 0.2, 0.2),
+        transfer_retry_schedule=(0.2, 0.2, 0.2),
+        worker_poll_seconds=0.05,
+    )
+
+
+@pytest.fixture
+def ops_server(ops_settings: Settings) -> Iterator[LiveServer]:
+    with running_server(ops_settings) as live:
+        yield live
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP receiver on 127.0.0.1 (webhooks, push transfers)."""
+    found = Receiver().start()
+    yield found
+    found.stop()

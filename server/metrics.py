@@ -1,0 +1,179 @@
+"""Prometheus metrics: one registry per app, a pure ASGI middleware that measures every
+request, and collectors that read transfer and delivery states from the database at
+scrape time (so the numbers are right after a restart)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server import schema
+from server.db import Database
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+UNMATCHED = "<unmatched>"
+LONG_POLL_PATH = "/api/v1/changes/wait"
+TRANSFER_STATES = ("queued", "running", "completed", "failed", "cancelled", "expired")
+DELIVERY_STATES = ("pending", "succeeded", "failed", "cancelled")
+
+# Long-polls and big uploads take minutes; the top buckets keep them apart from hangs.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class _StateCollector(Collector):
+    """Current transfer and webhook-delivery counts by state, read when scraped."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        transfers = GaugeMetricFamily("dropline_transfers", "Transfers by state", labels=["state"])
+        deliveries = GaugeMetricFamily(
+            "dropline_webhook_deliveries", "Webhook deliveries by state", labels=["state"]
+        )
+        t, d = schema.transfers, schema.webhook_deliveries
+        with self.db.read() as conn:
+            by_transfer: dict[str, int] = dict(
+                conn.execute(select(t.c.state, func.count()).group_by(t.c.state)).tuples().all()
+            )
+            by_delivery: dict[str, int] = dict(
+                conn.execute(select(d.c.state, func.count()).group_by(d.c.state)).tuples().all()
+            )
+        for state in TRANSFER_STATES:
+            transfers.add_metric([state], float(by_transfer.get(state, 0)))
+        for state in DELIVERY_STATES:
+            deliveries.add_metric([state], float(by_delivery.get(state, 0)))
+        yield transfers
+        yield deliveries
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Describing without a query keeps registration free of database access.
+        yield GaugeMetricFamily("dropline_transfers", "Transfers by state", labels=["state"])
+        yield GaugeMetricFamily(
+            "dropline_webhook_deliveries", "Webhook deliveries by state", labels=["state"]
+        )
+
+
+class Metrics:
+    """Every series the server exposes, in a registry of its own (several apps may live
+    in one process, as in the tests; the global registry would clash)."""
+
+    def __init__(self, db: Database | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "dropline_http_requests",
+            "HTTP requests answered, by route template",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "dropline_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upload_bytes = Counter(
+            "dropline_upload_bytes", "Request body bytes received by upload routes", registry=r
+        )
+        self.download_bytes = Counter(
+            "dropline_download_bytes",
+            "File content bytes sent (downloads and share links)",
+            registry=r,
+        )
+        self.longpolls = Gauge(
+            "dropline_longpolls_active", "Change-feed long-polls waiting now", registry=r
+        )
+        self.webhook_outcomes = Counter(
+            "dropline_webhook_delivery_attempts",
+            "Webhook delivery attempts by outcome (success, retry, failed, disabled)",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "dropline_webhook_delivery_duration_seconds",
+            "Time from sending a webhook to its answer",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.transfers_finished = Counter(
+            "dropline_transfers_finished",
+            "Transfers that reached a final state, by kind and state",
+            ["kind", "state"],
+            registry=r,
+        )
+        if db is not None:
+            r.register(_StateCollector(db))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _is_upload(method: str, path: str) -> bool:
+    return path.startswith("/api/v1/uploads") and method in ("POST", "PATCH")
+
+
+def _is_download(method: str, path: str) -> bool:
+    if method != "GET":
+        return False
+    return (path.startswith("/api/v1/files/") and path.endswith("/content")) or path.startswith(
+        "/s/"
+    )
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by its route template (``/api/v1/files/{entry_id}``,
+    never the raw path, so ids cannot explode the label set) and counts body bytes."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        m = self.metrics
+        method: str = scope["method"]
+        path: str = scope["path"]
+        status = 500
+        counting_upload = _is_upload(method, path)
+        counting_download = _is_download(method, path)
+        longpoll = path == LONG_POLL_PATH
+        started = time.perf_counter()
+
+        async def receive_counted() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                m.upload_bytes.inc(len(message.get("body", b"")))
+            return message
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif counting_download and message["type"] == "http.response.body" and status < 300:
+                m.download_bytes.inc(len(message.get("body", b"")))
+            await send(message)
+
+        if longpoll:
+            m.longpolls.inc()
+        try:
+            await self.app(scope, receive_counted if counting_upload else receive, send_counted)
+        finally:
+            if longpoll:
+                m.longpolls.dec()
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED
+            m.requests.labels(method, template, str(status)).inc()
+            m.latency.labels(method, template).observe(time.perf_counter() - started)
+
+
+__all__ = ["CONTENT_TYPE", "Metrics", "MetricsMiddleware"]

@@ -1,0 +1,142 @@
+"""Transfer routes: ``POST /api/v1/transfers`` (202 + Location), status, list, cancel.
+
+Thin: parse the body and ``Idempotency-Key``, plug the caller's policy checks in,
+call :class:`server.transfers.TransferService` off the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from server import policy
+from server.auth import require
+from server.identity import Principal
+from server.problems import Problem
+from server.routes.files import json_body
+from server.transfers import (
+    STATES,
+    PolicyCheck,
+    PushDestination,
+    Transfer,
+    TransferRequest,
+    TransferService,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["transfers"])
+
+TransferPrincipal = Annotated[Principal, Depends(require("transfers"))]
+MAX_KEY_LENGTH = 255
+
+
+def _service(request: Request) -> TransferService:
+    service: TransferService = request.app.state.transfers
+    return service
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    key = value.strip()
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise Problem(
+            "bad-request", f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters"
+        )
+    return key
+
+
+def _policy_check(request: Request, caller: Principal) -> PolicyCheck | None:
+    """The security layer's checks, when it is installed: classified folders for what the
+    caller reads, size/extension/quota/folder rules for what lands, and the recipient's
+    own rules for an inbox. A denial is audited and emits ``policy.violated``."""
+    security = getattr(request.app.state, "security", None)
+    if security is None:
+        return None
+
+    def check(principal: Principal, action: str, path: str, size: int | None) -> None:
+        if principal.user_id == caller.user_id:
+            if action == "download":
+                security.check_path(request, caller, path)
+            else:
+                security.check_upload(request, caller, path, size)
+            return
+        try:
+            with security.db.read() as conn:
+                rules = policy.effective(conn, principal.tenant_id, principal.user_id)
+                subject = policy.Subject(principal.tenant_id, principal.user_id, frozenset(), False)
+                policy.check_upload(conn, rules, subject, path, size)
+        except policy.PolicyDenied as denied:
+            raise security.deny(request, caller, denied, resource=path) from None
+
+    return check
+
+
+def _answer(transfer: Transfer, status: int = 200, **headers: str) -> JSONResponse:
+    return JSONResponse(transfer.to_json(), status_code=status, headers=headers)
+
+
+@router.post(
+    "/transfers",
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": TransferRequest.model_json_schema()}},
+        }
+    },
+)
+async def create_transfer(
+    principal: TransferPrincipal,
+    request: Request,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    body = await json_body(request, TransferRequest)
+    key = _idempotency_key(idempotency_key)
+    service = _service(request)
+    if isinstance(body.destination, PushDestination):
+        await service.check_push_url(body.destination.url)
+    settings = request.app.state.settings
+    link_base = settings.public_url or str(request.base_url)
+    check = _policy_check(request, principal)
+
+    def create() -> tuple[Transfer, bool]:
+        return service.create(
+            principal, body, idempotency_key=key, link_base=link_base, check=check
+        )
+
+    transfer, created = await anyio.to_thread.run_sync(create)
+    headers = {"Location": f"/api/v1/transfers/{transfer.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return _answer(transfer, 202, **headers)
+
+
+@router.get("/transfers")
+def list_transfers(
+    principal: TransferPrincipal,
+    request: Request,
+    state: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: float | None = None,
+) -> dict[str, Any]:
+    if state is not None and state not in STATES:
+        raise Problem("validation", f"state must be one of {', '.join(STATES)}")
+    found = _service(request).list_transfers(principal, limit=limit, state=state, before=before)
+    items = [t.to_json() for t in found]
+    following = items[-1]["created_at"] if len(items) == limit else None
+    return {"transfers": items, "next_before": following}
+
+
+@router.get("/transfers/{transfer_id}")
+def get_transfer(principal: TransferPrincipal, request: Request, transfer_id: str) -> JSONResponse:
+    return _answer(_service(request).get(principal, transfer_id))
+
+
+@router.delete("/transfers/{transfer_id}")
+def cancel_transfer(
+    principal: TransferPrincipal, request: Request, transfer_id: str
+) -> JSONResponse:
+    return _answer(_service(request).cancel(principal, transfer_id))

@@ -3,7 +3,8 @@
 # platform). Installed only when missing, so a developer's machine is left alone.
 set -euo pipefail
 need=()
-for pkg in libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0; do
+# curl and openssl: the API guide's curl walkthrough is run by tests/server/test_walkthrough.py.
+for pkg in libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 curl openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

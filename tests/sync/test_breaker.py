@@ -171,3 +171,36 @@ async def test_permanent_errors_do_not_trip_the_breaker(
                 await client.me()
         assert breaker.state is BreakerState.CLOSED
         assert (await client.me()).tenant_name == "acme"
+
+
+@pytest.mark.anyio
+async def test_after_an_outage_the_long_poll_probes_with_a_quick_call(
+    live_server: LiveServer, api_key: str
+) -> None:
+    # A long-poll as the only probe would keep every other call failing fast for the
+    # whole poll; the client probes with a plain page first.
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=30, clock=clock)
+    transport = FaultTransport()
+    async with DroplineClient(
+        live_server.url,
+        ApiKeyCredentials(api_key),
+        retry=NO_RETRY,
+        breaker=breaker,
+        transport=transport,
+    ) as client:
+        cursor = await client.latest_cursor()
+        await client.create_folder("/while-offline")
+        transport.inject(route("GET", "/api/v1/me"), status=503, slug="unavailable")
+        with pytest.raises(UnavailableError):
+            await client.me()
+        assert breaker.state is BreakerState.OPEN
+        clock.now += 30
+        page = await client.wait_changes(cursor, timeout=60)  # would block 60 s if long-polled
+        assert [c.entry.path for c in page.changes] == ["/while-offline"]
+        assert transport.count("GET", "/api/v1/changes/wait") == 0
+        assert breaker.state is BreakerState.CLOSED
+        # Closed again: an empty feed is long-polled as usual.
+        empty = await client.wait_changes(page.cursor, timeout=1)
+        assert empty.changes == ()
+        assert transport.count("GET", "/api/v1/changes/wait") == 1

@@ -48,11 +48,15 @@ def duration(seconds: float) -> str:
 
 def time_left(bytes_left: int, bytes_per_second: float) -> str:
     """``"about 2 min left"``, or ``""`` while the speed is unknown."""
-    if bytes_left <= 0:
+    if bytes_left <= 0 or bytes_per_second <= 0:
         return ""
-    if bytes_per_second <= 0:
+    return seconds_left(bytes_left / bytes_per_second)
+
+
+def seconds_left(seconds: float) -> str:
+    """``"about 2 min left"``, rounded the way people estimate."""
+    if seconds <= 0:
         return ""
-    seconds = bytes_left / bytes_per_second
     if seconds < 5:
         return "a few seconds left"
     if seconds < 60:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from agent.control.protocol import IssueJSON
 from ui.desktop import Opener, containing_folder, local_file, open_path
-from ui.models import IssuesModel
+from ui.models import IssuesModel, display_path
 from ui.widgets import ERROR_ACCENT, EmptyState, ToolWindow, heading, muted
 
 
@@ -80,6 +81,7 @@ class IssuesWindow(ToolWindow):
         self.detail_message.setWordWrap(True)
         self.detail_hint = QLabel()
         self.detail_hint.setWordWrap(True)
+        self.detail_hint.setTextFormat(Qt.TextFormat.RichText)
         self.detail_versions = muted()
         for label in (
             self.detail_file,
@@ -188,9 +190,11 @@ class IssuesWindow(ToolWindow):
         self.details.setVisible(issue is not None)
         if issue is None:
             return
-        self.detail_file.setText(issue["path"] or issue["folder"])
+        self.detail_file.setText(display_path(issue["path"]) or issue["folder"])
         self.detail_message.setText(issue["message"])
-        self.detail_hint.setText(f"What to do: {issue['hint']}" if issue["hint"] else "")
+        self.detail_hint.setText(
+            f"<b>What to do:</b> {escape(issue['hint'])}" if issue["hint"] else ""
+        )
         if conflict:
             versions = "\n".join(f"• {p}" for p in (issue["path"], *issue["related_paths"]))
             self.detail_versions.setText(f"Both versions were kept:\n{versions}")

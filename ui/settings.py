@@ -111,6 +111,7 @@ class AddFolderDialog(QDialog):
 
 def _locked_note() -> QLabel:
     label = muted(LOCKED_TEXT)
+    label.setWordWrap(False)
     label.setObjectName("locked-note")
     label.hide()
     return label
@@ -166,6 +167,7 @@ class SettingsWindow(ToolWindow):
         self.concurrency = QSpinBox()
         self.concurrency.setRange(1, 32)
         self.concurrency.setSuffix(" at once")
+        self.concurrency.setMinimumWidth(160)
         network_tab = QWidget()
         network = QFormLayout(network_tab)
         network.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
@@ -233,15 +235,19 @@ class SettingsWindow(ToolWindow):
         box.setSuffix(" KB/s")
         box.setSpecialValueText("Unlimited")
         box.setAccelerated(True)
+        box.setMinimumWidth(160)
         return box
 
     def _with_note(self, key: str, field: QWidget) -> QWidget:
         holder = QWidget()
         row = QHBoxLayout(holder)
         row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(field, 1)
+        # Number fields keep their natural width; text fields take the row.
+        row.addWidget(field, 0 if isinstance(field, QSpinBox) else 1)
         note = _locked_note()
         row.addWidget(note)
+        if isinstance(field, QSpinBox | QCheckBox):
+            row.addStretch(1)
         self.notes[key] = note
         return holder
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
@@ -26,7 +27,7 @@ class SignInWindow(ToolWindow):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Sign in", parent)
-        self.setMinimumWidth(460)
+        self.setMinimumWidth(500)
         self.state: dict[str, Any] = {"state": "signed_out", "method": None}
         self.server_url = ""
 
@@ -37,6 +38,7 @@ class SignInWindow(ToolWindow):
         self.text = QLabel()
         self.text.setWordWrap(True)
         self.server = muted()
+        self.server.setTextFormat(Qt.TextFormat.PlainText)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)  # busy: the browser is in charge now
         self.progress.setTextVisible(False)
@@ -108,7 +110,7 @@ class SignInWindow(ToolWindow):
         self.device.show()
         self.primary.setEnabled(True)
         if name == "pending":
-            self.title.setText("Finish signing in in your browser")
+            self.title.setText("Continue in your browser")
             url = state.get("url")
             if state.get("user_code"):
                 self.text.setText("Open the page below and enter this code:")
@@ -120,7 +122,7 @@ class SignInWindow(ToolWindow):
                     "by itself once you have signed in there."
                 )
             if url:
-                self.link.setText(f'<a href="{url}">Open the sign-in page again</a>')
+                self.link.setText(f'<a href="{escape(url)}">Open the sign-in page again</a>')
                 self.link.setToolTip(url)
                 self.link.show()
             self.progress.show()
@@ -153,6 +155,8 @@ class SignInWindow(ToolWindow):
                     "account. No password is stored on this computer."
                 )
                 self.primary.setText("Sign in with browser")
+
+        self.adjustSize()  # each state has its own amount of text
 
     def _primary_clicked(self) -> None:
         if self.state.get("state") == "signed_in":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QPainter
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, Qt
+from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QStackedWidget,
     QStyle,
     QStyledItemDelegate,
-    QStyleOptionProgressBar,
     QStyleOptionViewItem,
     QTableView,
     QVBoxLayout,
@@ -22,13 +21,22 @@ from PySide6.QtWidgets import (
 )
 
 from ui import format as fmt
-from ui.models import OpacityRole, ProgressRole, TransfersModel
+from ui.models import OpacityRole, ProgressRole, RowRole, TransfersModel
 from ui.status import Moving, moving_words
-from ui.widgets import EmptyState, ToolWindow, heading, muted
+from ui.widgets import ERROR_ACCENT, OK_ACCENT, EmptyState, ToolWindow, heading, muted
+
+FAILED_BAR = ERROR_ACCENT
+DONE_BAR = OK_ACCENT
 
 
 class ProgressDelegate(QStyledItemDelegate):
-    """Draws the progress column as a bar, and fades every cell of a finished transfer."""
+    """Draws the progress column as "4 MB of 9 MB" over a slim bar, and fades finished rows.
+
+    A slim bar under the text, rather than the style's progress bar with text on it,
+    keeps the figures legible over the filled part in every style and theme.
+    """
+
+    BAR_HEIGHT = 5
 
     def __init__(self, progress_column: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -48,22 +56,44 @@ class ProgressDelegate(QStyledItemDelegate):
             super().paint(painter, option, index)
             painter.restore()
             return
-        fraction = index.data(ProgressRole) or 0.0
-        bar = QStyleOptionProgressBar()
-        bar.rect = option.rect.adjusted(4, 5, -4, -5)
-        bar.state = option.state | QStyle.StateFlag.State_Horizontal
-        bar.direction = option.direction
-        bar.fontMetrics = option.fontMetrics
-        bar.palette = option.palette
-        bar.minimum = 0
-        bar.maximum = 1000
-        bar.progress = round(float(fraction) * 1000)
-        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
-        bar.textVisible = True
-        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
+        self.initStyleOption(option, index)
         widget = option.widget
         style = widget.style() if widget is not None else QApplication.style()
-        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, widget)
+        text = option.text
+        option.text = ""
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, widget)
+
+        rect: QRect = option.rect.adjusted(6, 3, -8, -5)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        palette = option.palette
+        text_role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        painter.setPen(palette.color(text_role))
+        text_rect = QRect(
+            rect.left(), rect.top(), rect.width(), rect.height() - self.BAR_HEIGHT - 2
+        )
+        painter.drawText(
+            text_rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text
+        )
+
+        fraction = float(index.data(ProgressRole) or 0.0)
+        track = QRectF(
+            rect.left(), rect.bottom() - self.BAR_HEIGHT + 1, rect.width(), self.BAR_HEIGHT
+        )
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        groove = QColor(palette.color(QPalette.ColorRole.Text))
+        groove.setAlphaF(0.15)
+        painter.setBrush(groove)
+        painter.drawRoundedRect(track, 2.5, 2.5)
+        if fraction > 0:
+            fill = QRectF(track)
+            fill.setWidth(max(self.BAR_HEIGHT, track.width() * min(1.0, fraction)))
+            result = getattr(index.data(RowRole), "result", "")
+            colour = QColor(FAILED_BAR if result == "failed" else DONE_BAR if result else "")
+            painter.setBrush(
+                colour if colour.isValid() else palette.color(QPalette.ColorRole.Highlight)
+            )
+            painter.drawRoundedRect(fill, 2.5, 2.5)
         painter.restore()
 
 
@@ -88,7 +118,7 @@ class TransfersWindow(ToolWindow):
         self.table.setShowGrid(False)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(30)
+        self.table.verticalHeader().setDefaultSectionSize(38)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(TransfersModel.FILE, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(TransfersModel.PROGRESS, QHeaderView.ResizeMode.Fixed)
@@ -137,7 +167,12 @@ class TransfersWindow(ToolWindow):
             parts = [f"{fmt.size(done)} of {fmt.size(total)}"]
             if bps > 0:
                 parts.append(fmt.speed(bps))
-            left = fmt.time_left(moving.bytes_left, bps)
+            # Transfers run side by side: done when the slowest one is.
+            longest = max(
+                (t.bytes_left / t.bytes_per_second for t in active if t.bytes_per_second > 0),
+                default=0.0,
+            )
+            left = fmt.seconds_left(longest)
             if left:
                 parts.append(left)
             self.summary.setText(" · ".join(parts))

@@ -138,7 +138,9 @@ def test_issues_window_explains_and_offers_both_versions_of_a_conflict(
     assert window.title.text() == "2 files need attention"
     window.table.selectRow(0)
     assert window.detail_message.text() == "plan.docx was changed here and on the server."
-    assert window.detail_hint.text() == "What to do: Open both versions and keep the one you want."
+    assert window.detail_hint.text() == (
+        "<b>What to do:</b> Open both versions and keep the one you want."
+    )
     assert not window.open_both.isHidden()
     window.open_both.click()
     assert [p.name for p in opened.paths] == [
@@ -171,7 +173,8 @@ def test_transfers_window_overall_line_and_bars(qtbot: QtBot) -> None:
     model.update(progress("b", 0, total=1024 * 1024, bps=0))
     assert window.stack.currentWidget() is window.table
     assert window.title.text() == "Uploading 2 files"
-    assert window.summary.text() == "250 KB of 2.0 MB · 100 KB/s · 20 s left"
+    # Time left is that of the slowest transfer with a known speed (a: 774 KB at 100 KB/s).
+    assert window.summary.text() == "250 KB of 2.0 MB · 100 KB/s · 10 s left"
     assert window.overall.value() == 122
     window.resize(760, 300)
     window.show()

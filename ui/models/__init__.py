@@ -12,6 +12,7 @@ from ui.models._base import (
     ProgressRole,
     RowRole,
     SortRole,
+    display_path,
     file_name,
     folder_name,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "SortRole",
     "Transfer",
     "TransfersModel",
+    "display_path",
     "file_name",
     "folder_name",
 ]

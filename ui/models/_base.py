@@ -33,6 +33,11 @@ def folder_name(folder: str) -> str:
     return os.path.basename(folder.rstrip("/\\")) or folder
 
 
+def display_path(path: str) -> str:
+    """A path inside a sync folder as people read it: ``/sub/q3.pdf`` -> ``sub/q3.pdf``."""
+    return path.lstrip("/") or path
+
+
 def file_name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1] or path
 
@@ -41,7 +46,16 @@ class TableModel(QAbstractTableModel):
     """A flat table: one record per row, fixed named columns."""
 
     COLUMNS: tuple[str, ...] = ()
+    RIGHT_ALIGNED: frozenset[int] = frozenset()  # numeric columns, header and cells alike
     _rows: list[Any]
+
+    def alignment(self, column: int) -> int:
+        side = (
+            Qt.AlignmentFlag.AlignRight
+            if column in self.RIGHT_ALIGNED
+            else Qt.AlignmentFlag.AlignLeft
+        )
+        return int(side | Qt.AlignmentFlag.AlignVCenter)
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's own default
         return 0 if parent.isValid() else len(self._rows)
@@ -52,9 +66,12 @@ class TableModel(QAbstractTableModel):
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
-        horizontal = orientation == Qt.Orientation.Horizontal
-        if horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < len(self.COLUMNS):
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(self.COLUMNS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
             return self.COLUMNS[section]
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return self.alignment(section)
         return None
 
     def _row_changed(self, n: int) -> None:

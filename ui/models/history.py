@@ -19,6 +19,7 @@ from ui.models._base import (
     RowRole,
     SortRole,
     TableModel,
+    display_path,
     folder_name,
 )
 
@@ -76,6 +77,7 @@ class HistoryModel(TableModel):
 
     COLUMNS = ("Time", "Folder", "File", "Direction", "Size", "Duration", "Speed", "Result")
     TIME, FOLDER, FILE, DIRECTION, SIZE, DURATION, SPEED, RESULT = range(8)
+    RIGHT_ALIGNED = frozenset({SIZE, DURATION, SPEED})
 
     loadingChanged = Signal(bool)
     loadFailed = Signal(str)
@@ -115,9 +117,7 @@ class HistoryModel(TableModel):
                 return row["error"]
             return None
         if role == Qt.ItemDataRole.TextAlignmentRole:
-            if col in (self.SIZE, self.DURATION, self.SPEED):
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+            return self.alignment(col)
         if role == Qt.ItemDataRole.ForegroundRole and col == self.RESULT:
             if row["result"] == "failed":
                 return FAILED_COLOUR
@@ -136,7 +136,7 @@ class HistoryModel(TableModel):
         if col == self.FOLDER:
             return folder_name(row["folder"])
         if col == self.FILE:
-            return row["path"]
+            return display_path(row["path"])
         if col == self.DIRECTION:
             return DIRECTION_WORDS.get(row["direction"], row["direction"])
         if col == self.SIZE:

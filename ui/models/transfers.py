@@ -50,6 +50,7 @@ class TransfersModel(TableModel):
 
     COLUMNS = ("File", "Folder", "Progress", "Speed", "Time left")
     FILE, FOLDER, PROGRESS, SPEED, TIME_LEFT = range(5)
+    RIGHT_ALIGNED = frozenset({SPEED, TIME_LEFT})
 
     totalsChanged = Signal()
 
@@ -89,8 +90,8 @@ class TransfersModel(TableModel):
             return None
         if role == Qt.ItemDataRole.ToolTipRole and col in (self.FILE, self.FOLDER):
             return t.path if col == self.FILE else t.folder
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (self.SPEED, self.TIME_LEFT):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return self.alignment(col)
         if role == ProgressRole:
             return t.fraction
         if role == OpacityRole:

@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     tray = TrayApp(link)
     notifier = install_signal_handlers(tray)
     tray.start()
+    log.info("tray running; agent socket %s", link.socket_path)
     if not QSystemTrayIcon.isSystemTrayAvailable():
         # No tray on this desktop: the transfers window stands in so the app is reachable.
         log.warning("this desktop has no system tray; showing the transfers window")

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui.icons import app_icon
-from ui.widgets import ERROR_ACCENT, OK_ACCENT, ToolWindow, heading, muted
+from ui.widgets import ERROR_ACCENT, OK_ACCENT, ToolWindow, heading, make_primary, muted
 
 
 class SignInWindow(ToolWindow):
@@ -56,8 +56,7 @@ class SignInWindow(ToolWindow):
         self.link.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.link.linkActivated.connect(lambda url: QDesktopServices.openUrl(QUrl(url)))
 
-        self.primary = QPushButton("Sign in with browser")
-        self.primary.setDefault(True)
+        self.primary = make_primary(QPushButton("Sign in with browser"))
         self.device = QPushButton("Use a code instead")
         self.device.setFlat(True)
         self.device.setToolTip("For computers where the browser cannot come back to Dropline")

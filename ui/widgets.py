@@ -45,6 +45,19 @@ def muted(text: str = "") -> QLabel:
     return label
 
 
+def make_primary(button: QPushButton) -> QPushButton:
+    """The one action a window is for, filled with the theme's highlight colour."""
+    button.setObjectName("primary")
+    button.setDefault(True)
+    button.setStyleSheet(
+        "QPushButton#primary { background: palette(highlight); color: palette(highlighted-text);"
+        " border: 1px solid palette(highlight); border-radius: 4px; padding: 5px 16px; }"
+        "QPushButton#primary:disabled { background: palette(mid); border-color: palette(mid); }"
+        "QPushButton#primary:focus { border: 1px solid palette(text); }"
+    )
+    return button
+
+
 class Banner(QFrame):
     """A one-line message above a window's content: connecting, an error, a result."""
 

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from server import errors
+from server.admin import Admin
 from server.blobs import LocalBlobStore
 from server.changes import ChangeFeed, ChangeNotifier
 from server.db import Database
@@ -20,6 +21,8 @@ from server.middleware import RequestContextMiddleware
 from server.migrations import migrate
 from server.oauth.csrf import Csrf, load_secret
 from server.operations import Operations
+from server.routes import admin as admin_routes
+from server.routes import audit as audit_routes
 from server.routes import changes as changes_routes
 from server.routes import files as files_routes
 from server.routes import health, me
@@ -97,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     security = Security(settings, db, identity)
     app.state.security = security
     app.state.csrf = Csrf(load_secret(settings.data_dir))
+    app.state.admin = Admin(db, identity, security.store)
     app.state.authenticators = [api_key_authenticator, security.jwt_authenticator]
     # The last added runs first: request id and source address exist before anything else.
     app.add_middleware(SecurityMiddleware, security=security)
@@ -108,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(me.router)
     app.include_router(oauth_routes.router)
+    app.include_router(admin_routes.router)
+    app.include_router(audit_routes.router)
     app.include_router(files_routes.router)
     app.include_router(uploads_routes.router)
     app.include_router(changes_routes.router)

@@ -67,7 +67,15 @@ class Defender:
         if ban is None:
             return 0
         left = ban.until - time.time()
-        return int(left) + 1 if left > 0 else 0
+        if left <= 0:
+            return 0
+        # Only banned addresses get here: confirm the ban was not lifted from the CLI.
+        with self.db.read() as conn:
+            still = conn.execute(select(schema.bans.c.ip).where(schema.bans.c.ip == ip)).first()
+        if still is None:
+            self._bans.pop(ip, None)
+            return 0
+        return int(left) + 1
 
     def failure(self, ip: str | None, reason: str = "authentication failures") -> Ban | None:
         """Count one failure; returns the new ban when this one crossed the threshold."""

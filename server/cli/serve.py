@@ -1,0 +1,63 @@
+"""``dropline-server serve``: run the server under uvicorn, with TLS and client certificates."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from pathlib import Path
+
+from server.cli._common import CliError, add_data_dir, settings
+from server.tls import uvicorn_tls_options
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the server")
+    add_data_dir(serve)
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8600; 0 picks one)")
+    serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain (TLS 1.2 and 1.3 only)")
+    serve.add_argument("--tls-key", type=Path, help="PEM private key")
+    serve.add_argument(
+        "--client-ca", type=Path, help="CA bundle for client certificates (mutual TLS)"
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    s = settings(
+        args,
+        host=args.host,
+        port=args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
+    )
+    if (s.tls_cert is None) != (s.tls_key is None):
+        raise CliError("--tls-cert and --tls-key go together")
+    if s.client_ca is not None and s.tls_cert is None:
+        raise CliError("--client-ca needs --tls-cert and --tls-key")
+    app = create_app(s)
+    # Bind the socket ourselves so --port 0 can report the port it got.
+    family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((s.host, s.port))
+    port = sock.getsockname()[1]
+    scheme = "https" if s.tls_cert else "http"
+    host = f"[{s.host}]" if family == socket.AF_INET6 else s.host
+    print(f"dropline-server listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        access_log=False,
+        **uvicorn_tls_options(s.tls_cert, s.tls_key, s.client_ca),
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0

@@ -37,6 +37,8 @@ class Receiver:
         self.requests: list[Received] = []
         self.script: list[Reply] = []
         self.default = Reply()
+        # Requests to these paths are recorded, then held until the event is set.
+        self.hold: dict[str, threading.Event] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -65,6 +67,9 @@ class Receiver:
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 reply = receiver._record(Received(self.command, self.path, headers, body))
+                gate = receiver.hold.get(self.path)
+                if gate is not None:
+                    gate.wait(30)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)

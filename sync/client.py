@@ -256,10 +256,16 @@ class DroplineClient:
 
     # -- transport ---------------------------------------------------------------------
 
-    def _url(self, url: str) -> httpx.URL:
-        """Resolve ``url`` against the base; refuse another origin (it would get our token)."""
-        target = self.base_url.join(url)
+    def _url(self, url: str | httpx.URL) -> httpx.URL:
+        """An API path (``/api/v1/...``) under the base URL, which may carry a path prefix
+        (a server behind ``https://host/dropline``); an absolute URL only if it is on the
+        configured server's origin, since it would get our credentials."""
         base = self.base_url
+        if isinstance(url, httpx.URL):
+            target = url
+        else:
+            path = url if url.startswith("/") else "/" + url
+            target = base.copy_with(raw_path=base.raw_path.rstrip(b"/") + path.encode("ascii"))
         if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
             raise ValidationError(
                 f"refusing to send credentials to {target.scheme}://{target.host}: "
@@ -268,10 +274,26 @@ class DroplineClient:
             )
         return target
 
+    def _upload_url(self, location: str) -> httpx.URL:
+        """Where a tus upload lives, from the ``Location`` the server gave (kept as given so
+        it survives a change of port): absolute, a path already under the base URL's
+        prefix, or a path relative to the API root."""
+        try:
+            parsed = httpx.URL(location)
+        except httpx.InvalidURL as exc:
+            raise ValidationError(f"not an upload URL: {location!r:.80}") from exc
+        if parsed.is_absolute_url:
+            return self._url(parsed)
+        prefix = self.base_url.raw_path.rstrip(b"/")
+        raw = parsed.raw_path
+        if prefix and (raw == prefix or raw.startswith(prefix + b"/")):
+            return self._url(self.base_url.copy_with(raw_path=raw))
+        return self._url(location)
+
     async def _send_once(
         self,
         method: str,
-        url: str,
+        url: str | httpx.URL,
         *,
         params: Mapping[str, str | int] | None = None,
         json: Any = None,
@@ -281,7 +303,6 @@ class DroplineClient:
         stream: bool = False,
     ) -> httpx.Response:
         self.breaker.before_call()
-        extensions = {"timeout": timeout.as_dict()} if timeout is not None else None
         try:
             with _foreign_errors():
                 request = self._http.build_request(
@@ -291,7 +312,7 @@ class DroplineClient:
                     json=json,
                     content=bytes(content) if isinstance(content, memoryview) else content,
                     headers=headers,
-                    extensions=extensions,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )
                 response = await self._http.send(request, stream=stream)
         except DroplineError as err:
@@ -322,14 +343,14 @@ class DroplineClient:
     async def _request(
         self,
         method: str,
-        url: str,
+        url: str | httpx.URL,
         *,
         idempotent: bool = True,
         retry: RetryPolicy | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         policy = retry or self.retry
-        what = f"{method} {url.partition('?')[0]}"
+        what = f"{method} {httpx.URL(url).path if isinstance(url, str) else url.path}"
         return await policy.call(
             lambda: self._send_once(method, url, **kwargs), idempotent=idempotent, what=what
         )
@@ -514,7 +535,9 @@ class DroplineClient:
 
     async def upload_status(self, url: str) -> UploadResult:
         """``HEAD`` the upload: its durable offset and, once published, its entry id."""
-        response = await self._request("HEAD", url, headers={"Tus-Resumable": TUS_VERSION})
+        response = await self._request(
+            "HEAD", self._upload_url(url), headers={"Tus-Resumable": TUS_VERSION}
+        )
         return _upload_result(response)
 
     async def upload_offset(self, url: str) -> int:
@@ -542,14 +565,21 @@ class DroplineClient:
         elif checksum:
             headers["Upload-Checksum"] = await _chunk_checksum(data)
         response = await self._request(
-            "PATCH", url, headers=headers, content=data, idempotent=False, retry=retry
+            "PATCH",
+            self._upload_url(url),
+            headers=headers,
+            content=data,
+            idempotent=False,
+            retry=retry,
         )
         return _upload_result(response)
 
     async def terminate_upload(self, url: str) -> None:
         """Abandon an upload; one that is already gone counts as terminated."""
         with suppress(NotFoundError):
-            await self._request("DELETE", url, headers={"Tus-Resumable": TUS_VERSION})
+            await self._request(
+                "DELETE", self._upload_url(url), headers={"Tus-Resumable": TUS_VERSION}
+            )
 
     # -- downloads ---------------------------------------------------------------------
 

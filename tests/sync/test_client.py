@@ -353,3 +353,31 @@ async def test_connection_pool_is_reused(live_server: LiveServer, api_key: str) 
             await client.me()
     assert len(opened) == 10
     assert len(set(opened)) == 1  # one keep-alive connection served all ten
+
+
+@pytest.mark.anyio
+async def test_a_base_url_with_a_path_prefix_is_kept() -> None:
+    # A server published under https://host/dropline: no request may reach a server,
+    # so every one is answered 404 by the transport and only the paths are checked.
+    transport = FaultTransport()
+    transport.inject(lambda _r: True, times=100, status=404, slug="not-found")
+    async with DroplineClient(
+        "http://127.0.0.1:9/dropline",
+        ApiKeyCredentials("dlk_x"),
+        transport=transport,
+        retry=RetryPolicy(attempts=1),
+    ) as client:
+        for call in (
+            client.me(),
+            client.upload_offset("/dropline/api/v1/uploads/abc"),  # Location with the prefix
+            client.upload_offset("/api/v1/uploads/def"),  # Location without it
+            client.upload_offset("http://127.0.0.1:9/dropline/api/v1/uploads/ghi"),
+        ):
+            with pytest.raises(NotFoundError):
+                await call
+    assert [p for _m, p in transport.seen] == [
+        "/dropline/api/v1/me",
+        "/dropline/api/v1/uploads/abc",
+        "/dropline/api/v1/uploads/def",
+        "/dropline/api/v1/uploads/ghi",
+    ]

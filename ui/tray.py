@@ -19,6 +19,18 @@ from ui.status import Summary
 FOLDERS_INLINE = 4  # more sync folders than this go into an "Open folder" submenu
 
 
+def _items(state: MenuState) -> tuple[object, ...]:
+    """Everything that decides which items the menu has (not the status wording)."""
+    return (
+        state.folders,
+        state.issues,
+        state.connected,
+        state.signed_in,
+        state.account,
+        state.can_sign_out,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class MenuState:
     summary: Summary
@@ -70,7 +82,14 @@ class Tray(QObject):
             self.icon_name = state.summary.icon
             self.icon.setIcon(tray_icon(state.summary.icon))
         self.icon.setToolTip(state.summary.tooltip)
-        if state != self._built:
+        # Progress changes the status line many times a second: update its text in place
+        # and rebuild the menu only when its items change, so an open menu stays put.
+        if self._built is not None and _items(state) == _items(self._built):
+            self._built = state
+            self._status.setText(state.summary.headline)
+            self._detail.setText(state.summary.detail)
+            self._detail.setVisible(bool(state.summary.detail))
+        else:
             self._build()
 
     def action(self, name: str) -> QAction | None:
@@ -100,10 +119,11 @@ class Tray(QObject):
         self._built = s
         menu = self.menu
         menu.clear()
-        status = self._add(menu, "status", s.summary.headline)
-        status.setEnabled(False)
-        if s.summary.detail:
-            self._add(menu, "status-detail", s.summary.detail).setEnabled(False)
+        self._status = self._add(menu, "status", s.summary.headline)
+        self._status.setEnabled(False)
+        self._detail = self._add(menu, "status-detail", s.summary.detail)
+        self._detail.setEnabled(False)
+        self._detail.setVisible(bool(s.summary.detail))
         menu.addSeparator()
 
         if s.folders:

@@ -39,12 +39,14 @@ class _StateCollector(Collector):
         )
         t, d = schema.transfers, schema.webhook_deliveries
         with self.db.read() as conn:
-            by_transfer: dict[str, int] = dict(
-                conn.execute(select(t.c.state, func.count()).group_by(t.c.state)).tuples().all()
-            )
-            by_delivery: dict[str, int] = dict(
-                conn.execute(select(d.c.state, func.count()).group_by(d.c.state)).tuples().all()
-            )
+            by_transfer = {
+                str(state): int(n)
+                for state, n in conn.execute(select(t.c.state, func.count()).group_by(t.c.state))
+            }
+            by_delivery = {
+                str(state): int(n)
+                for state, n in conn.execute(select(d.c.state, func.count()).group_by(d.c.state))
+            }
         for state in TRANSFER_STATES:
             transfers.add_metric([state], float(by_transfer.get(state, 0)))
         for state in DELIVERY_STATES:

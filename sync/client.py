@@ -152,15 +152,32 @@ async def _chunk_checksum(data: bytes | memoryview) -> str:
     return chunk_checksum(data)
 
 
+def decode_upload_metadata(header: str | None) -> dict[str, str]:
+    """tus ``Upload-Metadata`` back into a dict; pairs that do not decode are left out."""
+    pairs: dict[str, str] = {}
+    for item in (header or "").split(","):
+        key, _, value = item.strip().partition(" ")
+        if not key:
+            continue
+        try:
+            pairs[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            continue
+    return pairs
+
+
 def _upload_result(response: httpx.Response) -> UploadResult:
     offset = _int_header(response, "Upload-Offset")
     if offset is None:
         raise ProtocolError("the upload answer has no Upload-Offset")
+    meta = decode_upload_metadata(response.headers.get("Upload-Metadata"))
     return UploadResult(
         offset=offset,
         length=_int_header(response, "Upload-Length"),
         entry_id=response.headers.get("Dropline-Entry-Id"),
         rev=response.headers.get("Dropline-Rev"),
+        path=meta.get("path"),
+        sha256=meta.get("sha256"),
     )
 
 

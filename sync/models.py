@@ -216,6 +216,8 @@ class UploadResult:
     length: int | None = None
     entry_id: str | None = None  # set once the last byte arrived and the file is published
     rev: str | None = None
+    path: str | None = None  # from the Upload-Metadata a HEAD repeats
+    sha256: str | None = None
 
     @property
     def complete(self) -> bool:

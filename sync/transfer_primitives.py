@@ -136,7 +136,7 @@ async def upload_file(
     url: str | None = None
     offset = 0
     if resume_url is not None:
-        resumed = await _resume_status(client, resume_url, length)
+        resumed = await _resume_status(client, resume_url, remote_path, length, sha256)
         if resumed is not None and resumed.complete:
             assert resumed.entry_id is not None
             return await _published(client, resumed.entry_id, sha256)
@@ -171,16 +171,24 @@ async def upload_file(
     return await _published(client, entry_id, sha256)
 
 
-async def _resume_status(client: DroplineClient, url: str, length: int) -> UploadResult | None:
+async def _resume_status(
+    client: DroplineClient, url: str, remote_path: str, length: int, sha256: str
+) -> UploadResult | None:
     """The earlier upload's state, or None when it is gone or was for other content."""
     try:
         status = await client.upload_status(url)
-    except NotFoundError:  # expired, terminated, or never ours
+    except NotFoundError:  # expired, terminated, failed its final check, or never ours
         log.info("the earlier upload is gone; starting again")
         return None
-    if status.length is not None and status.length != length:
-        log.info("the earlier upload was for %d bytes, the file has %d", status.length, length)
-        await client.terminate_upload(url)
+    stale = (
+        (status.length is not None and status.length != length)
+        or (status.sha256 is not None and status.sha256 != sha256)
+        or (status.path is not None and status.path != remote_path)
+    )
+    if stale:
+        log.info("the earlier upload was for other content or another place; starting again")
+        if not status.complete:
+            await client.terminate_upload(url)
         return None
     return status
 

@@ -254,6 +254,23 @@ async def test_resume_of_an_upload_for_other_content_starts_again(
 
 
 @pytest.mark.anyio
+async def test_resume_of_an_upload_of_same_size_but_other_bytes_starts_again(
+    api: DroplineClient, transport: FaultTransport, tmp_path: Path
+) -> None:
+    old_data, new_data = payload(2 * CHUNK, seed=1), payload(2 * CHUNK, seed=2)
+    local = write(tmp_path, "edited.bin", new_data)
+    old = await api.create_upload("/edited.bin", len(old_data), sha256=sha(old_data))
+    await api.append(old.url, 0, old_data[:CHUNK])
+    sessions: list[str] = []
+    entry = await upload_file(
+        api, local, "/edited.bin", chunk_size=CHUNK, resume_url=old.url, on_session=sessions.append
+    )
+    assert entry.sha256 == sha(new_data)
+    assert len(sessions) == 1  # a new upload, not the old one's bytes with new ones after
+    assert await read_remote(api, entry) == new_data
+
+
+@pytest.mark.anyio
 async def test_file_shrinking_during_upload_is_an_integrity_error(
     api: DroplineClient, tmp_path: Path
 ) -> None:

@@ -21,13 +21,13 @@ Migration = Callable[[sqlite_utils.Database], None]
 
 
 def m001_base_and_queue(db: sqlite_utils.Database) -> None:
-    db["folders"].create(
+    db.table("folders").create(
         {"id": int, "local": str, "remote": str, "cursor": str, "added_at": float},
         pk="id",
         not_null={"local", "remote"},
     )
-    db["folders"].create_index(["local"], unique=True)
-    db["base"].create(
+    db.table("folders").create_index(["local"], unique=True)
+    db.table("base").create(
         {
             "folder_id": int,
             "path": str,
@@ -43,11 +43,11 @@ def m001_base_and_queue(db: sqlite_utils.Database) -> None:
         pk=("folder_id", "path"),
         not_null={"folder_id", "path", "parent", "is_dir", "remote_id", "rev"},
     )
-    db["base"].create_index(["folder_id", "parent"])
-    db["base"].create_index(["folder_id", "remote_id"])
+    db.table("base").create_index(["folder_id", "parent"])
+    db.table("base").create_index(["folder_id", "remote_id"])
     # Work not done yet: a path to look at again, from the disk ('local') or the feed
     # ('remote', with the server's state of that path as JSON, 'null' when gone).
-    db["queue"].create(
+    db.table("queue").create(
         {"folder_id": int, "path": str, "source": str, "remote": str, "added_at": float},
         pk=("folder_id", "path", "source"),
         not_null={"folder_id", "path", "source", "added_at"},
@@ -55,7 +55,7 @@ def m001_base_and_queue(db: sqlite_utils.Database) -> None:
 
 
 def m002_transfers(db: sqlite_utils.Database) -> None:
-    db["transfers"].create(
+    db.table("transfers").create(
         {
             "folder_id": int,
             "path": str,
@@ -76,7 +76,7 @@ def m002_transfers(db: sqlite_utils.Database) -> None:
 
 
 def m003_issues_and_history(db: sqlite_utils.Database) -> None:
-    db["issues"].create(
+    db.table("issues").create(
         {
             "id": int,
             "folder_id": int,
@@ -92,8 +92,8 @@ def m003_issues_and_history(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"folder_id", "path", "kind", "message", "hint", "since", "attempts"},
     )
-    db["issues"].create_index(["folder_id", "path", "kind"], unique=True)
-    db["history"].create(
+    db.table("issues").create_index(["folder_id", "path", "kind"], unique=True)
+    db.table("history").create(
         {
             "id": int,
             "time": float,
@@ -108,7 +108,7 @@ def m003_issues_and_history(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"time", "folder", "path", "direction", "size", "duration", "result"},
     )
-    db["history"].create_index(["time"])
+    db.table("history").create_index(["time"])
 
 
 MIGRATIONS: list[tuple[str, Migration]] = [

@@ -197,7 +197,7 @@ def invalid_name_reason(name: str) -> str | None:
         return "is reserved"
     if "\\" in name or "/" in name:
         return "contains a slash or backslash"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if any(unicodedata.category(c) == "Cc" for c in name):  # C0, DEL and C1, as the server
         return "contains control characters"
     if any(0xD800 <= ord(c) <= 0xDFFF for c in name):
         return "is not valid UTF-8"

@@ -178,3 +178,14 @@ class HistoryQuery:
     search: str | None = None  # substring of the path, case-insensitive
     since: float | None = None
     until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCounters:
+    """Totals since the engine started (benchmarks and tests read them)."""
+
+    bytes_hashed: int = 0
+    bytes_uploaded: int = 0
+    bytes_downloaded: int = 0
+    files_uploaded: int = 0
+    files_downloaded: int = 0

@@ -1,0 +1,225 @@
+"""The server side of one folder: the first full listing, then the change feed by
+long-poll, each page written to the journal's queue together with its cursor (one
+transaction, so a crash never skips a change nor loses one).
+
+While the server is unreachable the poll backs off (1 s doubling to a minute) and
+the folder shows offline; the first answer brings it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from sync.errors import (
+    AuthenticationError,
+    CursorExpiredError,
+    DroplineError,
+    NotFoundError,
+)
+from sync.models import Change, ChangeAction, Entry
+from sync.planner import Remote
+from sync.transfer import remote_of
+from sync.types import FolderMode
+
+if TYPE_CHECKING:
+    from sync.folder import FolderLoop
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MAX = 60.0
+
+
+def remote_path(root: str, rel: str) -> str:
+    """The server path of ``rel`` in a folder mapped to ``root``."""
+    if not rel:
+        return root
+    return ("" if root == "/" else root.rstrip("/")) + "/" + rel
+
+
+def rel_of(root: str, path: str) -> str | None:
+    """The relative path of a server path, or None when it lies outside ``root``."""
+    if root == "/":
+        return path[1:]
+    prefix = root.rstrip("/")
+    if path == prefix:
+        return ""
+    if path.startswith(prefix + "/"):
+        return path[len(prefix) + 1 :]
+    return None
+
+
+class RemoteFeed:
+    def __init__(self, folder: FolderLoop) -> None:
+        self.folder = folder
+        self._task: asyncio.Task[None] | None = None
+        self._helpers: set[asyncio.Task[None]] = set()
+        self.resume = asyncio.Event()
+        self.resume.set()
+        self._catching_up = True
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"feed {self.folder.root}")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._helpers) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def refresh(self, rel: str) -> None:
+        """Fetch the server's state of one path now (after a 409/412) and queue it."""
+        task = asyncio.create_task(self._refresh(rel))
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
+    async def _refresh(self, rel: str) -> None:
+        folder = self.folder
+        try:
+            entry = await folder.hooks.client().metadata(remote_path(folder.spec.remote, rel))
+            state: Remote | None = remote_of(entry)
+        except NotFoundError:
+            state = None
+        except DroplineError as exc:
+            log.info("could not refresh %s: %s", rel, exc)
+            return
+        folder.journal.enqueue_remote(folder.id, [(rel, state)])
+        folder.wake()
+
+    def _may_run(self) -> bool:
+        f = self.folder
+        return not (f.user_paused or f.hooks.signed_out() or f.missing)
+
+    async def _run(self) -> None:
+        backoff = 1.0
+        folder = self.folder
+        while True:
+            if not self._may_run():
+                self.resume.clear()
+                await self.resume.wait()
+                continue
+            try:
+                cursor = folder.journal.cursor(folder.id)
+                if cursor is None:
+                    await self._list_all()
+                    self._catching_up = True
+                    continue
+                client = folder.hooks.client()
+                if self._catching_up:
+                    page = await client.changes(cursor)
+                else:
+                    page = await client.wait_changes(
+                        cursor, timeout=folder.hooks.settings.longpoll_timeout
+                    )
+                await self._apply(page.changes, page.cursor)
+                self._catching_up = page.has_more
+                folder.set_online()
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except CursorExpiredError:
+                log.info("folder %s: change feed cursor expired; listing again", folder.root)
+                folder.journal.set_cursor(folder.id, None)
+            except AuthenticationError as exc:
+                folder.hooks.auth_failed(exc)
+            except DroplineError as exc:
+                if exc.retryable:
+                    folder.failed_network(exc)
+                else:
+                    log.warning("folder %s: change feed: %s", folder.root, exc)
+                folder.wake()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            except Exception:
+                log.exception("folder %s: change feed failed", folder.root)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _list_all(self) -> None:
+        """First contact (or an expired cursor): the whole remote tree against the base."""
+        folder = self.folder
+        client = folder.hooks.client()
+        cursor = await client.latest_cursor()  # before listing: nothing can slip between
+        root = folder.spec.remote
+        if root != "/":
+            try:
+                await client.metadata(root)
+            except NotFoundError:
+                if folder.spec.mode is FolderMode.DOWNLOAD_ONLY:
+                    await self._store([], cursor, full=True)
+                    return
+                await client.create_folder(root)
+        items = await self._list_tree(root)
+        await self._store(items, cursor, full=True)
+
+    async def _list_tree(self, top: str) -> list[tuple[str, Remote | None]]:
+        folder = self.folder
+        client = folder.hooks.client()
+        items: list[tuple[str, Remote | None]] = []
+        todo: deque[str] = deque([top])
+        while todo:
+            directory = todo.popleft()
+            try:
+                async for entry in client.iter_folder(directory, page_size=1000):
+                    rel = rel_of(folder.spec.remote, entry.path)
+                    if rel is None or not rel:
+                        continue
+                    items.append((rel, remote_of(entry)))
+                    if entry.is_folder:
+                        todo.append(entry.path)
+            except NotFoundError:
+                continue  # removed while we listed: the feed tells us
+        return items
+
+    async def _store(
+        self, items: list[tuple[str, Remote | None]], cursor: str, *, full: bool = False
+    ) -> None:
+        folder, journal = self.folder, self.folder.journal
+        if full:
+            base = journal.descendants(folder.id, "")
+            seen = {rel for rel, _ in items}
+            # Only what differs from the base needs a look.
+            items = [
+                (rel, r)
+                for rel, r in items
+                if r is None
+                or rel not in base
+                or base[rel].rev != r.rev
+                or base[rel].remote_id != r.id
+            ]
+            items += [(rel, None) for rel in base if rel not in seen]
+        with journal.transaction():
+            journal.enqueue_remote(folder.id, items)
+            journal.set_cursor(folder.id, cursor)
+        if items:
+            folder.wake()
+
+    async def _apply(self, changes: tuple[Change, ...], cursor: str) -> None:
+        folder = self.folder
+        root = folder.spec.remote
+        items: list[tuple[str, Remote | None]] = []
+        for change in changes:
+            entry: Entry = change.entry
+            rel = rel_of(root, entry.path)
+            old = rel_of(root, change.old_path) if change.old_path else None
+            if change.action is ChangeAction.MOVED and change.old_path is not None:
+                if old == "":  # the folder's own root moved away: everything is gone here
+                    items += [(p, None) for p in folder.journal.descendants(folder.id, "")]
+                elif old is not None:
+                    items.append((old, None))
+                if rel and entry.is_folder and old is None:
+                    # Moved in from outside: its contents arrive without changes of their own.
+                    items += await self._list_tree(entry.path)
+            if rel is None:
+                continue
+            if rel == "":
+                if change.action is ChangeAction.DELETED:
+                    items += [(p, None) for p in folder.journal.descendants(folder.id, "")]
+                continue
+            if change.action is ChangeAction.DELETED:
+                items.append((rel, None))
+            else:
+                items.append((rel, remote_of(entry)))
+        await self._store(items, cursor)

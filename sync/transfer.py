@@ -1,0 +1,319 @@
+"""Running uploads and downloads for the folders: shared slots (small files first),
+bandwidth limits, and the journal bookkeeping that lets a transfer resume after a
+restart (the tus URL before the first byte goes; the partial download's key).
+
+The byte-moving itself is the SDK's (:mod:`sync.transfer_primitives`); this module
+decides when a transfer may run, at what speed, and what is remembered about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sync import fs
+from sync.client import DroplineClient
+from sync.errors import IntegrityError
+from sync.journal import Journal, TransferRow
+from sync.models import Entry, EntryType
+from sync.planner import Base, Local, Remote
+from sync.transfer_primitives import download_file, upload_file
+from sync.types import Direction
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """Bytes per second, shared by every transfer in one direction. A few lines of our
+    own: aiolimiter counts acquisitions, not bytes of varying size."""
+
+    def __init__(self, rate: int | None) -> None:
+        self.rate = rate
+        self._tokens = 0.0
+        self._stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    def set_rate(self, rate: int | None) -> None:
+        self.rate = rate if rate and rate > 0 else None
+        self._tokens = 0.0
+        self._stamp = time.monotonic()
+
+    async def take(self, n: int) -> None:
+        if self.rate is None:
+            return
+        async with self._lock:
+            rate = self.rate
+            if rate is None:
+                return
+            now = time.monotonic()
+            # At most one second of burst is saved up.
+            self._tokens = min(float(rate), self._tokens + (now - self._stamp) * rate)
+            self._stamp = now
+            self._tokens -= n
+            if self._tokens < 0:
+                await asyncio.sleep(-self._tokens / rate)
+
+
+class Slots:
+    """At most ``n`` transfers at once across all folders; waiting ones go smallest first,
+    so a small file is not stuck behind a big one."""
+
+    def __init__(self, n: int) -> None:
+        self.n = max(1, n)
+        self.busy = 0
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, size: int) -> AsyncIterator[None]:
+        if self.busy >= self.n or self._waiting:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry = (size, next(self._seq), fut)
+            heapq.heappush(self._waiting, entry)
+            try:
+                await fut
+            except BaseException:
+                if entry in self._waiting:
+                    self._waiting.remove(entry)
+                    heapq.heapify(self._waiting)
+                elif fut.done() and not fut.cancelled():
+                    self._release()  # handed the slot as we were cancelled: pass it on
+                raise
+        else:
+            self.busy += 1
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiting:
+            _size, _seq, fut = heapq.heappop(self._waiting)
+            if not fut.done():
+                fut.set_result(None)  # the slot passes straight to the smallest waiter
+                return
+        self.busy -= 1
+
+
+@dataclass
+class Counters:
+    bytes_hashed: int = 0
+    bytes_uploaded: int = 0
+    bytes_downloaded: int = 0
+    files_uploaded: int = 0
+    files_downloaded: int = 0
+
+
+class ChangedDuringUpload(IntegrityError):
+    """The local file changed while it was going up: abandoned, to be sent again."""
+
+
+@dataclass
+class Shared:
+    """What every folder's transfers share."""
+
+    journal: Journal
+    slots: Slots
+    up: TokenBucket
+    down: TokenBucket
+    counters: Counters
+    chunk_size: int
+
+
+def entry_of(remote: Remote, remote_path: str) -> Entry:
+    return Entry(
+        id=remote.id,
+        name=remote_path.rpartition("/")[2],
+        path=remote_path,
+        type=EntryType.FOLDER if remote.is_dir else EntryType.FILE,
+        size=remote.size,
+        sha256=remote.sha256,
+        rev=remote.rev,
+        mtime=remote.mtime,
+        parent_id=None,
+    )
+
+
+def remote_of(entry: Entry) -> Remote:
+    return Remote(entry.id, entry.is_folder, entry.size, entry.sha256, entry.rev, entry.mtime)
+
+
+Progress = Callable[[int, int], None]
+
+
+async def upload(
+    shared: Shared,
+    client: DroplineClient,
+    folder_id: int,
+    root: Path,
+    rel: str,
+    remote_path: str,
+    local: Local,
+    if_rev: str,
+    on_progress: Progress,
+) -> tuple[Base, Remote]:
+    """Upload one file; resumes an earlier upload of the same content at the server's
+    offset. Raises :class:`ChangedDuringUpload` if the file changes meanwhile."""
+    journal = shared.journal
+    assert local.sha256 is not None
+    earlier = journal.transfer(folder_id, rel, Direction.UP)
+    resume = None
+    if earlier is not None and earlier.sha256 == local.sha256 and earlier.size == local.size:
+        resume = earlier.url
+    elif earlier is not None and earlier.url:
+        with contextlib.suppress(Exception):
+            await client.terminate_upload(earlier.url)
+    path = fs.abspath(root, rel)
+    sent_from: list[int] = []
+    url_box: list[str] = [resume] if resume else []
+
+    def on_session(url: str) -> None:
+        url_box[:] = [url]
+        sent_from[:] = [0]  # a new upload: every byte from zero goes up
+        journal.put_transfer(
+            folder_id,
+            TransferRow(
+                rel,
+                Direction.UP,
+                url,
+                None,
+                local.sha256,
+                local.size,
+                local.mtime_ns,
+                local.inode,
+                None,
+                None,
+            ),
+        )
+
+    def progress(done: int, total: int) -> None:
+        if not sent_from:
+            sent_from.append(done)
+        else:
+            shared.counters.bytes_uploaded += max(0, done - sent_from[-1])
+            sent_from.append(done)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise ChangedDuringUpload(f"{rel} went away while uploading") from exc
+        if st.st_size != local.size or st.st_mtime_ns != local.mtime_ns:
+            raise ChangedDuringUpload(f"{rel} changed while uploading; it is sent again")
+        on_progress(done, total)
+
+    async with shared.slots.slot(local.size):
+        try:
+            entry = await upload_file(
+                client,
+                path,
+                remote_path,
+                sha256=local.sha256,
+                mtime=local.mtime_ns / 1e9,
+                if_rev=if_rev,
+                chunk_size=_chunk(shared, local.size),
+                resume_url=resume,
+                on_session=on_session,
+                on_progress=progress,
+                limiter=shared.up.take,
+            )
+        except ChangedDuringUpload:
+            if url_box:
+                with contextlib.suppress(Exception):
+                    await client.terminate_upload(url_box[0])
+            journal.drop_transfer(folder_id, rel, Direction.UP)
+            raise
+    shared.counters.files_uploaded += 1
+    journal.drop_transfer(folder_id, rel, Direction.UP)
+    # Even if the file changed after its last byte was read, the server holds exactly
+    # the content hashed above: that is the base, and the next scan sends the change.
+    remote = remote_of(entry)
+    return (
+        Base(False, local.size, local.mtime_ns, local.inode, local.sha256, remote.id, remote.rev),
+        remote,
+    )
+
+
+def _chunk(shared: Shared, size: int) -> int:
+    limit = shared.up.rate
+    if limit:  # with a limit, smaller chunks keep the pace even
+        return max(256 * 1024, min(shared.chunk_size, limit))
+    return shared.chunk_size
+
+
+async def download(
+    shared: Shared,
+    client: DroplineClient,
+    folder_id: int,
+    root: Path,
+    rel: str,
+    remote_path: str,
+    remote: Remote,
+    expect: Local | None,
+    on_progress: Progress,
+) -> Base:
+    """Download into a partial file kept across restarts, verify, fsync, and move it
+    into place only if the local file is still what the plan saw."""
+    journal = shared.journal
+    earlier = journal.transfer(folder_id, rel, Direction.DOWN)
+    key = None
+    if earlier is not None and earlier.partial:
+        if earlier.remote_id == remote.id and earlier.rev == remote.rev:
+            key = earlier.partial
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                fs.partial_path(root, earlier.partial).unlink()
+    if key is None:
+        key = fs.new_partial_key()
+        journal.put_transfer(
+            folder_id,
+            TransferRow(
+                rel,
+                Direction.DOWN,
+                None,
+                key,
+                remote.sha256,
+                remote.size,
+                0,
+                0,
+                remote.id,
+                remote.rev,
+            ),
+        )
+    partial = fs.partial_path(root, key)
+    expected = (
+        None
+        if expect is None
+        else fs.LocalStat(expect.is_dir, expect.size, expect.mtime_ns, expect.inode)
+    )
+    last = [0]
+    placed: list[fs.LocalStat] = []
+
+    def progress(done: int, total: int) -> None:
+        shared.counters.bytes_downloaded += max(0, done - last[0])
+        last[0] = done
+        on_progress(done, total)
+
+    def commit(src: Path, _dest: Path) -> None:
+        placed.append(fs.place(root, src, rel, expected, None))
+
+    async with shared.slots.slot(remote.size):
+        await download_file(
+            client,
+            entry_of(remote, remote_path),
+            fs.abspath(root, rel),
+            partial_path=partial,
+            on_progress=progress,
+            limiter=shared.down.take,
+            commit=commit,
+        )
+    journal.drop_transfer(folder_id, rel, Direction.DOWN)
+    shared.counters.files_downloaded += 1
+    st = placed[0]
+    return Base(False, st.size, st.mtime_ns, st.inode, remote.sha256, remote.id, remote.rev)

@@ -1,0 +1,101 @@
+"""Helpers for the engine's integration tests: a client on the live server, an engine
+on a temporary folder, and polling until the two sides agree."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sync.client import ApiKeyCredentials, DroplineClient, RetryPolicy
+from sync.engine import Engine
+from sync.errors import NotFoundError
+from sync.models import Entry
+from sync.types import EngineSettings, FolderSpec, State
+
+FAST = EngineSettings(stable_seconds=0.2, longpoll_timeout=5, hostname="testhost")
+QUICK_RETRY = RetryPolicy(attempts=3, initial=0.05, maximum=0.2)
+
+
+def client_for(url: str, key: str) -> DroplineClient:
+    return DroplineClient(url, ApiKeyCredentials(key), retry=QUICK_RETRY)
+
+
+@asynccontextmanager
+async def running_engine(
+    home: Path,
+    url: str,
+    key: str,
+    folders: list[FolderSpec],
+    settings: EngineSettings = FAST,
+) -> AsyncIterator[Engine]:
+    engine = Engine(home, lambda: client_for(url, key), folders, settings)
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 30.0
+) -> None:
+    """Poll until ``check`` holds; fail with a clear message when it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def settled(engine: Engine, timeout: float = 30.0) -> None:
+    """Until the engine has nothing left to do (idle in every folder)."""
+
+    def idle() -> bool:
+        status = engine.status()
+        return all(f.state is State.IDLE and f.pending == 0 for f in status.folders)
+
+    await asyncio.sleep(0.3)  # let watcher events reach the aggregator
+    await eventually(idle, timeout)
+
+
+async def remote_entry(client: DroplineClient, path: str) -> Entry | None:
+    try:
+        return await client.metadata(path)
+    except NotFoundError:
+        return None
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def remote_tree(client: DroplineClient, top: str = "/") -> dict[str, str | None]:
+    """Every path under ``top`` with its SHA-256 (None for folders)."""
+    out: dict[str, str | None] = {}
+    todo = [top]
+    while todo:
+        directory = todo.pop()
+        for entry in await client.list_folder(directory):
+            out[entry.path] = entry.sha256
+            if entry.is_folder:
+                todo.append(entry.path)
+    return out
+
+
+def local_tree(root: Path) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel == ".dropline" or rel.startswith(".dropline/"):
+            continue
+        out["/" + rel] = None if path.is_dir() else sha(path.read_bytes())
+    return out

@@ -1,0 +1,44 @@
+"""``make bench``: run the registered benchmarks (all, or those named on the command line).
+
+A benchmark is a module in ``bench/`` with a ``main(argv) -> int``; register it in
+:data:`BENCHMARKS` with a one-line description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "server": (
+        "bench.server_transfer",
+        "server layer: 1 GiB up/down over tus, 10,000 small uploads",
+    ),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    args, rest = parser.parse_known_args(argv)
+    if args.list:
+        for name, (_module, text) in BENCHMARKS.items():
+            print(f"{name:12} {text}")
+        return 0
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; try --list")
+    status = 0
+    for name in args.names or list(BENCHMARKS):
+        module_name, text = BENCHMARKS[name]
+        print(f"== {name}: {text}", file=sys.stderr, flush=True)
+        module = importlib.import_module(module_name)
+        status = max(status, int(module.main(rest)))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,578 @@
+"""Server layer benchmark: 1 GiB up (tus, chunked) and down, and 10,000 small uploads.
+
+The server runs as a child process on 127.0.0.1 (``dropline-server serve``); the
+client here hashes everything it sends and receives, as the agent does. Peers in
+the same run: ``sha256sum`` and ``cp`` over the same data, and hashlib itself.
+Results replace the "Server layer" section of ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import hashlib
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+ROOT = Path(__file__).resolve().parent.parent
+PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
+START = "<!-- bench:server:start -->"
+END = "<!-- bench:server:end -->"
+READ = 4 * MIB
+
+
+@dataclass
+class Row:
+    what: str
+    seconds: float
+    amount: float  # bytes, or files
+    unit: str  # "MiB/s" or "files/s"
+    server_cpu: float | None = None
+    client_cpu: float | None = None
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return (self.amount / MIB if self.unit == "MiB/s" else self.amount) / self.seconds
+
+
+# -- test data and the server ----------------------------------------------------
+
+
+def make_big_file(path: Path, size: int) -> None:
+    rng = random.Random(0x0D7)
+    with path.open("wb") as handle:
+        written = 0
+        while written < size:
+            n = min(16 * MIB, size - written)
+            handle.write(rng.randbytes(n))
+            written += n
+
+
+def make_small_files(folder: Path, count: int, size: int) -> list[Path]:
+    rng = random.Random(0x5A11)
+    paths = []
+    for i in range(count):
+        sub = folder / f"d{i % 100:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"f{i:05d}.bin"
+        # Unique contents per file: a counter prefix plus random bytes.
+        path.write_bytes(i.to_bytes(8, "big") + rng.randbytes(size - 8))
+        paths.append(path)
+    return paths
+
+
+def create_key(data_dir: Path) -> str:
+    from server.db import Database
+    from server.identity import Identity
+    from server.migrations import migrate
+    from server.settings import Settings
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(Settings(data_dir=data_dir).database_url)
+    migrate(db)
+    identity = Identity(db)
+    identity.create_tenant("bench")
+    identity.create_user("bench", "bench@example.com", None)
+    _key_id, key = identity.create_api_key("bench", "bench@example.com")
+    db.dispose()
+    return key
+
+
+class Server:
+    def __init__(self, data_dir: Path) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                "0",
+                "--log-level",
+                "warning",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        self.url = ""
+        for line in self.proc.stderr:
+            match = re.search(r"listening on (\S+)", line)
+            if match:
+                self.url = match.group(1)
+                break
+        if not self.url:
+            raise SystemExit("bench: server did not start")
+        self._drain = threading.Thread(target=self._relay, daemon=True)
+        self._drain.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise SystemExit("bench: server never became ready")
+
+    def _relay(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            sys.stderr.write("server: " + line)
+
+    def cpu(self) -> float:
+        """User+system CPU seconds the server process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        self._drain.join(timeout=5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+def client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def drop_cache(path: Path) -> None:
+    """Not a cold-cache test: read once so every contender starts from a warm page cache."""
+    with path.open("rb", buffering=0) as handle:
+        while handle.read(16 * MIB):
+            pass
+
+
+# -- peers --------------------------------------------------------------------------
+
+
+def timed(cmd: Sequence[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def hashlib_seconds(path: Path) -> float:
+    start = time.perf_counter()
+    hasher = hashlib.sha256()
+    with path.open("rb", buffering=0) as handle:
+        while chunk := handle.read(READ):
+            hasher.update(chunk)
+    return time.perf_counter() - start
+
+
+# -- the transfers --------------------------------------------------------------------
+
+
+def meta(**values: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+def upload_big(
+    url: str, key: str, path: Path, target: str, chunk: int, chunk_checksum: bool
+) -> tuple[float, str, str]:
+    """tus upload in ``chunk``-sized PATCHes, hashing while sending.
+
+    Returns (seconds, client sha256, server sha256).
+    """
+    size = path.stat().st_size
+    hasher = hashlib.sha256()
+    headers = {"Authorization": f"Bearer {key}", "Tus-Resumable": "1.0.0"}
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
+        start = time.perf_counter()
+        created = client.post(
+            "/api/v1/uploads",
+            headers={"Upload-Length": str(size), "Upload-Metadata": meta(path=target)},
+        )
+        created.raise_for_status()
+        location = created.headers["location"]
+        with path.open("rb", buffering=0) as handle:
+            offset = 0
+            while offset < size:
+                n = min(chunk, size - offset)
+                patch_headers = {
+                    "Upload-Offset": str(offset),
+                    "Content-Type": "application/offset+octet-stream",
+                    "Content-Length": str(n),
+                }
+                body: bytes | Iterator[bytes]
+                if chunk_checksum:
+                    # The header goes before the bytes: this chunk is hashed twice on
+                    # the client (once for its checksum, once for the whole file).
+                    data = handle.read(n)
+                    digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+                    patch_headers["Upload-Checksum"] = f"sha256 {digest}"
+                    hasher.update(data)
+                    body = data
+                else:
+                    body = _pieces(handle, n, hasher)
+                r = client.patch(location, headers=patch_headers, content=body)
+                if r.status_code != 204:
+                    raise SystemExit(f"bench: PATCH answered {r.status_code}: {r.text}")
+                offset += n
+        seconds = time.perf_counter() - start
+        entry = client.get(f"/api/v1/files/{r.headers['dropline-entry-id']}").json()
+    return seconds, hasher.hexdigest(), entry["sha256"]
+
+
+def _pieces(handle: object, n: int, hasher: object) -> Iterator[bytes]:
+    remaining = n
+    while remaining > 0:
+        piece = handle.read(min(READ, remaining))  # type: ignore[attr-defined]
+        hasher.update(piece)  # type: ignore[attr-defined]
+        remaining -= len(piece)
+        yield piece
+
+
+def download_big(url: str, key: str, entry_id: str, dest: Path) -> tuple[float, str]:
+    """Download into ``dest`` (written, fsynced) while hashing."""
+    hasher = hashlib.sha256()
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
+        start = time.perf_counter()
+        with (
+            client.stream("GET", f"/api/v1/files/{entry_id}/content") as r,
+            dest.open("wb", buffering=0) as out,
+        ):
+            for piece in r.iter_raw(READ):
+                hasher.update(piece)
+                out.write(piece)
+            os.fsync(out.fileno())
+        seconds = time.perf_counter() - start
+    return seconds, hasher.hexdigest()
+
+
+async def upload_small(url: str, key: str, files: list[Path], concurrency: int) -> float:
+    """Each file is one POST (creation-with-upload) with its sha256 declared."""
+    payloads = [(f"/small/{p.parent.name}/{p.name}", p.read_bytes()) for p in files]
+    headers = {"Authorization": f"Bearer {key}", "Tus-Resumable": "1.0.0"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    for item in payloads:
+        queue.put_nowait(item)
+    failures: collections.Counter[int] = collections.Counter()
+
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as c:
+
+        async def worker() -> None:
+            while True:
+                try:
+                    target, data = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                digest = hashlib.sha256(data).hexdigest()
+                r = await c.post(
+                    "/api/v1/uploads",
+                    headers={
+                        "Upload-Length": str(len(data)),
+                        "Upload-Metadata": meta(path=target, sha256=digest),
+                        "Content-Type": "application/offset+octet-stream",
+                    },
+                    content=data,
+                )
+                if r.status_code != 201:
+                    failures[r.status_code] += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - start
+    if failures:
+        raise SystemExit(f"bench: small uploads failed: {dict(failures)}")
+    return seconds
+
+
+# -- profile ------------------------------------------------------------------------------
+
+
+def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        return None
+    return subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--threads",
+            "--nonblocking",
+            "--gil",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profile(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+
+
+def summarize_profile(raw: Path, top: int = 8) -> list[tuple[str, float]]:
+    """Share of busy samples by the innermost frame ("self" time), idle waits left out."""
+    counts: collections.Counter[str] = collections.Counter()
+    if not raw.exists():
+        return []
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        leaf = stack.rsplit(";", 1)[-1]
+        name = re.sub(r" \(.*?/(site-packages|lib/python3\.\d+)/", " (", leaf)
+        name = re.sub(r"\s*\((.*?):\d+\)", r" (\1)", name)
+        if any(
+            idle in name
+            for idle in ("select", "epoll", "_worker (concurrent", "wait (threading", "poll")
+        ):
+            continue
+        counts[name] += int(n)
+    busy = sum(counts.values()) or 1
+    return [(name, 100.0 * n / busy) for name, n in counts.most_common(top)]
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def fmt_cpu(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def render(
+    rows: list[Row],
+    profile: list[tuple[str, float]],
+    small_profile: list[tuple[str, float]],
+    meta_line: str,
+) -> str:
+    lines = [
+        "## Server layer",
+        "",
+        meta_line,
+        "",
+        "| What | Time (s) | Rate | Server CPU (s) | Client CPU (s) | Notes |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.what} | {row.seconds:.2f} | {row.rate:,.0f} {row.unit} | "
+            f"{fmt_cpu(row.server_cpu)} | {fmt_cpu(row.client_cpu)} | {row.note} |"
+        )
+    if profile:
+        lines += [
+            "",
+            "Where the server's time goes during the 1 GiB upload (py-spy, share of "
+            "busy samples by innermost frame):",
+            "",
+        ]
+        lines += [f"- {share:.0f}% `{name}`" for name, share in profile]
+    if small_profile:
+        lines += ["", "And during the small-file uploads:", ""]
+        lines += [f"- {share:.0f}% `{name}`" for name, share in small_profile]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str) -> None:
+    doc = (
+        PERFORMANCE_DOC.read_text(encoding="utf-8")
+        if PERFORMANCE_DOC.exists()
+        else (
+            "# Performance\n\nBenchmarks run with `make bench` on the project's 2-core machines; "
+            "each table compares against peers measured in the same run.\n"
+        )
+    )
+    block = f"{START}\n{text}{END}"
+    if START in doc and END in doc:
+        before, rest = doc.split(START, 1)
+        after = rest.split(END, 1)[1]
+        doc = before + block + after
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    PERFORMANCE_DOC.write_text(doc, encoding="utf-8")
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run server", description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=1024, help="big file size (default 1024)")
+    parser.add_argument("--chunk-mib", type=int, default=64, help="tus PATCH size (default 64)")
+    parser.add_argument("--small", type=int, default=10_000, help="small files (default 10000)")
+    parser.add_argument("--small-kib", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=3, help="big transfers: median of N runs")
+    parser.add_argument("--no-write", action="store_true", help="print, do not update the doc")
+    parser.add_argument("--work-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="dropline-bench-", dir=args.work_dir))
+    size = args.size_mib * MIB
+    rows: list[Row] = []
+    server: Server | None = None
+    try:
+        big = work / "big.bin"
+        print(
+            f"generating {args.size_mib} MiB and {args.small} small files in {work}",
+            file=sys.stderr,
+        )
+        make_big_file(big, size)
+        small_files = make_small_files(work / "small", args.small, args.small_kib * 1024)
+        drop_cache(big)
+
+        sha_s = statistics.median(timed(["sha256sum", str(big)]) for _ in range(args.runs))
+        rows.append(Row("`sha256sum` of the big file", sha_s, size, "MiB/s", note="peer"))
+        hl_s = statistics.median(hashlib_seconds(big) for _ in range(args.runs))
+        rows.append(Row("hashlib SHA-256, one core", hl_s, size, "MiB/s", note="peer: the ceiling"))
+        cp_runs = []
+        for i in range(args.runs):
+            cp_runs.append(timed(["cp", str(big), str(work / f"copy{i}.bin")]))
+        rows.append(
+            Row("`cp` of the big file", statistics.median(cp_runs), size, "MiB/s", note="peer")
+        )
+        cp_small = timed(["cp", "-r", str(work / "small"), str(work / "small-copy")])
+        rows.append(
+            Row(
+                f"`cp -r` of {args.small:,} small files",
+                cp_small,
+                args.small,
+                "files/s",
+                note="peer",
+            )
+        )
+
+        data_dir = work / "server"
+        key = create_key(data_dir)
+        server = Server(data_dir)
+        profile_raw = work / "profile-big.txt"
+
+        for label, checksum in (
+            ("whole-file hash both ends", False),
+            ("+ sha256 Upload-Checksum per chunk", True),
+        ):
+            results = []
+            for run in range(args.runs):
+                profiler = (
+                    start_profile(server.proc.pid, profile_raw)
+                    if (run == 0 and not checksum)
+                    else None
+                )
+                s0, c0 = server.cpu(), client_cpu()
+                seconds, mine, theirs = upload_big(
+                    server.url,
+                    key,
+                    big,
+                    f"/big/run-{label[:5]}-{run}.bin",
+                    args.chunk_mib * MIB,
+                    checksum,
+                )
+                stop_profile(profiler)
+                if mine != theirs:
+                    raise SystemExit("bench: the server's sha256 differs from the client's")
+                results.append((seconds, server.cpu() - s0, client_cpu() - c0))
+            seconds, s_cpu, c_cpu = sorted(results)[len(results) // 2]
+            rows.append(
+                Row(
+                    f"1 GiB up, tus, {args.chunk_mib} MiB PATCHes, {label}",
+                    seconds,
+                    size,
+                    "MiB/s",
+                    s_cpu,
+                    c_cpu,
+                )
+            )
+
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as c:
+            entry_id = c.get("/api/v1/metadata", params={"path": "/big/run-whole-0.bin"}).json()[
+                "id"
+            ]
+        expected = hashlib.sha256(big.read_bytes()).hexdigest()
+        results = []
+        for run in range(args.runs):
+            s0, c0 = server.cpu(), client_cpu()
+            seconds, digest = download_big(server.url, key, entry_id, work / f"down{run}.bin")
+            if digest != expected:
+                raise SystemExit("bench: downloaded bytes differ")
+            results.append((seconds, server.cpu() - s0, client_cpu() - c0))
+            (work / f"down{run}.bin").unlink()
+        seconds, s_cpu, c_cpu = sorted(results)[len(results) // 2]
+        rows.append(
+            Row(
+                "1 GiB down, client hashing and writing (fsync)",
+                seconds,
+                size,
+                "MiB/s",
+                s_cpu,
+                c_cpu,
+            )
+        )
+
+        profile_small_raw = work / "profile-small.txt"
+        profiler = start_profile(server.proc.pid, profile_small_raw)
+        s0, c0 = server.cpu(), client_cpu()
+        seconds = asyncio.run(upload_small(server.url, key, small_files, args.concurrency))
+        stop_profile(profiler)
+        rows.append(
+            Row(
+                f"{args.small:,} uploads of {args.small_kib} KiB, {args.concurrency} "
+                "concurrent, one POST each",
+                seconds,
+                args.small,
+                "files/s",
+                server.cpu() - s0,
+                client_cpu() - c0,
+                note="fsync per file",
+            )
+        )
+
+        meta_line = (
+            f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores, Python "
+            f"{sys.version.split()[0]}, server and client on the same machine over loopback, "
+            f"median of {args.runs} runs for the big transfers; page cache warm."
+        )
+        text = render(
+            rows, summarize_profile(profile_raw), summarize_profile(profile_small_raw), meta_line
+        )
+        print(text)
+        if not args.no_write:
+            write_section(text)
+            print(f"updated {PERFORMANCE_DOC}", file=sys.stderr)
+        return 0
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

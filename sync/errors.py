@@ -184,6 +184,10 @@ _BY_SLUG: dict[str, type[DroplineError]] = {
     "integrity": IntegrityError,
     "checksum-mismatch": IntegrityError,
     "rate-limited": RateLimitedError,
+    "target-refused": ValidationError,
+    "idempotency-key-reused": ConflictError,
+    "share-password": AuthenticationError,
+    "share-expired": NotFoundError,
     "internal": ServerError,
     "unavailable": UnavailableError,
 }

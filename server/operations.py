@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from server.access_log import AccessLogMiddleware
 from server.blobs import BlobStore
 from server.db import Database
+from server.file_events import FileEvents
 from server.files import FileService
 from server.metrics import Metrics, MetricsMiddleware
 from server.routes import metrics as metrics_routes
@@ -44,6 +45,8 @@ class Operations:
         cls, settings: Settings, db: Database, files: FileService, blobs: BlobStore
     ) -> Operations:
         metrics = Metrics(db)
+        # file.uploaded / file.moved / file.deleted, written with each change's own row.
+        files.hooks.append(FileEvents())
         dispatcher = WebhookDispatcher(
             db,
             schedule=settings.webhook_retry_schedule,

@@ -37,6 +37,7 @@ from sqlalchemy import Connection, delete, select, update
 from server import schema
 from server.blobs import BlobStore, new_blob_id
 from server.db import Database
+from server.file_events import record_upload_failed
 from server.files import Entry, FileService
 from server.identity import Principal
 from server.names import join_path, normalize_name, normalize_path
@@ -451,6 +452,16 @@ class UploadService:
         staged = self._staged_path(upload_id)
         if target.sha256 is not None and digest != target.sha256:
             await self._run(self._forget, upload_id)
+            # upload.failed for webhooks (server.file_events).
+            await self._run(
+                record_upload_failed,
+                self.db,
+                principal,
+                upload_id,
+                target.path,
+                "integrity",
+                "the bytes do not match the declared SHA-256",
+            )
             raise Problem(
                 "integrity",
                 f"the uploaded bytes have SHA-256 {digest}, not the declared {target.sha256}; "
@@ -477,8 +488,18 @@ class UploadService:
 
         try:
             return await self._run(publish)
-        except Problem:
+        except Problem as problem:
             await self._run(self._forget, upload_id)
+            # upload.failed for webhooks (server.file_events).
+            await self._run(
+                record_upload_failed,
+                self.db,
+                principal,
+                upload_id,
+                target.path,
+                problem.slug,
+                problem.detail or problem.title,
+            )
             raise
 
     # -- the tus operations ------------------------------------------------------

@@ -1,0 +1,90 @@
+"""The events behind webhooks, end to end: file changes, failed uploads and policy
+denials reach a subscribed receiver, signed, each with the event's own data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from server import policy
+from tests.server import tus
+from tests.server.ops_helpers import create_webhook, ops_client, upload
+from tests.support.live import LiveServer
+from tests.support.receiver import Receiver
+
+FILE_EVENTS = ["file.uploaded", "file.moved", "file.deleted", "upload.failed"]
+
+
+@pytest.fixture
+def alice(ops_server: LiveServer) -> Iterator[httpx.Client]:
+    with ops_client(ops_server) as client:
+        yield client
+
+
+def received(receiver: Receiver, secret: str, count: int) -> list[dict[str, Any]]:
+    payloads = []
+    for request in receiver.wait_count(count):
+        payload = Webhook(secret).verify(request.body, request.headers)
+        assert isinstance(payload, dict)
+        payloads.append(payload)
+    return payloads
+
+
+def test_upload_move_and_delete_are_delivered_in_order(
+    alice: httpx.Client, receiver: Receiver
+) -> None:
+    hook = create_webhook(alice, receiver.url, FILE_EVENTS)
+    alice.post("/api/v1/folders", json={"path": "/empty"})  # a folder is no upload
+    entry = upload(alice, "/in/data.csv", b"1,2,3")
+    moved = alice.patch(f"/api/v1/files/{entry['id']}", json={"path": "/done/data.csv"})
+    assert moved.status_code == 200
+    assert alice.delete(f"/api/v1/files/{entry['id']}").status_code == 204
+    payloads = received(receiver, hook["secret"], 3)
+    assert [p["type"] for p in payloads] == ["file.uploaded", "file.moved", "file.deleted"]
+    uploaded, move, deleted = (p["data"] for p in payloads)
+    assert uploaded["entry"]["path"] == "/in/data.csv"
+    assert uploaded["entry"]["sha256"] == tus.sha256(b"1,2,3")
+    assert uploaded["user_id"] == deleted["user_id"]
+    assert move["old_path"] == "/in/data.csv"
+    assert move["entry"]["path"] == "/done/data.csv"
+    assert deleted["entry"]["id"] == entry["id"]
+
+
+def test_a_rejected_upload_is_delivered_as_upload_failed(
+    alice: httpx.Client, receiver: Receiver
+) -> None:
+    hook = create_webhook(alice, receiver.url, ["upload.failed", "file.uploaded"])
+    r = tus.upload(alice, "/bad.bin", b"real bytes", sha256="0" * 64)
+    assert r.status_code == 422
+    [payload] = received(receiver, hook["secret"], 1)
+    assert payload["type"] == "upload.failed"
+    assert payload["data"]["path"] == "/bad.bin"
+    assert payload["data"]["code"] == "integrity"
+
+
+def test_a_policy_denial_is_delivered_as_policy_violated(
+    ops_server: LiveServer, alice: httpx.Client, receiver: Receiver
+) -> None:
+    hook = create_webhook(alice, receiver.url, ["policy.violated"])
+    entry = upload(alice, "/tools/setup.exe", b"MZ fake")
+    tenant_id = alice.get("/api/v1/me").json()["tenant"]["id"]
+    db = ops_server.app.state.db  # type: ignore[attr-defined]
+    with db.write() as conn:
+        policy.save_rules(
+            conn, tenant_id, None, policy.parse_rules({"blocked_extensions": [".exe"]})
+        )
+    r = alice.post(
+        "/api/v1/transfers",
+        json={"file_ids": [entry["id"]], "destination": {"type": "folder", "path": "/copies"}},
+    )
+    assert r.status_code == 403
+    assert r.json()["type"].endswith("/policy-denied")
+    assert alice.get("/api/v1/transfers").json()["transfers"] == []
+    [payload] = received(receiver, hook["secret"], 1)
+    assert payload["type"] == "policy.violated"
+    assert payload["data"]["rule"] == "blocked_extensions"
+    assert payload["data"]["resource"] == "/copies/setup.exe"

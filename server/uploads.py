@@ -62,6 +62,7 @@ _REV = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 U = schema.uploads
+_INSERT_UPLOAD = U.insert()  # built once: its compiled form is reused
 T = TypeVar("T")
 
 
@@ -305,23 +306,24 @@ class UploadService:
         entry: Entry | None = None,
     ) -> None:
         conn.execute(
-            U.insert().values(
-                id=upload_id,
-                tenant_id=principal.tenant_id,
-                space_id=principal.space_id,
-                user_id=principal.user_id,
-                length=length,
-                offset=offset,
-                target_path=target.path,
-                sha256=target.sha256,
-                mtime=target.mtime,
-                if_rev=target.if_rev,
-                metadata=metadata,
-                created_at=now,
-                expires_at=now + self.expiry_seconds,
-                entry_id=entry.id if entry else None,
-                rev=entry.rev if entry else None,
-            )
+            _INSERT_UPLOAD,
+            {
+                "id": upload_id,
+                "tenant_id": principal.tenant_id,
+                "space_id": principal.space_id,
+                "user_id": principal.user_id,
+                "length": length,
+                "offset": offset,
+                "target_path": target.path,
+                "sha256": target.sha256,
+                "mtime": target.mtime,
+                "if_rev": target.if_rev,
+                "metadata": metadata,
+                "created_at": now,
+                "expires_at": now + self.expiry_seconds,
+                "entry_id": entry.id if entry else None,
+                "rev": entry.rev if entry else None,
+            },
         )
 
     def _record_offset(self, upload_id: str, offset: int) -> float:

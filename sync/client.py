@@ -1,35 +1,28 @@
 """``DroplineClient``: the typed async SDK for the Dropline API (files, change feed, tus, Range).
 
 One pooled ``httpx.AsyncClient`` per instance; every call goes through the circuit
-breaker and the retry policy, and this module is the one boundary where httpx's
-exceptions become :mod:`sync.errors`.
+breaker and the retry policy, and every httpx exception becomes a :mod:`sync.errors`
+class at :func:`sync.wire.translating`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import hashlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from sync.breaker import CircuitBreaker
 from sync.credentials import ApiKeyCredentials, OAuthCredentials
 from sync.errors import (
-    FOREIGN_ERRORS,
     DroplineError,
     NotFoundError,
     ProtocolError,
     UnavailableError,
     ValidationError,
     from_response,
-    from_transport_error,
     request_may_have_applied,
 )
 from sync.models import (
@@ -44,6 +37,19 @@ from sync.models import (
     UploadSession,
 )
 from sync.retry import NO_RETRY, RetryPolicy
+from sync.wire import (
+    OFFSET_OCTET_STREAM,
+    TUS_VERSION,
+    ContentStream,
+    chunk_checksum_async,
+    encode_upload_metadata,
+    etag,
+    int_header,
+    json_body,
+    quote_id,
+    translating,
+    upload_result,
+)
 
 __all__ = [
     "NO_RETRY",
@@ -66,171 +72,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
-TUS_VERSION = "1.0.0"
-OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 LONG_POLL_MAX = 120  # seconds; the server's cap for /changes/wait
 LONG_POLL_GRACE = 30.0  # extra HTTP read time past the server's long-poll timeout
-
-
-@contextmanager
-def _foreign_errors() -> Iterator[None]:
-    """The boundary: httpx's exceptions leave this module only as DroplineErrors."""
-    try:
-        yield
-    except FOREIGN_ERRORS as exc:
-        raise from_transport_error(exc) from exc
-
-
-def _quote_id(entry_id: str) -> str:
-    if not entry_id:
-        raise ValidationError("an entry id is required")
-    return quote(entry_id, safe="")
-
-
-def _etag(rev: str) -> str:
-    return f'"{rev}"'
-
-
-def _unquote_etag(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
-
-
-def _int_header(response: httpx.Response, name: str) -> int | None:
-    raw = response.headers.get(name)
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ProtocolError(f"the {name} header is not a number: {raw!r:.40}") from None
-    if value < 0:
-        raise ProtocolError(f"the {name} header is negative: {value}")
-    return value
-
-
-def _sha256_from_repr_digest(value: str | None) -> str | None:
-    """Hex SHA-256 from ``Repr-Digest: sha-256=:<base64>:`` (RFC 9530), if present."""
-    if not value:
-        return None
-    for member in value.split(","):
-        name, _, rest = member.strip().partition("=")
-        if name.strip().lower() != "sha-256":
-            continue
-        rest = rest.strip()
-        if len(rest) < 2 or rest[0] != ":" or rest[-1] != ":":
-            return None
-        try:
-            raw = base64.b64decode(rest[1:-1], validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        return raw.hex() if len(raw) == 32 else None
-    return None
-
-
-def encode_upload_metadata(pairs: Mapping[str, str]) -> str:
-    """tus ``Upload-Metadata``: comma-separated ``key base64(value)`` pairs."""
-    return ",".join(
-        f"{key} {base64.b64encode(value.encode('utf-8')).decode('ascii')}"
-        for key, value in pairs.items()
-    )
-
-
-def chunk_checksum(data: bytes | memoryview) -> str:
-    """The tus ``Upload-Checksum`` value for ``data``."""
-    return "sha256 " + base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
-
-
-async def _chunk_checksum(data: bytes | memoryview) -> str:
-    # Hashing megabytes takes milliseconds: do it off the event loop (hashlib frees the GIL).
-    if len(data) > 1024 * 1024:
-        return await asyncio.to_thread(chunk_checksum, data)
-    return chunk_checksum(data)
-
-
-def decode_upload_metadata(header: str | None) -> dict[str, str]:
-    """tus ``Upload-Metadata`` back into a dict; pairs that do not decode are left out."""
-    pairs: dict[str, str] = {}
-    for item in (header or "").split(","):
-        key, _, value = item.strip().partition(" ")
-        if not key:
-            continue
-        try:
-            pairs[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            continue
-    return pairs
-
-
-def _upload_result(response: httpx.Response) -> UploadResult:
-    offset = _int_header(response, "Upload-Offset")
-    if offset is None:
-        raise ProtocolError("the upload answer has no Upload-Offset")
-    meta = decode_upload_metadata(response.headers.get("Upload-Metadata"))
-    return UploadResult(
-        offset=offset,
-        length=_int_header(response, "Upload-Length"),
-        entry_id=response.headers.get("Dropline-Entry-Id"),
-        rev=response.headers.get("Dropline-Rev"),
-        path=meta.get("path"),
-        sha256=meta.get("sha256"),
-    )
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except (ValueError, UnicodeDecodeError):
-        raise ProtocolError(
-            f"the server's answer to {response.request.url.path} is not JSON"
-        ) from None
-
-
-class ContentStream:
-    """An open download: where it starts, what it is, and its bytes as they arrive."""
-
-    def __init__(self, response: httpx.Response, requested_start: int) -> None:
-        self._response = response
-        self.status = response.status_code
-        self.rev = _unquote_etag(response.headers.get("ETag"))
-        self.sha256 = _sha256_from_repr_digest(response.headers.get("Repr-Digest"))
-        length = _int_header(response, "Content-Length")
-        if self.status == 206:
-            self.offset, self.total = self._content_range(response.headers.get("Content-Range"))
-            if self.offset != requested_start:
-                raise ProtocolError(
-                    f"asked for bytes from {requested_start}, got them from {self.offset}"
-                )
-        else:
-            # A 200 to a Range request means If-Range did not match: the whole file comes.
-            self.offset = 0
-            self.total = length
-
-    @property
-    def resumed(self) -> bool:
-        return self.status == 206
-
-    @staticmethod
-    def _content_range(value: str | None) -> tuple[int, int | None]:
-        # "bytes 100-999/1000"
-        if not value or not value.startswith("bytes "):
-            raise ProtocolError(f"a 206 answer with Content-Range {value!r}")
-        span, _, total = value[len("bytes ") :].partition("/")
-        first, _, _last = span.partition("-")
-        try:
-            return int(first), None if total.strip() == "*" else int(total)
-        except ValueError:
-            raise ProtocolError(f"a 206 answer with Content-Range {value!r}") from None
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; a connection lost midway raises UnavailableError."""
-        with _foreign_errors():
-            async for chunk in self._response.aiter_raw():
-                yield chunk
 
 
 class DroplineClient:
@@ -321,7 +164,7 @@ class DroplineClient:
     ) -> httpx.Response:
         self.breaker.before_call()
         try:
-            with _foreign_errors():
+            with translating():
                 request = self._http.build_request(
                     method,
                     self._url(url),
@@ -346,7 +189,7 @@ class DroplineClient:
             return response
         try:
             if stream:
-                with _foreign_errors():
+                with translating():
                     await response.aread()
         finally:
             await response.aclose()
@@ -374,20 +217,20 @@ class DroplineClient:
 
     async def _entry(self, method: str, url: str, **kwargs: Any) -> Entry:
         response = await self._request(method, url, **kwargs)
-        return Entry.from_json(_json(response))
+        return Entry.from_json(json_body(response))
 
     # -- account and files -------------------------------------------------------------
 
     async def me(self) -> Account:
         response = await self._request("GET", f"{API}/me")
-        return Account.from_json(_json(response))
+        return Account.from_json(json_body(response))
 
     async def metadata(self, path: str) -> Entry:
         """The entry at ``path``; :class:`NotFoundError` if there is none."""
         return await self._entry("GET", f"{API}/metadata", params={"path": path})
 
     async def get(self, entry_id: str) -> Entry:
-        return await self._entry("GET", f"{API}/files/{_quote_id(entry_id)}")
+        return await self._entry("GET", f"{API}/files/{quote_id(entry_id)}")
 
     async def iter_folder(
         self,
@@ -406,7 +249,7 @@ class DroplineClient:
             params["limit"] = page_size
         while True:
             response = await self._request("GET", f"{API}/files", params=params)
-            page = EntryPage.from_json(_json(response))
+            page = EntryPage.from_json(json_body(response))
             for entry in page.entries:
                 yield entry
             if page.next_cursor is None:
@@ -429,10 +272,10 @@ class DroplineClient:
 
     async def move(self, entry_id: str, new_path: str, if_rev: str | None = None) -> Entry:
         """Move or rename; with ``if_rev`` only if the entry is still at that revision."""
-        headers = {"If-Match": _etag(if_rev)} if if_rev is not None else None
+        headers = {"If-Match": etag(if_rev)} if if_rev is not None else None
         return await self._entry(
             "PATCH",
-            f"{API}/files/{_quote_id(entry_id)}",
+            f"{API}/files/{quote_id(entry_id)}",
             json={"path": new_path},
             headers=headers,
             idempotent=False,
@@ -440,8 +283,8 @@ class DroplineClient:
 
     async def delete(self, entry_id: str, if_rev: str | None = None) -> None:
         """Move to the trash; with ``if_rev`` only if the entry is still at that revision."""
-        headers = {"If-Match": _etag(if_rev)} if if_rev is not None else None
-        url = f"{API}/files/{_quote_id(entry_id)}"
+        headers = {"If-Match": etag(if_rev)} if if_rev is not None else None
+        url = f"{API}/files/{quote_id(entry_id)}"
         ambiguous = False
 
         async def attempt() -> None:
@@ -462,7 +305,7 @@ class DroplineClient:
 
     async def latest_cursor(self) -> str:
         response = await self._request("GET", f"{API}/changes/latest-cursor")
-        doc = _json(response)
+        doc = json_body(response)
         cursor = doc.get("cursor") if isinstance(doc, dict) else None
         if not isinstance(cursor, str):
             raise ProtocolError("latest-cursor answered without a cursor")
@@ -476,7 +319,7 @@ class DroplineClient:
         if limit is not None:
             params["limit"] = limit
         response = await self._request("GET", f"{API}/changes", params=params)
-        return ChangePage.from_json(_json(response))
+        return ChangePage.from_json(json_body(response))
 
     async def wait_changes(self, cursor: str, timeout: float = 60) -> ChangePage:
         """Long-poll: a page as soon as something changes after ``cursor``, or empty after
@@ -500,7 +343,7 @@ class DroplineClient:
             params={"cursor": cursor, "timeout": seconds},
             timeout=http_timeout,
         )
-        return ChangePage.from_json(_json(response))
+        return ChangePage.from_json(json_body(response))
 
     # -- tus uploads -------------------------------------------------------------------
 
@@ -532,7 +375,7 @@ class DroplineClient:
         }
         if data is not None:
             headers["Content-Type"] = OFFSET_OCTET_STREAM
-            headers["Upload-Checksum"] = await _chunk_checksum(data)
+            headers["Upload-Checksum"] = await chunk_checksum_async(data)
         # Not replayed once the server may have it: a second POST would start a second
         # upload, and with if_rev="none" a replay of a finished one would fail as stale.
         response = await self._request(
@@ -541,7 +384,7 @@ class DroplineClient:
         location = response.headers.get("Location")
         if not location:
             raise ProtocolError("the upload was created without a Location")
-        offset = _int_header(response, "Upload-Offset")
+        offset = int_header(response, "Upload-Offset")
         return UploadSession(
             url=location,
             offset=offset or 0,
@@ -555,7 +398,7 @@ class DroplineClient:
         response = await self._request(
             "HEAD", self._upload_url(url), headers={"Tus-Resumable": TUS_VERSION}
         )
-        return _upload_result(response)
+        return upload_result(response)
 
     async def upload_offset(self, url: str) -> int:
         return (await self.upload_status(url)).offset
@@ -580,7 +423,7 @@ class DroplineClient:
         if isinstance(checksum, str):
             headers["Upload-Checksum"] = checksum
         elif checksum:
-            headers["Upload-Checksum"] = await _chunk_checksum(data)
+            headers["Upload-Checksum"] = await chunk_checksum_async(data)
         response = await self._request(
             "PATCH",
             self._upload_url(url),
@@ -589,7 +432,7 @@ class DroplineClient:
             idempotent=False,
             retry=retry,
         )
-        return _upload_result(response)
+        return upload_result(response)
 
     async def terminate_upload(self, url: str) -> None:
         """Abandon an upload; one that is already gone counts as terminated."""
@@ -613,10 +456,10 @@ class DroplineClient:
         if start > 0:
             headers["Range"] = f"bytes={start}-"
             if if_range is not None:
-                headers["If-Range"] = _etag(if_range)
+                headers["If-Range"] = etag(if_range)
         response = await self._request(
             "GET",
-            f"{API}/files/{_quote_id(entry_id)}/content",
+            f"{API}/files/{quote_id(entry_id)}/content",
             headers=headers,
             stream=True,
         )

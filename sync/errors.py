@@ -25,8 +25,8 @@ whether trying again later can help (``retryable``)::
      └── ProtocolError                the server's answer is not what the API promises
 
 :func:`from_response` maps the problem ``type`` slug first and the status second;
-:func:`from_transport_error` maps httpx's own exceptions. ``sync.client`` is the only
-caller of both, so foreign exceptions never leak past it.
+:func:`from_transport_error` maps httpx's own exceptions, at ``sync.wire.translating``,
+the one boundary every request and download stream of ``sync.client`` passes.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
-from sync.client import DroplineClient, chunk_checksum
+from sync.client import DroplineClient
 from sync.errors import (
     DroplineError,
     IntegrityError,
@@ -30,6 +30,7 @@ from sync.errors import (
 from sync.hashing import sha256_file, sha256_prefix
 from sync.models import Entry, UploadResult
 from sync.retry import NO_RETRY, failure_reason
+from sync.wire import chunk_checksum
 
 log = logging.getLogger(__name__)
 

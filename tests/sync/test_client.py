@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from sync.client import DroplineClient, chunk_checksum
+from sync.client import DroplineClient
 from sync.credentials import ApiKeyCredentials
 from sync.errors import (
     ConflictError,
@@ -23,6 +23,7 @@ from sync.errors import (
 )
 from sync.models import ChangeAction, Entry, EntryType
 from sync.retry import RetryPolicy
+from sync.wire import chunk_checksum
 from tests.support.faults import FaultTransport, route
 from tests.support.live import LiveServer
 

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from sync.client import encode_upload_metadata
 from sync.errors import ProtocolError
 from sync.models import ChangeAction, ChangePage, Entry, EntryPage, EntryType
+from sync.wire import decode_upload_metadata, encode_upload_metadata
 
 ENTRY: dict[str, Any] = {
     "id": "2b0c6a5e-0000-4000-8000-000000000001",
@@ -97,3 +97,5 @@ def test_entry_page() -> None:
 def test_upload_metadata_is_base64_pairs() -> None:
     encoded = encode_upload_metadata({"path": "/ä b,c.txt", "if_rev": "none"})
     assert encoded == "path L8OkIGIsYy50eHQ=,if_rev bm9uZQ=="
+    assert decode_upload_metadata(encoded) == {"path": "/ä b,c.txt", "if_rev": "none"}
+    assert decode_upload_metadata("path !!!,sha256 YWJj, ,flag") == {"sha256": "abc", "flag": ""}

@@ -1,3 +1,6 @@
+"""Circuit breaker states with a fake clock, and the client failing fast against a real
+unreachable port and recovering against the real server."""
+
 from __future__ import annotations
 
 import socket

@@ -1,3 +1,5 @@
+"""Wire models parsed strictly from JSON; tus metadata encoding."""
+
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError

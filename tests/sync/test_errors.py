@@ -1,3 +1,5 @@
+"""Problem types and httpx exceptions mapped onto the SDK's exception tree."""
+
 from __future__ import annotations
 
 import email.utils

@@ -1,3 +1,6 @@
+"""Retry policy: transient failures injected in front of the real server are retried
+with full-jitter backoff and Retry-After; permanent ones are raised at once."""
+
 from __future__ import annotations
 
 import email.utils

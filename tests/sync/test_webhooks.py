@@ -1,15 +1,25 @@
+"""Standard Webhooks verification and de-duplication, down to a real signed delivery
+from the server for an upload made through the SDK."""
+
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import json
 import time
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from sync.client import DroplineClient
+from sync.credentials import ApiKeyCredentials
 from sync.errors import ValidationError
 from sync.webhooks import WebhookDeduplicator, WebhookVerificationError, verify_webhook
+from tests.support.live import LiveServer
+from tests.support.receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 BODY = json.dumps({"type": "file.uploaded", "data": {"path": "/reports/q3.pdf"}})
@@ -112,3 +122,35 @@ def test_deduplicator_is_bounded() -> None:
     assert len(dedup) == 3
     assert not dedup.first_time("msg_9")
     assert dedup.first_time("msg_0")  # the oldest were forgotten first
+
+
+# -- deliveries from the real server ------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_real_delivery_for_an_sdk_upload_verifies(
+    ops_server: LiveServer, receiver: Receiver
+) -> None:
+    key = ops_server.new_key(scopes=("files:read", "files:write", "webhooks"))
+    async with DroplineClient(ops_server.url, ApiKeyCredentials(key)) as api:
+        created = await asyncio.to_thread(
+            httpx.post,
+            ops_server.url + "/api/v1/webhooks",
+            json={"url": receiver.url, "event_types": ["file.uploaded"]},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert created.status_code == 201, created.text
+        secret = created.json()["secret"]
+        data = b"invoice 42"
+        session = await api.create_upload(
+            "/erp/invoice-42.txt", len(data), sha256=hashlib.sha256(data).hexdigest(), data=data
+        )
+    delivery = (await asyncio.to_thread(receiver.wait_count, 1))[0]
+    payload = verify_webhook(secret, delivery.headers, delivery.body)
+    assert payload["type"] == "file.uploaded"
+    assert session.entry_id in json.dumps(payload)
+    dedup = WebhookDeduplicator()
+    assert dedup.first_time(delivery.headers["webhook-id"])
+    assert not dedup.first_time(delivery.headers["webhook-id"])  # a redelivery is dropped
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(secret, delivery.headers, delivery.body + b" ")

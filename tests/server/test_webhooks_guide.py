@@ -1,0 +1,122 @@
+"""The webhook examples in docs/api.md, run as written: the curl block subscribes, the
+receiver example (a process of its own) verifies and de-duplicates real deliveries."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.ops_helpers import OPS_SCOPES, deliveries, upload
+from tests.server.test_transfers_guide import doc_block
+from tests.support.live import LiveServer
+from tests.support.receiver import Receiver, wait_until
+
+
+class Lines:
+    """A child process's stdout, line by line, as it comes."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        assert proc.stdout is not None
+        stream = proc.stdout
+        self.reader = threading.Thread(
+            target=lambda: self.lines.extend(iter(stream.readline, "")), daemon=True
+        )
+        self.reader.start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.reader.join(10)  # it ends at EOF; only then is the pipe closed under it
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+    def starting(self, prefix: str) -> list[str]:
+        return [line for line in self.lines if line.startswith(prefix)]
+
+
+@pytest.fixture
+def port() -> int:
+    return Receiver().reserve_port()
+
+
+@pytest.fixture
+def children() -> Iterator[list[Lines]]:
+    started: list[Lines] = []
+    yield started
+    for child in started:
+        child.stop()
+
+
+def test_the_documented_receiver_gets_verified_deliveries(
+    ops_server: LiveServer, tmp_path: Path, port: int, children: list[Lines]
+) -> None:
+    key = ops_server.new_key(scopes=OPS_SCOPES)
+    env = {**os.environ, "DROPLINE_URL": ops_server.url, "DROPLINE_API_KEY": key, "PORT": str(port)}
+    subscribe = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", doc_block("webhooks-example", "sh")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert subscribe.returncode == 0, subscribe.stderr
+    assert subscribe.stdout.strip() == "webhook.ping"
+    webhook = json.loads((tmp_path / "webhook.json").read_text())
+
+    script = tmp_path / "receiver.py"
+    script.write_text(doc_block("webhook-receiver", "python"), encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        env={**env, "DROPLINE_WEBHOOK_SECRET": webhook["secret"]},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    out = Lines(proc)
+    children.append(out)
+    # The ping was sent before the receiver listened; a retry brings it.
+    wait_until(lambda: out.starting("webhook.ping"))
+
+    headers = {"Authorization": f"Bearer {key}", "Tus-Resumable": "1.0.0"}
+    with httpx.Client(base_url=ops_server.url, headers=headers) as api:
+        upload(api, "/guide/hello.txt", b"hello")
+        [line] = wait_until(lambda: out.starting("file.uploaded"))
+        assert json.loads(line.split(" ", 1)[1])["entry"]["path"] == "/guide/hello.txt"
+
+        forged = httpx.post(
+            f"http://127.0.0.1:{port}/hooks",
+            content=b'{"type":"file.deleted","data":{}}',
+            headers={
+                "webhook-id": "msg_x",
+                "webhook-timestamp": "1",
+                "webhook-signature": "v1,AAAA",
+            },
+        )
+        assert forged.status_code == 400
+        wait_until(lambda: out.starting("rejected:"))
+
+        ping = next(d for d in deliveries(api, webhook["id"]) if d["event_type"] == "webhook.ping")
+        api.post(f"/api/v1/webhooks/{webhook['id']}/deliveries/{ping['id']}/redeliver")
+        wait_until(
+            lambda: (
+                (d := api.get(f"/api/v1/webhooks/{webhook['id']}/deliveries/{ping['id']}").json())[
+                    "state"
+                ]
+                == "succeeded"
+                and d["attempt_log"][-1]["outcome"] == "success"
+                and len([a for a in d["attempt_log"] if a["outcome"] == "success"]) == 2
+            )
+        )
+    assert len(out.starting("webhook.ping")) == 1  # the redelivery was recognised
+    assert not out.starting("file.deleted")

@@ -15,6 +15,7 @@ from server.admin import Admin
 from server.blobs import LocalBlobStore
 from server.changes import ChangeFeed, ChangeNotifier
 from server.db import Database
+from server.file_guard import SecurityFileHook
 from server.files import FileService
 from server.identity import Identity, Principal
 from server.middleware import RequestContextMiddleware
@@ -101,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.security = security
     app.state.csrf = Csrf(load_secret(settings.data_dir))
     app.state.admin = Admin(db, identity, security.store)
+    # Policy checks and file audit rows for every file operation.
+    files.hooks.append(SecurityFileHook(security, blobs))
     app.state.authenticators = [api_key_authenticator, security.jwt_authenticator]
     # The last added runs first: request id and source address exist before anything else.
     app.add_middleware(SecurityMiddleware, security=security)

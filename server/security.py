@@ -14,11 +14,15 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, select, update
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import audit, policy, schema
 from server.db import Database
@@ -34,6 +38,23 @@ from server.tls import fingerprint, forwarded_certificate, peer_certificate_pem
 from server.tokens import InvalidToken, SigningKeys, TokenService, looks_like_jwt
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class RequestFacts:
+    """What code without the request (file hooks) needs to know about it."""
+
+    request_id: str | None
+    client_ip: str | None
+    method: str
+    via_mtls: bool
+    # Audit writes for denials, run just before the response starts: the denial may
+    # happen inside a write transaction that is about to roll back.
+    pending: list[Callable[[Connection], None]] = field(default_factory=list)
+    audited: set[tuple[str, str]] = field(default_factory=set)
+
+
+request_facts: ContextVar[RequestFacts | None] = ContextVar("dropline_request_facts", default=None)
 
 # Paths a banned address may still reach (liveness probes come from load balancers).
 UNGUARDED = ("/healthz", "/readyz")
@@ -198,33 +219,53 @@ class Security:
 
     def deny(
         self,
-        request: Request,
+        request: Request | None,
         principal: Principal,
         denied: policy.PolicyDenied,
         resource: str | None = None,
         conn: Connection | None = None,
     ) -> Problem:
-        """Record the denial (audit row + ``policy.violated`` event); returns the 403 to raise."""
-        ctx = self.audit_context(request, principal)
+        """Record the denial (audit row + ``policy.violated`` event); returns the 403 to raise.
+
+        With ``conn`` the row joins that transaction; inside a request it is written
+        just before the response starts (after any transaction the denial aborted);
+        otherwise at once.
+        """
+        ctx = self.context_for(principal, request)
         detail = {"rule": denied.rule, "reason": denied.detail}
+        where = resource or (request.url.path if request is not None else None)
 
         def write(c: Connection) -> None:
             audit.record_with_event(
-                c,
-                ctx,
-                "policy.denied",
-                "denied",
-                "policy.violated",
-                resource or request.url.path,
-                detail,
+                c, ctx, "policy.denied", "denied", "policy.violated", where, detail
             )
 
+        facts = request_facts.get()
         if conn is not None:
             write(conn)
+        elif facts is not None:
+            facts.pending.append(write)
         else:
             with self.db.write() as c:
                 write(c)
         return Problem("policy-denied", denied.detail, rule=denied.rule)
+
+    def context_for(
+        self, principal: Principal | None, request: Request | None = None
+    ) -> audit.AuditContext:
+        """The audit context from the request, or from the request facts in a hook."""
+        if request is not None:
+            return self.audit_context(request, principal)
+        facts = request_facts.get()
+        ctx = audit.AuditContext(
+            source_ip=facts.client_ip if facts else None,
+            request_id=facts.request_id if facts else None,
+        )
+        if principal is not None:
+            ctx = ctx.with_actor(
+                principal.tenant_id, principal.user_id, principal.credential_id, principal.kind
+            )
+        return ctx
 
     def check_path(self, request: Request, principal: Principal, path: str) -> None:
         """Classified folders, for any operation on ``path`` (raises the 403)."""
@@ -257,6 +298,11 @@ class Security:
             policy.check_content(self.rules(request, principal), path, head)
         except policy.PolicyDenied as denied:
             raise self.deny(request, principal, denied, resource=path) from None
+
+    def write_all(self, writes: list[Callable[[Connection], None]]) -> None:
+        with self.db.write() as conn:
+            for write in writes:
+                write(conn)
 
     # -- client certificates ----------------------------------------------------------
 
@@ -314,7 +360,8 @@ def revoke_certificate(conn: Connection, tenant_id: str, cert_id: str) -> bool:
 
 
 class SecurityMiddleware:
-    """Turns banned addresses away (429 + Retry-After) and rate-limits sign-in endpoints."""
+    """Turns banned addresses away (429 + Retry-After), rate-limits sign-in endpoints, and
+    keeps the request facts that file hooks and deferred denial audits use."""
 
     def __init__(self, app: ASGIApp, security: Security) -> None:
         self.app = app
@@ -349,7 +396,34 @@ class SecurityMiddleware:
                     decision.headers(),
                 )
                 return
-        await self.app(scope, receive, send)
+        facts = RequestFacts(
+            request_id=state.get("request_id"),
+            client_ip=ip,
+            method=scope.get("method", "GET"),
+            via_mtls=self.security.presented_certificate(Request(scope)) is not None,
+        )
+        token = request_facts.set(facts)
+
+        async def flush() -> None:
+            if facts.pending:
+                writes, facts.pending = facts.pending, []
+                await run_in_threadpool(self.security.write_all, writes)
+
+        async def send_after_audit(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await flush()
+                extra = state.get("ratelimit_headers")
+                if extra:
+                    headers = list(message.get("headers", []))
+                    headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_after_audit)
+        finally:
+            await flush()
+            request_facts.reset(token)
 
 
 async def _problem(

@@ -1,0 +1,102 @@
+"""The security hook of the file service: policy before and after, an audit row for each
+file operation.
+
+Plugged into :class:`server.files.FileService` as a ``FileHook``. ``check`` runs
+before an operation (classified folders; size, extension and quota for uploads)
+and writes a ``file.download`` row for a download. ``recorded`` runs inside the
+write transaction of every change: it checks a finished upload again (size,
+quota and the content's first bytes against its extension) and writes the
+``file.<action>`` audit row that commits with the change.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Connection
+
+from server import audit, policy
+from server.blobs import BlobStore
+from server.identity import Principal
+from server.security import Security, request_facts
+
+log = logging.getLogger(__name__)
+
+
+class SecurityFileHook:
+    def __init__(self, security: Security, blobs: BlobStore) -> None:
+        self.security = security
+        self.blobs = blobs
+
+    def _subject(self, principal: Principal) -> policy.Subject:
+        facts = request_facts.get()
+        via_mtls = principal.kind == "mtls" or bool(facts and facts.via_mtls)
+        return policy.Subject(principal.tenant_id, principal.user_id, principal.scopes, via_mtls)
+
+    def check(self, principal: Principal, action: str, path: str, size: int | None) -> None:
+        db = self.security.db
+        try:
+            with db.read() as conn:
+                rules = policy.effective(conn, principal.tenant_id, principal.user_id)
+                if action == "upload":
+                    policy.check_upload(conn, rules, self._subject(principal), path, size)
+                else:
+                    policy.check_path(rules, self._subject(principal), path)
+        except policy.PolicyDenied as denied:
+            raise self.security.deny(None, principal, denied, resource=path) from None
+        if action == "download":
+            self._audit_download(principal, path, size)
+
+    def _audit_download(self, principal: Principal, path: str, size: int | None) -> None:
+        facts = request_facts.get()
+        if facts is not None:
+            if facts.method == "HEAD" or ("download", path) in facts.audited:
+                return
+            facts.audited.add(("download", path))
+        with self.security.db.write() as conn:
+            audit.record(
+                conn,
+                self.security.context_for(principal),
+                "file.download",
+                "success",
+                path,
+                {"size": size},
+            )
+
+    def recorded(self, conn: Connection, principal: Principal, change: Any) -> None:
+        entry = change.entry
+        if change.action in ("created", "modified") and entry.type == "file":
+            self._check_finished_upload(conn, principal, entry)
+        detail: dict[str, Any] = {"entry_id": entry.id, "type": entry.type, "rev": entry.rev}
+        if entry.type == "file":
+            detail.update(size=entry.size, sha256=entry.sha256)
+        if change.old_path:
+            detail["old_path"] = change.old_path
+        audit.record(
+            conn,
+            self.security.context_for(principal),
+            f"file.{change.action}",
+            "success",
+            entry.path,
+            detail,
+        )
+
+    def _check_finished_upload(self, conn: Connection, principal: Principal, entry: Any) -> None:
+        rules = policy.effective(conn, principal.tenant_id, principal.user_id)
+        try:
+            # The new size is already counted in this transaction: ``replaces`` takes it out
+            # of the usage so the quota sees it exactly once.
+            policy.check_upload(
+                conn, rules, self._subject(principal), entry.path, entry.size, replaces=entry.size
+            )
+            if rules.content_must_match_extension and entry.blob_id:
+                with self.blobs.open(entry.blob_id) as fh:
+                    head = fh.read(policy.SNIFF_BYTES)
+                policy.check_content(rules, entry.path, head)
+        except policy.PolicyDenied as denied:
+            # Raising rolls the publish back; the denial's audit row is written after.
+            raise self.security.deny(None, principal, denied, resource=entry.path) from None
+
+
+__all__ = ["SecurityFileHook"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -224,9 +225,27 @@ async def test_wait_changes_outlives_the_default_http_timeout(
 
 
 @pytest.mark.anyio
-async def test_bad_cursor_is_an_error(api: DroplineClient) -> None:
-    with pytest.raises((CursorExpiredError, ValidationError)):
+async def test_malformed_cursor_is_a_validation_error(api: DroplineClient) -> None:
+    with pytest.raises(ValidationError) as caught:
         await api.changes("not-a-cursor")
+    assert caught.value.problem_type == "bad-request"
+
+
+@pytest.mark.anyio
+async def test_pruned_cursor_is_cursor_expired(
+    live_server: LiveServer, api: DroplineClient
+) -> None:
+    old = await api.latest_cursor()
+    await put(api, "/old.txt", b"x")
+    # The server's own retention pruning, run as if 91 days had passed.
+    live_server.app.state.changes.prune(now=time.time() + 91 * 86400)  # type: ignore[attr-defined]
+    with pytest.raises(CursorExpiredError) as caught:
+        await api.changes(old)
+    assert not caught.value.retryable
+    with pytest.raises(CursorExpiredError):
+        await api.wait_changes(old, timeout=1)
+    fresh = await api.latest_cursor()
+    assert (await api.changes(fresh)).changes == ()
 
 
 @pytest.mark.anyio

@@ -159,10 +159,8 @@ class AgentService:
             self._lock.release()
 
     async def _shutdown(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
+        # The signal handlers stay until the end: a repeated SIGTERM while the engine
+        # stops must not kill the process before its journal is consistent.
         if self._watcher is not None:
             self._watcher.stop()
         if self._signin_task is not None:
@@ -171,6 +169,10 @@ class AgentService:
                 await self._signin_task
         await self._stop_engine()
         await self.control.stop()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
 
     async def _start_engine(self, tokens: Tokens | None = None) -> None:
         async with self._engine_lock:
@@ -224,7 +226,16 @@ class AgentService:
             self._client = None
 
     async def _pump_events(self, engine: EngineLike) -> None:
-        async for event in engine.subscribe():
+        sub = engine.subscribe()
+        try:
+            await self._forward(sub)
+        finally:
+            unsubscribe = getattr(engine, "unsubscribe", None)
+            if unsubscribe is not None:
+                unsubscribe(sub)
+
+    async def _forward(self, sub: Any) -> None:
+        async for event in sub:
             encoded = encode.event(event)
             if encoded is None:
                 continue

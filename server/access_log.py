@@ -120,9 +120,10 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure(log_format: str = "text", *, access_log: bool = True) -> None:
-    """Install the process's log handler (an entry point calls this once): ``json`` makes
-    every record, access or not, a JSON line on stderr."""
+def configure(log_format: str = "text", level: str = "info", *, access_log: bool = True) -> None:
+    """Install the process's log handler (an entry point calls this once). ``json`` makes
+    every record, access or not, one JSON line on stderr. Access records are written at
+    ``info``, so ``level="warning"`` (or ``access_log=False``) leaves them out."""
     if log_format not in ("text", "json"):
         raise ValueError(f"log format must be 'text' or 'json', not {log_format!r}")
     handler = logging.StreamHandler(sys.stderr)
@@ -134,7 +135,12 @@ def configure(log_format: str = "text", *, access_log: bool = True) -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
+    root.setLevel(level.upper())
     logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO if access_log else logging.WARNING)
+    if not access_log:
+        return
+    if logging.getLevelName(level.upper()) > logging.INFO:
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
 
 
 __all__ = [

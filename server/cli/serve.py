@@ -22,12 +22,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--client-ca", type=Path, help="CA bundle for client certificates (mutual TLS)"
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=None,
+        help="log lines as text or one JSON object each (env DROPLINE_LOG_FORMAT)",
+    )
     serve.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from server.access_log import configure as configure_logging
     from server.app import create_app
 
     s = settings(
@@ -37,11 +44,14 @@ def run(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         client_ca=args.client_ca,
+        log_format=args.log_format,
     )
     if (s.tls_cert is None) != (s.tls_key is None):
         raise CliError("--tls-cert and --tls-key go together")
     if s.client_ca is not None and s.tls_cert is None:
         raise CliError("--client-ca needs --tls-cert and --tls-key")
+    # One handler for our records, uvicorn's and the access log (JSON lines on request).
+    configure_logging(s.log_format, args.log_level, access_log=s.access_log)
     app = create_app(s)
     # Bind the socket ourselves so --port 0 can report the port it got.
     family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
@@ -55,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app,
         log_level=args.log_level,
-        access_log=False,
+        access_log=False,  # server.access_log writes them, with the request id
+        log_config=None,  # logging was configured above
         **uvicorn_tls_options(s.tls_cert, s.tls_key, s.client_ca),
     )
     server = uvicorn.Server(config)

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -97,3 +102,57 @@ def test_json_formatter_writes_one_object_per_line() -> None:
 def test_configure_refuses_an_unknown_format() -> None:
     with pytest.raises(ValueError, match="log format"):
         configure("xml")
+
+
+def test_the_server_writes_json_access_lines_with_the_request_id(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--port",
+            "0",
+            "--log-level",
+            "info",
+            "--log-format",
+            "json",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    assert proc.stderr is not None
+    stream = proc.stderr
+    reader = threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")), daemon=True)
+    reader.start()
+    try:
+        banner = wait_until(lambda: [x for x in lines if "listening on" in x], timeout=30)
+        url = re.search(r"listening on (\S+)", banner[0]).group(1)  # type: ignore[union-attr]
+        answer = wait_until(lambda: _get(url + "/healthz"), timeout=30)
+        request_id = answer.headers["x-request-id"]
+
+        def logged() -> list[dict[str, object]]:
+            docs = [json.loads(x) for x in lines if x.startswith("{")]
+            return [d for d in docs if d.get("request_id") == request_id]
+
+        [doc] = wait_until(logged, timeout=10)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        reader.join(10)
+        stream.close()
+    assert doc["logger"] == ACCESS_LOGGER
+    assert doc["path"] == "/healthz"
+    assert doc["status"] == 200
+    assert doc["message"] == "GET /healthz 200"
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url)
+    except httpx.TransportError:
+        return None  # bound, but not listening yet

@@ -31,6 +31,8 @@ DEMO_DIR = Path(".demo")
 PREFERRED_PORT = 8600
 TENANT = "demo"
 EMAIL = "demo@example.com"
+# Transfers and webhooks too, so the API guide's examples run against the demo as written.
+DEMO_SCOPES = ("files:read", "files:write", "transfers", "webhooks")
 
 
 @dataclass
@@ -66,7 +68,8 @@ def ensure_api_key(data_dir: Path, key_file: Path) -> str:
         identity = Identity(db)
         if key_file.exists():
             saved = key_file.read_text(encoding="ascii").strip()
-            if identity.authenticate_api_key(saved) is not None:
+            principal = identity.authenticate_api_key(saved)
+            if principal is not None and set(DEMO_SCOPES) <= principal.scopes:
                 return saved
         try:
             identity.tenant_id(TENANT)
@@ -76,7 +79,7 @@ def ensure_api_key(data_dir: Path, key_file: Path) -> str:
             identity.user_id(identity.tenant_id(TENANT), EMAIL)
         except IdentityError:
             identity.create_user(TENANT, EMAIL, password=None)
-        _key_id, key = identity.create_api_key(TENANT, EMAIL, name="make demo")
+        _key_id, key = identity.create_api_key(TENANT, EMAIL, DEMO_SCOPES, name="make demo")
     finally:
         db.dispose()
     # Created with 0600 from the start, so the key is never readable by others.
@@ -109,6 +112,8 @@ def start_server(demo_dir: Path) -> Part:
         ],
         stderr=subprocess.PIPE,
         text=True,
+        # The admin setting that lets webhooks and pushes reach this machine's loopback.
+        env={**os.environ, "DROPLINE_ALLOW_PRIVATE_TARGETS": "1"},
     )
     assert proc.stderr is not None
     url = ""

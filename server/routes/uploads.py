@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from starlette.requests import ClientDisconnect
 
 from server.auth import AnyPrincipal, WritePrincipal
 from server.problems import Problem
@@ -53,12 +52,19 @@ def _content_length(request: Request) -> int | None:
 
 
 async def _body(request: Request) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in request.stream():
+    """The request body straight from ASGI ``receive``: one generator layer less than
+    ``Request.stream()`` on a path that sees every 64 KiB piece of a large upload."""
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
             if chunk:
                 yield chunk
-    except ClientDisconnect:
-        raise BodyCut() from None
+            if not message.get("more_body", False):
+                return
+        elif message["type"] == "http.disconnect":
+            raise BodyCut()
 
 
 def _headers(state: UploadState) -> dict[str, str]:

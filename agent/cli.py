@@ -272,8 +272,16 @@ def cmd_history(args: argparse.Namespace) -> int:
         arrow = "up  " if r["direction"] == "up" else "down"
         err = f"  ({r['error']})" if r.get("error") else ""
         size = _size(r["size"])
-        _out(f"{when}  {arrow}  {r['result']:<8} {size:>9}  {r['folder']}{r['path']}{err}")
+        where = _join(r["folder"], r["path"])
+        _out(f"{when}  {arrow}  {r['result']:<8} {size:>9}  {where}{err}")
     return OK
+
+
+def _join(folder: str, path: str) -> str:
+    """A file's place for people: the local folder joined with the path inside it."""
+    if not folder:
+        return path
+    return f"{folder.rstrip('/')}/{path.lstrip('/')}"
 
 
 def _size(n: int) -> str:
@@ -294,7 +302,7 @@ def cmd_issues(args: argparse.Namespace) -> int:
     if not issues:
         _out("no issues")
     for i in issues:
-        where = f"{i['folder']}{i['path']}" if i["folder"] else i["path"]
+        where = _join(i["folder"], i["path"])
         _out(f"[{i['id']}] {i['kind']}: {where}\n    {i['message']}\n    fix: {i['hint']}")
     return OK
 

@@ -176,6 +176,96 @@ def describe_server(part: Part) -> str:
     )
 
 
+AGENT_CONFIG = """\
+# The demo agent's settings ('make demo' keeps server_url up to date).
+# Edit freely: the running agent applies valid changes at once.
+server_url = "{url}"
+
+[[folders]]
+local = "{folder}"
+remote = "/"
+mode = "two-way"
+"""
+
+
+def start_sync_agent(demo_dir: Path, server: Part) -> Part:
+    """``dropline-agent run`` with home ``.demo/agent``, syncing ``.demo/Dropline`` with ``/``.
+
+    The API key reaches the agent through its environment only, never its config file.
+    """
+    from agent.configedit import ConfigEditor
+    from agent.control import AgentNotRunning, ControlClient, ControlError
+    from agent.paths import AgentPaths
+
+    home = (demo_dir / "agent").absolute()
+    folder = (demo_dir / "Dropline").absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = AgentPaths.resolve(home)
+    paths.ensure()
+    # An empty policy path: the demo is not governed by this machine's IT policy.
+    policy = home / "demo-policy.toml"
+    if not paths.config.exists():
+        paths.config.write_text(AGENT_CONFIG.format(url=server.info["url"], folder=folder))
+    else:
+        editor = ConfigEditor(paths.config, policy)
+        editor.set("server_url", server.info["url"])
+        if editor.current().folder(folder) is None:
+            editor.add_folder({"local": str(folder), "remote": "/", "mode": "two-way"})
+    env = {
+        **os.environ,
+        "DROPLINE_API_KEY": server.info["key"],
+        "DROPLINE_POLICY_FILE": str(policy),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--home", str(home)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"demo: the agent did not start (exit {proc.returncode})")
+        try:
+            with ControlClient(paths.socket, timeout=5) as client:
+                client.hello()
+            break
+        except (AgentNotRunning, ControlError):
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise SystemExit("demo: the agent did not answer") from None
+            time.sleep(0.1)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def alive() -> bool:
+        return proc.poll() is None
+
+    return Part("agent", stop, alive, {"home": str(home), "folder": str(folder)})
+
+
+def describe_agent(part: Part, server: Part) -> str:
+    home = os.path.relpath(part.info["home"])
+    folder = os.path.relpath(part.info["folder"])
+    url, key = server.info["url"], server.info["key"]
+    return "\n".join(
+        [
+            f"Dropline agent: syncing {folder}/ with / on the server   (home {home})",
+            "Drop a file in and watch it arrive:",
+            f"  cp README.md {folder}/",
+            f"  .venv/bin/dropline-agent status --home {home}",
+            f"  .venv/bin/dropline-agent history --home {home}",
+            f'  curl -s -H "Authorization: Bearer {key}" "{url}/api/v1/metadata?path=/README.md"',
+        ]
+    )
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -190,6 +280,9 @@ def main() -> int:
         server = start_server(DEMO_DIR)
         parts.append(server)
         print(describe_server(server), flush=True)
+        agent = start_sync_agent(DEMO_DIR, server)
+        parts.append(agent)
+        print("\n" + describe_agent(agent, server), flush=True)
         print("\nRunning; press Ctrl-C to stop.", flush=True)
         while True:
             stopped = [p.name for p in parts if not p.alive()]

@@ -249,22 +249,39 @@ def _pieces(handle: object, n: int, hasher: object) -> Iterator[bytes]:
         yield piece
 
 
-def download_big(url: str, key: str, entry_id: str, dest: Path) -> tuple[float, str]:
-    """Download into ``dest`` (written, fsynced) while hashing."""
+def download_big(url: str, key: str, entry_id: str, dest: Path | None) -> tuple[float, str]:
+    """Download while hashing; into ``dest`` (written, fsynced) when given."""
     hasher = hashlib.sha256()
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
         start = time.perf_counter()
-        with (
-            client.stream("GET", f"/api/v1/files/{entry_id}/content") as r,
-            dest.open("wb", buffering=0) as out,
-        ):
-            for piece in r.iter_raw(READ):
-                hasher.update(piece)
-                out.write(piece)
-            os.fsync(out.fileno())
+        with client.stream("GET", f"/api/v1/files/{entry_id}/content") as r:
+            if dest is None:
+                for piece in r.iter_raw():
+                    hasher.update(piece)
+            else:
+                with dest.open("wb", buffering=0) as out:
+                    for piece in r.iter_raw():
+                        hasher.update(piece)
+                        out.write(piece)
+                    os.fsync(out.fileno())
         seconds = time.perf_counter() - start
     return seconds, hasher.hexdigest()
+
+
+async def get_me(url: str, key: str, count: int, concurrency: int) -> float:
+    """The lightest authenticated request: the request stack's ceiling for small uploads."""
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits) as c:
+
+        async def worker(n: int) -> None:
+            for _ in range(n):
+                (await c.get("/api/v1/me")).raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))
+        return time.perf_counter() - start
 
 
 async def upload_small(url: str, key: str, files: list[Path], concurrency: int) -> float:
@@ -341,7 +358,7 @@ def stop_profile(proc: subprocess.Popen[bytes] | None) -> None:
 
 
 def summarize_profile(raw: Path, top: int = 8) -> list[tuple[str, float]]:
-    """Share of busy samples by the innermost frame ("self" time), idle waits left out."""
+    """Share of samples by the innermost frame ("self" time), idle waits left out."""
     counts: collections.Counter[str] = collections.Counter()
     if not raw.exists():
         return []
@@ -391,8 +408,8 @@ def render(
     if profile:
         lines += [
             "",
-            "Where the server's time goes during the 1 GiB upload (py-spy, share of "
-            "busy samples by innermost frame):",
+            "Where the server's time goes during the big upload (py-spy, share of GIL-holding "
+            "samples by innermost frame):",
             "",
         ]
         lines += [f"- {share:.0f}% `{name}`" for name, share in profile]
@@ -460,6 +477,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(
             Row("`cp` of the big file", statistics.median(cp_runs), size, "MiB/s", note="peer")
         )
+        blocks = max(1, size // (16 * MIB))
+        dd_cmd = [
+            "dd",
+            "if=/dev/zero",
+            f"of={work / 'dd.bin'}",
+            "bs=16M",
+            f"count={blocks}",
+            "conv=fsync",
+            "status=none",
+        ]
+        dd_s = statistics.median(timed(dd_cmd) for _ in range(args.runs))
+        rows.append(
+            Row(
+                "`dd conv=fsync`, same size",
+                dd_s,
+                blocks * 16 * MIB,
+                "MiB/s",
+                note="peer: the disk's durable write speed",
+            )
+        )
         cp_small = timed(["cp", "-r", str(work / "small"), str(work / "small-copy")])
         rows.append(
             Row(
@@ -503,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seconds, s_cpu, c_cpu = sorted(results)[len(results) // 2]
             rows.append(
                 Row(
-                    f"1 GiB up, tus, {args.chunk_mib} MiB PATCHes, {label}",
+                    f"{args.size_mib} MiB up, tus, {args.chunk_mib} MiB PATCHes, {label}",
                     seconds,
                     size,
                     "MiB/s",
@@ -517,23 +554,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "id"
             ]
         expected = hashlib.sha256(big.read_bytes()).hexdigest()
-        results = []
-        for run in range(args.runs):
-            s0, c0 = server.cpu(), client_cpu()
-            seconds, digest = download_big(server.url, key, entry_id, work / f"down{run}.bin")
-            if digest != expected:
-                raise SystemExit("bench: downloaded bytes differ")
-            results.append((seconds, server.cpu() - s0, client_cpu() - c0))
-            (work / f"down{run}.bin").unlink()
-        seconds, s_cpu, c_cpu = sorted(results)[len(results) // 2]
+        for label, write in (
+            ("client hashing", False),
+            ("client hashing and writing (fsync)", True),
+        ):
+            results = []
+            for run in range(args.runs):
+                s0, c0 = server.cpu(), client_cpu()
+                dest = work / f"down{run}.bin" if write else None
+                seconds, digest = download_big(server.url, key, entry_id, dest)
+                if digest != expected:
+                    raise SystemExit("bench: downloaded bytes differ")
+                results.append((seconds, server.cpu() - s0, client_cpu() - c0))
+                if dest is not None:
+                    dest.unlink()
+            seconds, s_cpu, c_cpu = sorted(results)[len(results) // 2]
+            rows.append(
+                Row(f"{args.size_mib} MiB down, {label}", seconds, size, "MiB/s", s_cpu, c_cpu)
+            )
+
+        me_count = 2000
+        s0, c0 = server.cpu(), client_cpu()
+        seconds = asyncio.run(get_me(server.url, key, me_count, args.concurrency))
         rows.append(
             Row(
-                "1 GiB down, client hashing and writing (fsync)",
+                f"{me_count:,} authenticated `GET /api/v1/me`, {args.concurrency} concurrent",
                 seconds,
-                size,
-                "MiB/s",
-                s_cpu,
-                c_cpu,
+                me_count,
+                "requests/s",
+                server.cpu() - s0,
+                client_cpu() - c0,
+                note="the request stack's ceiling",
             )
         )
 
@@ -555,8 +606,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
 
+        load = Path("/proc/loadavg").read_text().split()[0]
         meta_line = (
-            f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores, Python "
+            f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores (load average {load} "
+            "at the end: the machine is shared with other work), Python "
             f"{sys.version.split()[0]}, server and client on the same machine over loopback, "
             f"median of {args.runs} runs for the big transfers; page cache warm."
         )

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +24,6 @@ from typing import Protocol
 from sync import fs, planner
 from sync.aggregator import Aggregator, Kind
 from sync.client import DroplineClient
-from sync.conflicts import is_conflict_copy
 from sync.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -66,6 +65,18 @@ WATCH_CHECK = 60.0  # seconds between checks that the watcher is alive
 DEGRADED_RESCAN = 60.0  # rescan interval while some directories cannot be watched
 PROGRESS_EVERY = 0.25  # seconds between progress events of one transfer
 RETRY_CAP = 300.0
+# Issues that success on the path answers; conflicts and local edits stay until dismissed.
+TRANSIENT = (
+    "unreadable",
+    "local-error",
+    "server-error",
+    "forbidden",
+    "internal",
+    "invalid-name",
+    "too-large",
+    "name-clash",
+    "case-clash",
+)
 
 
 class Hooks(Protocol):
@@ -133,6 +144,8 @@ class FolderLoop:
         self._offline_backoff = 1.0
         self._task: asyncio.Task[None] | None = None
         self._case_sensitive = True
+        # Hashes of files not synced yet, so a retried upload does not read them again.
+        self._hashes: dict[str, Local] = {}
 
     # -- posting (from the engine, the watcher and the remote feed) -------------------
 
@@ -221,6 +234,22 @@ class FolderLoop:
 
     # -- issues and events ------------------------------------------------------------
 
+    def enqueue_local(self, paths: Iterable[str]) -> None:
+        """Queue paths; a name that is not valid UTF-8 cannot be synced (nor stored): it
+        becomes an issue right away."""
+        good: list[str] = []
+        for path in paths:
+            if _storable(path):
+                good.append(path)
+            else:
+                self.raise_issue(
+                    path,
+                    "invalid-name",
+                    "This name is not valid UTF-8 text; the server cannot store it.",
+                    "Rename the file; it is synced as soon as its name is valid.",
+                )
+        self.journal.enqueue_local(self.id, good)
+
     def raise_issue(
         self,
         path: str,
@@ -232,7 +261,13 @@ class FolderLoop:
         related: tuple[str, ...] = (),
     ) -> None:
         issue, new = self.journal.raise_issue(
-            self.id, path, kind, message, hint, retry_at=retry_at, related=related
+            self.id,
+            _display(path),
+            kind,
+            message,
+            hint,
+            retry_at=retry_at,
+            related=tuple(_display(p) for p in related),
         )
         if new:
             self.hooks.publish(IssueRaised(issue))
@@ -328,7 +363,7 @@ class FolderLoop:
             if batch.full:
                 self._rescan_at = now
             else:
-                self.journal.enqueue_local(self.id, batch.paths | batch.dirs)
+                self.enqueue_local(batch.paths | batch.dirs)
         if now >= self._rescan_at:
             await self._full_scan()
         if self.hooks.signed_out() or self.user_paused or self.guard:
@@ -392,7 +427,7 @@ class FolderLoop:
         finally:
             self.scanning = False
         with self.journal.transaction():
-            self.journal.enqueue_local(self.id, paths)
+            self.enqueue_local(paths)
             for rel, err in errors:
                 self.raise_issue(
                     rel,
@@ -553,7 +588,15 @@ class FolderLoop:
         return states, waiting
 
     def _known_hash(self, path: str, local: Local) -> Local | None:
-        """A hash remembered by an unfinished upload of this very file (after a restart)."""
+        """A hash already computed for this very file: earlier in this run (an upload that
+        failed and is tried again), or by an unfinished upload before a restart."""
+        cached = self._hashes.get(path)
+        if cached is not None and (cached.size, cached.mtime_ns, cached.inode) == (
+            local.size,
+            local.mtime_ns,
+            local.inode,
+        ):
+            return cached
         row = self.journal.transfer(self.id, path, Direction.UP)
         if row is None or row.sha256 is None:
             return None
@@ -570,7 +613,7 @@ class FolderLoop:
 
         for path, local in files:
             try:
-                out[path] = hash_file(self.root, path, local, count)
+                out[path] = self._hashes[path] = hash_file(self.root, path, local, count)
             except OSError as exc:
                 out[path] = exc
         return out
@@ -615,6 +658,7 @@ class FolderLoop:
             for a in plan.actions:
                 if isinstance(a, planner.RecordBase):
                     journal.put_base(self.id, a.path, a.base)
+                    self._hashes.pop(a.path, None)
             for path, item in items.items():
                 if path not in acted or any(
                     isinstance(a, planner.RecordBase) and a.path == path for a in plan.actions
@@ -725,7 +769,7 @@ class FolderLoop:
                         fs.remove_file(root, a.path, _stat_of(a.expect))
                 journal.put_base(fid, a.path, None)
                 self._done_with(items, a.path)
-            self.clear_issues(path)
+            self.clear_issues(path, TRANSIENT)
             if isinstance(a, planner.ConflictCopy):
                 self.raise_issue(
                     a.path,
@@ -880,6 +924,7 @@ class FolderLoop:
             if not isinstance(done.error, ChangedDuringUpload | fs.ChangedMeanwhileError):
                 self._history(a.path, direction, size, duration, Result.FAILED, str(done.error))
             return
+        self._hashes.pop(a.path, None)
         with journal.transaction():
             if isinstance(a, planner.Upload):
                 assert isinstance(done.result, tuple)
@@ -890,7 +935,7 @@ class FolderLoop:
                 journal.put_base(self.id, a.path, done.result)
             if done.item_time is not None:
                 journal.dequeue(self.id, QueueItem(a.path, True, False, None, done.item_time))
-            self.clear_issues(a.path, None if not is_conflict_copy(a.path) else ("unreadable",))
+            self.clear_issues(a.path, TRANSIENT)
             self._history(a.path, direction, size, duration, Result.OK, None)
 
     def _after_upload(self, path: str, base: Base) -> None:
@@ -927,6 +972,19 @@ class FolderLoop:
             str(self.root), path, direction, size, duration, result, error
         )
         self.hooks.publish(HistoryAdded(row))
+
+
+def _storable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _display(path: str) -> str:
+    """A name read from disk with undecodable bytes, shown with replacement marks."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _path_of(a: planner.Action) -> str:

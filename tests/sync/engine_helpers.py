@@ -16,7 +16,7 @@ from sync.errors import NotFoundError
 from sync.models import Entry
 from sync.types import EngineSettings, FolderSpec, State
 
-FAST = EngineSettings(stable_seconds=0.2, longpoll_timeout=5, hostname="testhost")
+FAST = EngineSettings(stable_seconds=0.2, longpoll_timeout=1, hostname="testhost")
 QUICK_RETRY = RetryPolicy(attempts=3, initial=0.05, maximum=0.2)
 
 

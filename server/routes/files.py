@@ -265,14 +265,24 @@ async def _stream(handle: BinaryIO, length: int) -> AsyncIterator[bytes]:
         handle.close()
 
 
-@router.api_route(
+_CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the whole file"},
+    206: {"content": {"application/octet-stream": {}}, "description": "one byte range"},
+}
+
+
+# GET and HEAD are two routes (one handler) so each has its own OpenAPI operation id.
+@router.get(
     "/files/{entry_id}/content",
-    methods=["GET", "HEAD"],
     response_class=StreamingResponse,
-    responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "the whole file"},
-        206: {"content": {"application/octet-stream": {}}, "description": "one byte range"},
-    },
+    responses=_CONTENT_RESPONSES,
+    operation_id="download_content",
+)
+@router.head(
+    "/files/{entry_id}/content",
+    response_class=StreamingResponse,
+    responses=_CONTENT_RESPONSES,
+    operation_id="download_content_head",
 )
 async def download(
     principal: ReadPrincipal,

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
-from server import audit, policy
+from server import audit, policy, schema
 from server.blobs import BlobStore
 from server.identity import Principal
 from server.security import Security, request_facts
@@ -40,7 +40,11 @@ class SecurityFileHook:
             with db.read() as conn:
                 rules = policy.effective(conn, principal.tenant_id, principal.user_id)
                 if action == "upload":
-                    policy.check_upload(conn, rules, self._subject(principal), path, size)
+                    replaces = _existing_size(conn, principal, path)
+                    policy.check_upload(conn, rules, self._subject(principal), path, size, replaces)
+                elif action == "move":
+                    # A rename into a blocked extension is refused like an upload of it.
+                    policy.check_upload(conn, rules, self._subject(principal), path, None)
                 else:
                     policy.check_path(rules, self._subject(principal), path)
         except policy.PolicyDenied as denied:
@@ -97,6 +101,21 @@ class SecurityFileHook:
         except policy.PolicyDenied as denied:
             # Raising rolls the publish back; the denial's audit row is written after.
             raise self.security.deny(None, principal, denied, resource=entry.path) from None
+
+
+def _existing_size(conn: Connection, principal: Principal, path: str) -> int:
+    """The size of the file an upload would replace (it stops counting against the quota)."""
+    e = schema.entries
+    row = conn.execute(
+        select(e.c.size).where(
+            e.c.tenant_id == principal.tenant_id,
+            e.c.space_id == principal.space_id,
+            e.c.path == path,
+            e.c.trashed_at.is_(None),
+            e.c.type == "file",
+        )
+    ).first()
+    return int(row.size) if row is not None else 0
 
 
 __all__ = ["SecurityFileHook"]

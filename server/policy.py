@@ -30,6 +30,12 @@ from server import schema
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SNIFF_BYTES = 4096
+COMMON_EXTENSIONS = frozenset(
+    {
+        ".exe", ".dll", ".msi", ".zip", ".gz", ".7z", ".rar", ".pdf", ".png",
+        ".jpg", ".jpeg", ".gif", ".docx", ".xlsx", ".pptx", ".mp4", ".elf",
+    }
+)  # fmt: skip
 
 
 class PolicyDenied(Exception):
@@ -237,7 +243,8 @@ def check_content(rules: Rules, path: str, head: bytes) -> None:
         return
     ext = _extension(path)
     if ext not in found:
-        sample = sorted(found)[:3]
+        # Name the extensions people know first (".exe" rather than ".386").
+        sample = sorted(found, key=lambda e: (e not in COMMON_EXTENSIONS, e))[:3]
         raise PolicyDenied(
             "content_must_match_extension",
             f"the content looks like {', '.join(sample)}, not {ext or 'a file without extension'}",

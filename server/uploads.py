@@ -19,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 import hashlib
 import logging
 import math
@@ -282,7 +283,9 @@ class UploadService:
         self._executor.shutdown(wait=True)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        # The request's context (request id, source address for audit rows) goes along.
+        ctx = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, ctx.run, fn, *args)
 
     def _staged_path(self, upload_id: str) -> Path:
         return self.upload_dir / f"{upload_id}.part"

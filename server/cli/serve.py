@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this; asyncio sets it only on sockets it makes
+    # itself, and without it every small response waits ~40 ms for a delayed ACK.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((s.host, s.port))
     port = sock.getsockname()[1]
     scheme = "https" if s.tls_cert else "http"

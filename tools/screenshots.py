@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import gc
 import os
 import re
 import shutil
@@ -385,13 +386,10 @@ def save(image: Any, name: str, out: Path) -> None:
 def take(out: Path, work: Path) -> None:
     from PySide6.QtWidgets import QApplication
 
-    from agent.control import ControlClient
-    from agent.paths import AgentPaths
-    from ui.app import apply_theme, dark_palette, make_application
-    from ui.controller import TrayApp
-    from ui.workers import AgentLink, LinkOptions
+    from ui.app import make_application
 
-    reports, inbox = work / "Ann" / "Reports", work / "Ann" / "Inbox"
+    home_dir = Path(os.environ["HOME"])
+    reports, inbox = home_dir / "Reports", home_dir / "Inbox"
     for name, kib in REPORTS:
         write_file(reports / name, kib)
     with (
@@ -406,82 +404,105 @@ def take(out: Path, work: Path) -> None:
         for name, kib in INBOX:
             put_on_server(url, key, f"/Inbox/{name}", os.urandom(kib * 1024))
         app = make_application("light")
-        app.setStyle("Fusion")
-        apply_theme(app, "light")
-        link = AgentLink(LinkOptions(home=home, start_agent=False, first_delay=0.1))
-        tray = TrayApp(link, opener=lambda _p: True, show_tray=False)
-        tray.start()
-        wait(lambda: link.is_connected, 60, "the agent")
-        client = ControlClient(AgentPaths.resolve(home).socket)
-
-        wanted = len(REPORTS) + len(INBOX)
-        wait(lambda: len(client.history(limit=100)["rows"]) >= wanted, 180, "the first uploads")
-        write_file(reports / REFUSED, 20)
-        wait(lambda: tray.issues_model.rowCount() >= 1, 60, "the refused name")
-        client.set_setting("bandwidth.upload_kbps", 1024)
-        write_file(reports / BIG[0], BIG[1])
-        wait(
-            lambda: any(t.fraction > 0.15 for t in tray.transfers_model.active()),
-            120,
-            "the upload in progress",
-        )
-
-        transfers = tray.transfers_window()
-        transfers.resize(780, 300)
-        transfers.bring_up()
-        settle(1.0)
-        save(framed(transfers.grab(), transfers.windowTitle()), "transfers", out)
-        save(menu_shot(tray.tray), "tray-menu", out)
-
-        history = tray.history_window()
-        tray.open_history()
-        history.resize(1040, 520)
-        settle(1.0)
-        save(framed(history.grab(), history.windowTitle()), "history", out)
-
-        issues = tray.issues_window()
-        tray.open_issues()
-        issues.resize(920, 440)
-        settle(0.5)
-        save(framed(issues.grab(), issues.windowTitle()), "issues", out)
-
-        settings = tray.settings_window()
-        tray.open_settings()
-        settings.resize(760, 420)
-        settle(0.8)
-        save(framed(settings.grab(), settings.windowTitle()), "settings", out)
-        settings.tabs.setCurrentIndex(1)
-        settle(0.3)
-        save(framed(settings.grab(), settings.windowTitle()), "settings-network", out)
-
-        signin = tray.signin_window()
-        signin.set_server(url)
-        signin.show_state({"state": "signed_out", "method": None}, signed_out_before=True)
-        signin.bring_up()
-        signin.adjustSize()
-        settle(0.5)
-        save(framed(signin.grab(), signin.windowTitle()), "signin", out)
-        signin.show_state(
-            {
-                "state": "pending",
-                "method": "oauth",
-                "url": f"{url}/oauth/authorize?client_id=dropline-desktop",
-            }
-        )
-        settle(0.5)
-        save(framed(signin.grab(), signin.windowTitle()), "signin-pending", out)
-        signin.close()
-
-        app.setPalette(dark_palette())
-        history.bring_up()
-        settle(1.0)
-        save(framed(history.grab(), history.windowTitle(), dark=True), "history-dark", out)
-        save(menu_shot(tray.tray, dark=True), "tray-menu-dark", out)
-
-        client.close()
-        tray.close_windows()
-        link.stop(stop_started_agent=False)
+        shoot(out, home, url, reports)
+        # shoot()'s Qt objects are gone with its frame; collect them while the
+        # application still exists (left to interpreter exit, the order may crash).
+        gc.collect()
         QApplication.processEvents()
+        del app
+
+
+def shoot(out: Path, home: Path, url: str, reports: Path) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    from agent.control import ControlClient
+    from agent.paths import AgentPaths
+    from ui.app import apply_theme, dark_palette
+    from ui.controller import TrayApp
+    from ui.workers import AgentLink, LinkOptions
+
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    app.setStyle("Fusion")
+    apply_theme(app, "light")
+    link = AgentLink(LinkOptions(home=home, start_agent=False, first_delay=0.1))
+    tray = TrayApp(link, opener=lambda _p: True, show_tray=False)
+    tray.start()
+    wait(lambda: link.is_connected, 60, "the agent")
+    client = ControlClient(AgentPaths.resolve(home).socket)
+
+    wanted = len(REPORTS) + len(INBOX)
+    wait(lambda: len(client.history(limit=100)["rows"]) >= wanted, 180, "the first uploads")
+    write_file(reports / REFUSED, 20)
+    wait(lambda: tray.issues_model.rowCount() >= 1, 60, "the refused name")
+    client.set_setting("bandwidth.upload_kbps", 1024)
+    write_file(reports / BIG[0], BIG[1])
+    wait(
+        lambda: any(t.fraction > 0.15 for t in tray.transfers_model.active()),
+        120,
+        "the upload in progress",
+    )
+
+    transfers = tray.transfers_window()
+    transfers.resize(780, 300)
+    transfers.bring_up()
+    settle(1.0)
+    save(framed(transfers.grab(), transfers.windowTitle()), "transfers", out)
+    save(menu_shot(tray.tray), "tray-menu", out)
+
+    history = tray.history_window()
+    tray.open_history()
+    history.resize(1040, 520)
+    settle(1.0)
+    save(framed(history.grab(), history.windowTitle()), "history", out)
+
+    issues = tray.issues_window()
+    tray.open_issues()
+    issues.resize(920, 440)
+    settle(0.5)
+    save(framed(issues.grab(), issues.windowTitle()), "issues", out)
+
+    settings = tray.settings_window()
+    tray.open_settings()
+    settings.resize(760, 420)
+    settle(0.8)
+    save(framed(settings.grab(), settings.windowTitle()), "settings", out)
+    settings.tabs.setCurrentIndex(1)
+    settle(0.3)
+    save(framed(settings.grab(), settings.windowTitle()), "settings-network", out)
+
+    signin = tray.signin_window()
+    signin.set_server(url)
+    signin.show_state({"state": "signed_out", "method": None}, signed_out_before=True)
+    signin.bring_up()
+    signin.adjustSize()
+    settle(0.5)
+    save(framed(signin.grab(), signin.windowTitle()), "signin", out)
+    signin.show_state(
+        {
+            "state": "pending",
+            "method": "oauth",
+            "url": f"{url}/oauth/authorize?client_id=dropline-desktop",
+        }
+    )
+    settle(0.5)
+    save(framed(signin.grab(), signin.windowTitle()), "signin-pending", out)
+    signin.close()
+
+    app.setPalette(dark_palette())
+    history.bring_up()
+    settle(1.0)
+    save(framed(history.grab(), history.windowTitle(), dark=True), "history-dark", out)
+    save(menu_shot(tray.tray, dark=True), "tray-menu-dark", out)
+
+    client.close()
+    tray.close_windows()
+    link.stop(stop_started_agent=False)
+    for window in (transfers, history, issues, settings, signin):
+        window.deleteLater()
+    tray.deleteLater()
+    link.deleteLater()
+    QApplication.processEvents()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -492,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     ensure_debian_packages()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="dropline-shots-"))
+    # A home of its own, so the windows show "~/Reports" rather than a scratch path.
+    os.environ["HOME"] = str(work / "home" / "ann")
     try:
         with xvfb() as display:
             os.environ["DISPLAY"] = display

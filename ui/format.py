@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
 
@@ -75,6 +76,14 @@ def timestamp(epoch: float, now: float | None = None) -> str:
     if when.date() == today:
         return when.strftime("%H:%M:%S")
     return when.strftime("%Y-%m-%d %H:%M")
+
+
+def home_path(path: str) -> str:
+    """``/home/ann/Reports`` -> ``~/Reports``: shorter, and how people think of it."""
+    home = os.path.expanduser("~").rstrip("/")
+    if home and (path == home or path.startswith(home + "/")):
+        return "~" + path[len(home) :]
+    return path
 
 
 def plural(n: int, one: str, many: str | None = None) -> str:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from agent.control.protocol import IssueJSON
 from ui.desktop import Opener, containing_folder, local_file, open_path
 from ui.models import IssuesModel, display_path
+from ui.status import attention_words
 from ui.widgets import ERROR_ACCENT, EmptyState, ToolWindow, heading, muted
 
 
@@ -172,9 +173,7 @@ class IssuesWindow(ToolWindow):
     def _model_changed(self, *_args: Any) -> None:
         count = self.model.rowCount()
         self.stack.setCurrentWidget(self.table if count else self.empty)
-        self.title.setText(
-            f"{count} file{'s' if count != 1 else ''} need attention" if count else "Issues"
-        )
+        self.title.setText(attention_words(count) if count else "Issues")
         if count and not self.table.selectionModel().hasSelection():
             self.table.selectRow(0)
         self._selection_changed()

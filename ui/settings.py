@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui import format as fmt
 from ui.models import folder_name
 from ui.widgets import ERROR_ACCENT, ToolWindow, muted
 
@@ -151,7 +152,8 @@ class SettingsWindow(ToolWindow):
         self.remove_folder.setToolTip("Stop syncing this folder; its files stay on this computer")
         self.folders_note = _locked_note()
         folder_buttons = QHBoxLayout()
-        folder_buttons.addWidget(self.folders_note, 1)
+        folder_buttons.addWidget(self.folders_note)
+        folder_buttons.addStretch(1)
         folder_buttons.addWidget(self.add_folder)
         folder_buttons.addWidget(self.remove_folder)
         folders_tab = QWidget()
@@ -185,6 +187,9 @@ class SettingsWindow(ToolWindow):
             ("concurrency", "&Transfers:"),
         ):
             network.addRow(label, self._with_note(key, self.fields[key]))
+        network.addRow(
+            "", muted("Limits apply to this computer; Unlimited uses the whole connection.")
+        )
 
         # -- general
         self.start_at_login = QCheckBox("Start Dropline when I sign in to this computer")
@@ -278,7 +283,7 @@ class SettingsWindow(ToolWindow):
         self.folder_table.setRowCount(len(folders))
         for row, folder in enumerate(folders):
             cells = (
-                folder["local"],
+                fmt.home_path(folder["local"]),
                 folder["remote"],
                 MODE_WORDS.get(folder["mode"], folder["mode"]),
             )

@@ -59,6 +59,11 @@ def moving_words(moving: Moving) -> str:
     return text
 
 
+def attention_words(issues: int) -> str:
+    """``"1 file needs attention"``, ``"3 files need attention"``."""
+    return f"{fmt.plural(issues, 'file')} need{'s' if issues == 1 else ''} attention"
+
+
 def summarize(
     status: dict[str, Any] | None, issues: int, moving: Moving, connecting_reason: str = ""
 ) -> Summary:
@@ -66,7 +71,7 @@ def summarize(
     if status is None:
         return Summary(OFFLINE, "Connecting to the Dropline service…", connecting_reason)
     state = status.get("state", "idle")
-    issue_words = f"{fmt.plural(issues, 'file')} need{'s' if issues == 1 else ''} attention"
+    issue_words = attention_words(issues)
     if state == "signed_out":
         return Summary(SIGNED_OUT, "Signed out", "Sign in again to continue; nothing is lost.")
     if state == "error":

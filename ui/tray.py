@@ -87,6 +87,7 @@ class Tray(QObject):
         if self._built is not None and _items(state) == _items(self._built):
             self._built = state
             self._status.setText(state.summary.headline)
+            self._status.setIcon(tray_icon(state.summary.icon))
             self._detail.setText(state.summary.detail)
             self._detail.setVisible(bool(state.summary.detail))
         else:
@@ -121,6 +122,10 @@ class Tray(QObject):
         menu.clear()
         self._status = self._add(menu, "status", s.summary.headline)
         self._status.setEnabled(False)
+        self._status.setIcon(tray_icon(s.summary.icon))
+        font = self._status.font()
+        font.setBold(True)
+        self._status.setFont(font)
         self._detail = self._add(menu, "status-detail", s.summary.detail)
         self._detail.setEnabled(False)
         self._detail.setVisible(bool(s.summary.detail))

@@ -61,3 +61,10 @@ def test_speed_and_plural() -> None:
     assert fmt.plural(1, "file") == "1 file"
     assert fmt.plural(12, "file") == "12 files"
     assert fmt.plural(2, "entry", "entries") == "2 entries"
+
+
+def test_home_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/ann")
+    assert fmt.home_path("/home/ann/Reports") == "~/Reports"
+    assert fmt.home_path("/home/anna/Reports") == "/home/anna/Reports"
+    assert fmt.home_path("/srv/Reports") == "/srv/Reports"

@@ -127,7 +127,7 @@ def test_refused_name_is_an_issue_and_clears_after_rename_and_retry(
     bad = folders["/Reports"] / "Q4 plan\\draft.docx"
     bad.write_bytes(b"plan")
     qtbot.waitUntil(lambda: app.issues_model.rowCount() == 1, timeout=WAIT_MS)
-    assert app.summary.icon == status.ATTENTION
+    qtbot.waitUntil(lambda: app.summary.icon == status.ATTENTION, timeout=WAIT_MS)
     assert app.tray.action("issues").text() == "&Issues (1)…"  # type: ignore[union-attr]
     app.open_issues()
     window = app.issues_window()

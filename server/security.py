@@ -415,7 +415,12 @@ class SecurityMiddleware:
                 extra = state.get("ratelimit_headers")
                 if extra:
                     headers = list(message.get("headers", []))
-                    headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+                    present = {k.lower() for k, _ in headers}
+                    headers += [
+                        (k.lower().encode(), v.encode())
+                        for k, v in extra.items()
+                        if k.lower().encode() not in present
+                    ]
                     message = {**message, "headers": headers}
             await send(message)
 

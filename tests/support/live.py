@@ -26,6 +26,7 @@ import uvicorn
 from server.app import create_app
 from server.identity import Identity
 from server.settings import Settings
+from server.tls import uvicorn_tls_options
 
 ALL_TEST_SCOPES = ("files:read", "files:write", "transfers", "webhooks", "audit:read", "admin")
 
@@ -75,7 +76,10 @@ def running_server(settings: Settings) -> Iterator[LiveServer]:
     app = create_app(settings)
     sock = _bound_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    # With settings.tls_cert/tls_key (and client_ca) the server speaks TLS exactly as
+    # `dropline-server serve` does (server.tls), and the URL is https.
+    tls = uvicorn_tls_options(settings.tls_cert, settings.tls_key, settings.client_ca)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **tls)
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
 
@@ -91,7 +95,7 @@ def running_server(settings: Settings) -> Iterator[LiveServer]:
         time.sleep(0.01)
     try:
         yield LiveServer(
-            url=f"http://127.0.0.1:{port}",
+            url=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
             settings=settings,
             identity=app.state.identity,
             app=app,

@@ -4,7 +4,8 @@ Each part of the demo is one function that starts what it needs and returns a
 handle to stop it; ``main`` runs the parts in order and stops them in reverse on
 Ctrl-C. The server part starts ``dropline-server`` on 127.0.0.1 with a demo
 tenant, user and API key (the key is kept in ``.demo/api-key``, mode 0600: it is
-a local demo, so it is printed too).
+a local demo, so it is printed too). The tray part starts ``dropline-tray`` for
+the demo agent when a display exists.
 """
 
 from __future__ import annotations
@@ -266,6 +267,44 @@ def describe_agent(part: Part, server: Part) -> str:
     )
 
 
+def has_display(env: dict[str, str] | None = None) -> bool:
+    """A desktop to show the tray on (X11 or Wayland)."""
+    env = dict(os.environ) if env is None else env
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+def start_tray(agent: Part) -> Part:
+    """``dropline-tray`` for the demo agent's home; it leaves the agent to the demo."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui.app", "--home", agent.info["home"], "--no-start-agent"],
+        stdin=subprocess.DEVNULL,
+    )
+
+    def stop() -> None:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def alive() -> bool:
+        return proc.poll() is None
+
+    return Part("tray", stop, alive, {"home": agent.info["home"]})
+
+
+def describe_tray(agent: Part, started: bool) -> str:
+    home = os.path.relpath(agent.info["home"])
+    if started:
+        return "Dropline tray: its icon is in your panel (History, Issues, Settings in its menu)"
+    return (
+        "No display here, so the tray app is not started; on a desktop run\n"
+        f"  .venv/bin/dropline-tray --home {home}"
+    )
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -283,6 +322,9 @@ def main() -> int:
         agent = start_sync_agent(DEMO_DIR, server)
         parts.append(agent)
         print("\n" + describe_agent(agent, server), flush=True)
+        if has_display():
+            parts.append(start_tray(agent))
+        print("\n" + describe_tray(agent, has_display()), flush=True)
         print("\nRunning; press Ctrl-C to stop.", flush=True)
         while True:
             stopped = [p.name for p in parts if not p.alive()]

@@ -145,7 +145,7 @@ class HistoryWindow(ToolWindow):
             (HistoryModel.RESULT, 80),
         ):
             header.resizeSection(column, width)
-        self.table.doubleClicked.connect(self._open_file_at)
+        self.table.activated.connect(self._open_file_at)  # Enter or double-click
 
         self.empty = EmptyState("No transfers yet", "")
         self.stack = QStackedWidget()

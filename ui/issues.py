@@ -120,7 +120,9 @@ class IssuesWindow(ToolWindow):
         self.open_both.clicked.connect(self.open_selected_versions)
         self.open_folder.clicked.connect(self.open_selected_folder)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
-        self.table.doubleClicked.connect(lambda _index: self.open_selected_file())
+        self.table.activated.connect(
+            lambda _index: self.open_selected_file()
+        )  # Enter or double-click
         for signal in (model.rowsInserted, model.rowsRemoved, model.modelReset, model.dataChanged):
             signal.connect(self._model_changed)
         QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.table, self._dismiss)

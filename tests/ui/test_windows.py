@@ -6,12 +6,16 @@ import csv
 from datetime import date, datetime
 from pathlib import Path
 
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QPalette
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
 from agent.control.protocol import IssueJSON
 from tests.ui.fakes import FakeHistory, history_row, issue, progress
 from tests.ui.support import Opened
+from ui.app import apply_theme
 from ui.history import HistoryWindow, date_range
 from ui.issues import IssuesWindow
 from ui.models import HistoryModel, IssuesModel, TransfersModel
@@ -199,3 +203,59 @@ def test_add_folder_dialog_suggests_the_server_folder(qtbot: QtBot) -> None:
     QTest.keyClicks(dialog.remote, "x")  # typed by the user: no longer follows the local name
     dialog.local.setText("/home/ann/Other")
     assert dialog.remote.text() == "/Quarterly Reportsx"
+
+
+def test_history_works_from_the_keyboard(qtbot: QtBot, tmp_path: Path) -> None:
+    folder = tmp_path / "Reports"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    opened = Opened()
+    window = HistoryWindow(
+        HistoryModel(FakeHistory([history_row(1, "/a.txt", folder=str(folder))])), opener=opened
+    )
+    qtbot.addWidget(window)
+    window.model.refresh()
+    show_active(qtbot, window)
+    window.table.setFocus()
+    QTest.keySequence(window, QKeySequence(QKeySequence.StandardKey.Find))
+    qtbot.waitUntil(window.search.hasFocus, timeout=3000)
+    QTest.keyClick(window.search, Qt.Key.Key_Tab)
+    assert window.folder.hasFocus()
+    window.table.setFocus()
+    window.table.selectRow(0)
+    QTest.keyClick(window.table, Qt.Key.Key_Return)
+    assert opened.paths == [folder / "a.txt"]
+    QTest.keyClick(window.table, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=3000)
+
+
+def test_issue_is_dismissed_with_the_delete_key(qtbot: QtBot) -> None:
+    model = IssuesModel()
+    model.set_issues([issue(4)])
+    window = IssuesWindow(model)
+    qtbot.addWidget(window)
+    show_active(qtbot, window)
+    window.table.setFocus()
+    with qtbot.waitSignal(window.dismissRequested) as dismissed:
+        QTest.keyClick(window.table, Qt.Key.Key_Delete)
+    assert dismissed.args == [4]
+
+
+def test_dark_theme_uses_a_dark_palette(qapp: QApplication) -> None:
+    before_style, before_palette = qapp.style().name(), qapp.palette()
+    try:
+        apply_theme(qapp, "dark")
+        assert qapp.style().name().lower() == "fusion"
+        window = qapp.palette().color(QPalette.ColorRole.Window)
+        text = qapp.palette().color(QPalette.ColorRole.WindowText)
+        assert window.lightness() < 80 < text.lightness()
+    finally:
+        qapp.setStyle(before_style)
+        qapp.setPalette(before_palette)
+
+
+def show_active(qtbot: QtBot, window: QWidget) -> None:
+    """Shortcuts go to the active window only: show this one and wait until it is."""
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=3000)

@@ -383,6 +383,9 @@ class TrayApp(QObject):
             self.status = result
             if result.get("signed_in"):
                 self.was_signed_in = True
+            moving = result.get("uploading", 0) or result.get("downloading", 0)
+            if not moving and result.get("state") not in ("syncing", "scanning"):
+                self.transfers_model.settle()
             self._refresh()
             if self._status_again:
                 self._status_again = False

@@ -29,6 +29,9 @@ def local_file(folder: str, path: str) -> Path | None:
     ``path`` is relative to the sync folder (``/sub/q3.pdf``). A path that would
     lead outside the folder (``..``) is refused rather than opened.
     """
+    if not folder:
+        # The agent's own issues (its config file, say) name an absolute path and no folder.
+        return Path(path) if Path(path).is_absolute() else None
     root = Path(folder).resolve()
     relative = path.lstrip("/\\")
     target = (root / relative).resolve() if relative else root
@@ -43,7 +46,7 @@ def containing_folder(folder: str, path: str) -> Path | None:
     target = local_file(folder, path)
     if target is None:
         return None
-    parent = target.parent if target != Path(folder).resolve() else target
+    parent = target.parent if not folder or target != Path(folder).resolve() else target
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     return parent

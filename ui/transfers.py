@@ -27,6 +27,7 @@ from ui.widgets import ERROR_ACCENT, OK_ACCENT, EmptyState, ToolWindow, heading,
 
 FAILED_BAR = ERROR_ACCENT
 DONE_BAR = OK_ACCENT
+STOPPED_BAR = "#80868b"
 
 
 class ProgressDelegate(QStyledItemDelegate):
@@ -89,7 +90,8 @@ class ProgressDelegate(QStyledItemDelegate):
             fill = QRectF(track)
             fill.setWidth(max(self.BAR_HEIGHT, track.width() * min(1.0, fraction)))
             result = getattr(index.data(RowRole), "result", "")
-            colour = QColor(FAILED_BAR if result == "failed" else DONE_BAR if result else "")
+            bars = {"failed": FAILED_BAR, "ok": DONE_BAR, "stopped": STOPPED_BAR}
+            colour = QColor(bars.get(result, ""))
             painter.setBrush(
                 colour if colour.isValid() else palette.color(QPalette.ColorRole.Highlight)
             )

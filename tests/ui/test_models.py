@@ -259,3 +259,15 @@ def test_issues_newest_first_replace_and_remove() -> None:
     assert [i["id"] for i in model.issues()] == [3, 1]
     assert model.data(model.index(0, IssuesModel.HINT)) == "Rename the file."
     assert model.data(model.index(0, IssuesModel.FILE)) == "bad3:name.txt"
+
+
+def test_settle_stops_rows_the_agent_no_longer_moves() -> None:
+    clock = Clock()
+    model = TransfersModel(clock=clock, fade_seconds=1.0)
+    model.update(progress("a", 100))
+    model.settle()
+    assert model.active() == []
+    assert model.data(model.index(0, TransfersModel.PROGRESS)) == "Stopped"
+    clock.now += 1
+    model.tick()
+    assert model.rowCount() == 0

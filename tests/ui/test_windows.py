@@ -259,3 +259,17 @@ def show_active(qtbot: QtBot, window: QWidget) -> None:
     window.show()
     window.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=3000)
+
+
+def test_agent_issue_about_its_config_file_opens_that_file(qtbot: QtBot, tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text("x")
+    bad: IssueJSON = {**issue(9, kind="config-invalid"), "folder": "", "path": str(config)}
+    model = IssuesModel()
+    model.set_issues([bad])
+    opened = Opened()
+    window = IssuesWindow(model, opener=opened)
+    qtbot.addWidget(window)
+    window.open_file.click()
+    window.open_folder.click()
+    assert opened.paths == [config, tmp_path]

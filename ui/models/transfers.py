@@ -79,7 +79,7 @@ class TransfersModel(TableModel):
                 return folder_name(t.folder)
             if col == self.PROGRESS:
                 if t.finished_at is not None:
-                    return "Failed" if t.result == "failed" else "Done"
+                    return {"failed": "Failed", "stopped": "Stopped"}.get(t.result, "Done")
                 return f"{fmt.size(t.bytes_done)} of {fmt.size(t.bytes_total)}"
             if col == self.SPEED:
                 return "" if t.finished_at is not None else fmt.speed(t.bytes_per_second)
@@ -152,6 +152,16 @@ class TransfersModel(TableModel):
                 self._row_changed(n)
                 self._fade_timer.start()
                 self.totalsChanged.emit()
+
+    def settle(self) -> None:
+        """The agent says nothing is moving: rows still running stopped (paused, or gone)."""
+        now = self._clock()
+        for n, t in enumerate(self._rows):
+            if t.finished_at is None:
+                self._rows[n] = replace(t, finished_at=now, result="stopped")
+                self._row_changed(n)
+                self._fade_timer.start()
+        self.totalsChanged.emit()
 
     def clear(self) -> None:
         """Forget everything (the agent restarted: its transfers start afresh)."""

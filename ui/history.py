@@ -69,6 +69,7 @@ class HistoryWindow(ToolWindow):
         super().__init__("History", parent)
         self.model = model
         self.opener = opener
+        self._load_error = False
         self.resize(980, 560)
 
         self.search = QLineEdit()
@@ -195,7 +196,8 @@ class HistoryWindow(ToolWindow):
         ):
             signal.connect(self._update_counts)
         model.loadingChanged.connect(self._update_counts)
-        model.loadFailed.connect(lambda text: self.banner.show_message(text, ERROR_ACCENT))
+        model.loadFailed.connect(self._load_failed)
+        model.modelReset.connect(self._load_restarted)
         QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self, self.search.setFocus)
         QShortcut(QKeySequence("Ctrl+E"), self, self.choose_export_file)
 
@@ -309,6 +311,17 @@ class HistoryWindow(ToolWindow):
         self.model.load_all(write)
 
     # -- state
+
+    def _load_failed(self, text: str) -> None:
+        # While the agent is out of reach the connection banner already says so.
+        if self.connection_banner.isHidden():
+            self._load_error = True
+            self.banner.show_message(text, ERROR_ACCENT)
+
+    def _load_restarted(self) -> None:
+        if self._load_error:
+            self._load_error = False
+            self.banner.hide()
 
     def _update_buttons(self, *_args: Any) -> None:
         has = self.selected_row() is not None

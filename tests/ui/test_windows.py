@@ -273,3 +273,27 @@ def test_agent_issue_about_its_config_file_opens_that_file(qtbot: QtBot, tmp_pat
     window.open_file.click()
     window.open_folder.click()
     assert opened.paths == [config, tmp_path]
+
+
+def test_history_load_error_clears_when_loading_starts_again(qtbot: QtBot) -> None:
+    fake = FakeHistory([history_row(1)])
+    fake.fail = True
+    window = HistoryWindow(HistoryModel(fake))
+    qtbot.addWidget(window)
+    window.model.refresh()
+    assert "could not be loaded" in window.banner.text()
+    fake.fail = False
+    window.model.refresh()
+    assert window.banner.text() == ""
+    assert window.model.rowCount() == 1
+
+
+def test_history_load_error_is_not_repeated_while_connecting(qtbot: QtBot) -> None:
+    fake = FakeHistory([history_row(1)])
+    fake.fail = True
+    window = HistoryWindow(HistoryModel(fake))
+    qtbot.addWidget(window)
+    window.set_connected(False, "The Dropline service is not running.")
+    window.model.refresh()
+    assert window.banner.text() == ""
+    assert "Connecting" in window.connection_banner.text()

@@ -15,6 +15,7 @@ from server.admin import Admin
 from server.blobs import LocalBlobStore
 from server.changes import ChangeFeed, ChangeNotifier
 from server.db import Database
+from server.encryption import EncryptedBlobStore, TenantKeys
 from server.file_guard import SecurityFileHook
 from server.files import FileService
 from server.identity import Identity, Principal
@@ -29,7 +30,7 @@ from server.routes import files as files_routes
 from server.routes import health, me
 from server.routes import oauth as oauth_routes
 from server.routes import uploads as uploads_routes
-from server.security import Security, SecurityMiddleware
+from server.security import Security, SecurityMiddleware, current_tenant
 from server.settings import Settings
 from server.uploads import UploadService
 
@@ -48,7 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     db = Database(settings.database_url)
     migrate(db)
     identity = Identity(db)
-    blobs = LocalBlobStore(settings.blob_dir)
+    # Encryption at rest for tenants that turned it on (server.encryption).
+    blobs = EncryptedBlobStore(
+        LocalBlobStore(settings.blob_dir), TenantKeys(db, settings.data_dir), current_tenant
+    )
     notifier = ChangeNotifier()
     files = FileService(db, blobs, on_change=notifier.notify)
     changes = ChangeFeed(

@@ -48,6 +48,8 @@ class RequestFacts:
     client_ip: str | None
     method: str
     via_mtls: bool
+    # Set once the caller is authenticated: whose data key seals what this request stores.
+    tenant_id: str | None = None
     # Audit writes for denials, run just before the response starts: the denial may
     # happen inside a write transaction that is about to roll back.
     pending: list[Callable[[Connection], None]] = field(default_factory=list)
@@ -203,6 +205,9 @@ class Security:
         except policy.PolicyDenied as denied:
             raise self.deny(request, principal, denied) from None
         request.state.policy = rules
+        facts = request_facts.get()
+        if facts is not None:
+            facts.tenant_id = principal.tenant_id
 
     # -- policy -------------------------------------------------------------------
 
@@ -446,4 +451,17 @@ async def _problem(
     await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["Security", "SecurityMiddleware", "list_certificates", "revoke_certificate"]
+def current_tenant() -> str | None:
+    """The authenticated tenant of the request being served (None outside requests)."""
+    facts = request_facts.get()
+    return facts.tenant_id if facts is not None else None
+
+
+__all__ = [
+    "Security",
+    "SecurityMiddleware",
+    "current_tenant",
+    "list_certificates",
+    "request_facts",
+    "revoke_certificate",
+]

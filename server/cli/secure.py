@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server import audit
+from sqlalchemy import select
+
+from server import audit, schema
 from server.cli._common import CliError, Services, add_data_dir, emit_json, say
 from server.defender import Defender
+from server.encryption import ENV_MASTER_KEY, TenantKeys, load_master_key
 from server.identity import DEFAULT_KEY_SCOPES
 from server.tokens import SigningKeys
 
@@ -102,6 +106,18 @@ def register(sub: Sub) -> None:
         keys, "retire", "stop publishing an old key (tokens it signed stop working)", keys_retire
     )
     p.add_argument("kid")
+
+    enc = sub.add_parser("encryption", help="encryption at rest per tenant").add_subparsers(
+        dest="action", required=True
+    )
+    _cmd(
+        enc,
+        "enable",
+        "seal the tenant's new uploads with its own data key",
+        encryption_enable,
+        True,
+    )
+    _cmd(enc, "status", "which tenants have a data key (JSON)", encryption_status)
 
     aud = sub.add_parser("audit", help="the audit trail").add_subparsers(
         dest="action", required=True
@@ -258,6 +274,43 @@ def keys_retire(args: argparse.Namespace, svc: Services) -> int:
             conn, svc.actor(None).ctx, "admin.signing_key.retire", "success", f"kid:{args.kid}"
         )
     say(f"retired signing key {args.kid}")
+    return 0
+
+
+def encryption_enable(args: argparse.Namespace, svc: Services) -> int:
+    tenant_id = svc.tenant_id(args.tenant)
+    keys = TenantKeys(svc.db, svc.settings.data_dir)
+    if keys.enable(tenant_id):
+        with svc.db.write() as conn:
+            audit.record(
+                conn,
+                svc.actor(args.tenant).ctx,
+                "admin.encryption.enable",
+                "success",
+                f"tenant:{tenant_id}",
+                tenant_id=tenant_id,
+            )
+        say(f"encryption at rest is on for {args.tenant}: new uploads are sealed")
+    else:
+        say(f"encryption at rest was already on for {args.tenant}")
+    return 0
+
+
+def encryption_status(args: argparse.Namespace, svc: Services) -> int:
+    with svc.db.read() as conn:
+        rows = conn.execute(
+            select(schema.tenants.c.name, schema.tenant_keys.c.created_at).join(
+                schema.tenant_keys, schema.tenant_keys.c.tenant_id == schema.tenants.c.id
+            )
+        ).all()
+    emit_json(
+        {
+            "master_key": "environment"
+            if os.environ.get(ENV_MASTER_KEY)
+            else ("file" if load_master_key(svc.settings.data_dir) else "none"),
+            "tenants": [{"tenant": r.name, "since": r.created_at} for r in rows],
+        }
+    )
     return 0
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
+import httpx
 import pytest
 from PySide6.QtGui import QAction
 from pytestqt.qtbot import QtBot
 
+from tests.agent.scripted_browser import FormParser
 from tests.agent.support import ROOT, AgentEnv
 from tests.support.live import LiveServer
 from tests.ui.support import WAIT_MS, tray_for, write_agent_config
@@ -68,3 +71,36 @@ def test_sign_in_through_the_tray_then_sign_out(
 
 def _enabled(action: QAction | None) -> bool:
     return action is not None and action.isEnabled()
+
+
+def test_device_code_sign_in_shows_the_code_and_finishes(env: AgentEnv, qtbot: QtBot) -> None:
+    env.start()
+    with tray_for(env, qtbot) as app:
+        qtbot.waitUntil(lambda: _enabled(app.tray.action("sign-in")), timeout=WAIT_MS)
+        app.open_signin()
+        window = app.signin_window()
+        window.device.click()
+        qtbot.waitUntil(lambda: window.state.get("state") == "pending", timeout=WAIT_MS)
+        code = window.code.text()
+        assert code and code == window.state["user_code"]
+        assert not window.code.isHidden() and not window.progress.isHidden()
+        assert not window.primary.isEnabled()
+        # The user approves on another device: the page the window links to.
+        with httpx.Client(timeout=30) as http:
+            page = http.get(window.state["url"])
+            form = FormParser()
+            form.feed(page.text)
+            answer = http.post(
+                urljoin(str(page.url), form.action or "/device"),
+                data={
+                    **form.fields,
+                    "user_code": code,
+                    "email": EMAIL,
+                    "password": PASSWORD,
+                    "decision": "allow",
+                },
+            )
+            assert answer.status_code == 200
+        qtbot.waitUntil(lambda: window.state.get("state") == "signed_in", timeout=WAIT_MS)
+        assert window.code.isHidden()
+        assert window.title.text() == "You are signed in"

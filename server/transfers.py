@@ -493,6 +493,9 @@ class TransferService:
     def claim(self) -> Any | None:
         """Take the next due job, marking it running; None when there is none."""
         now = time.time()
+        due = self.next_due()
+        if due is None or due > now:
+            return None  # idle workers look without taking the write lock
         with self.db.write() as conn:
             row = conn.execute(
                 select(T.c.id)

@@ -160,6 +160,8 @@ class WebhookDispatcher:
         """Turn new outbox events into one pending delivery per matching subscription,
         and move the outbox position, in one transaction. Returns deliveries made."""
         made = 0
+        if not self._outbox_has_news():
+            return 0  # the common case, answered without taking the write lock
         with self.db.write() as conn:
             row = conn.execute(
                 select(schema.webhook_cursor.c.last_event_id).where(
@@ -209,6 +211,19 @@ class WebhookDispatcher:
         if made:
             log.debug("fanned out %s deliveries", made)
         return made
+
+    def _outbox_has_news(self) -> bool:
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(schema.webhook_cursor.c.last_event_id).where(
+                    schema.webhook_cursor.c.name == CURSOR
+                )
+            ).first()
+            after = int(row.last_event_id) if row is not None else 0
+            newer = conn.execute(
+                select(schema.events.c.id).where(schema.events.c.id > after).limit(1)
+            ).first()
+        return newer is not None
 
     # -- claiming and delivering -------------------------------------------------------
 

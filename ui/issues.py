@@ -28,6 +28,11 @@ from ui.status import attention_words
 from ui.widgets import ERROR_ACCENT, EmptyState, ToolWindow, heading, muted
 
 
+def versions(issue: IssueJSON) -> list[str]:
+    """The file and its related versions, each once (the agent may list the file itself)."""
+    return list(dict.fromkeys([issue["path"], *issue["related_paths"]]))
+
+
 class IssuesWindow(ToolWindow):
     retryRequested = Signal(int)
     dismissRequested = Signal(int)
@@ -156,7 +161,7 @@ class IssuesWindow(ToolWindow):
         issue = self.selected_issue()
         if issue is None:
             return
-        for path in (issue["path"], *issue["related_paths"]):
+        for path in versions(issue):
             self._open(local_file(issue["folder"], path))
 
     def open_selected_folder(self) -> None:
@@ -197,8 +202,8 @@ class IssuesWindow(ToolWindow):
             f"<b>What to do:</b> {escape(issue['hint'])}" if issue["hint"] else ""
         )
         if conflict:
-            versions = "\n".join(f"• {p}" for p in (issue["path"], *issue["related_paths"]))
-            self.detail_versions.setText(f"Both versions were kept:\n{versions}")
+            listed = "\n".join(f"• {display_path(p)}" for p in versions(issue))
+            self.detail_versions.setText(f"Both versions were kept:\n{listed}")
             self.detail_versions.show()
         else:
             self.detail_versions.hide()

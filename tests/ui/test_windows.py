@@ -132,7 +132,8 @@ def test_issues_window_explains_and_offers_both_versions_of_a_conflict(
         "path": "/plan.docx",
         "message": "plan.docx was changed here and on the server.",
         "hint": "Open both versions and keep the one you want.",
-        "related_paths": ["/plan (conflicted copy pc 2025-11-26 101500).docx"],
+        # As the agent sends it: the file itself, then the conflict copy.
+        "related_paths": ["/plan.docx", "/plan (conflicted copy pc 2025-11-26 101500).docx"],
     }
     model = IssuesModel()
     model.set_issues([issue(1), conflict])
@@ -146,6 +147,9 @@ def test_issues_window_explains_and_offers_both_versions_of_a_conflict(
         "<b>What to do:</b> Open both versions and keep the one you want."
     )
     assert not window.open_both.isHidden()
+    assert window.detail_versions.text() == (
+        "Both versions were kept:\n• plan.docx\n• plan (conflicted copy pc 2025-11-26 101500).docx"
+    )
     window.open_both.click()
     assert [p.name for p in opened.paths] == [
         "plan.docx",

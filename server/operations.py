@@ -85,6 +85,7 @@ class Operations:
             wake_webhooks=dispatcher.wake,
         )
         transfers.wake = workers.wake
+        _wake_after_file_changes(files, dispatcher)
         return cls(metrics, dispatcher, webhooks, shares, transfers, workers)
 
     def install(self, app: FastAPI) -> None:
@@ -106,6 +107,19 @@ class Operations:
             asyncio.create_task(self.dispatcher.run(), name="webhook-dispatcher"),
             asyncio.create_task(self.workers.run(), name="transfer-workers"),
         ]
+
+
+def _wake_after_file_changes(files: FileService, dispatcher: WebhookDispatcher) -> None:
+    """The file service calls ``on_change`` after each commit: the file events it just wrote
+    are then in the outbox, so the dispatcher is woken instead of finding them a poll later."""
+    before = files.on_change
+
+    def on_change(space_id: str) -> None:
+        if before is not None:
+            before(space_id)
+        dispatcher.wake()
+
+    files.on_change = on_change
 
 
 __all__ = ["Operations"]

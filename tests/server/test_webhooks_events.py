@@ -4,6 +4,7 @@ denials reach a subscribed receiver, signed, each with the event's own data."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -11,9 +12,10 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from server import policy
+from server.settings import Settings
 from tests.server import tus
 from tests.server.ops_helpers import create_webhook, ops_client, upload
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Receiver
 
 FILE_EVENTS = ["file.uploaded", "file.moved", "file.deleted", "upload.failed"]
@@ -88,3 +90,15 @@ def test_a_policy_denial_is_delivered_as_policy_violated(
     assert payload["type"] == "policy.violated"
     assert payload["data"]["rule"] == "blocked_extensions"
     assert payload["data"]["resource"] == "/copies/setup.exe"
+
+
+def test_file_events_go_out_without_waiting_for_a_poll(
+    ops_settings: Settings, receiver: Receiver
+) -> None:
+    # Workers that never poll on their own: only being woken can send the delivery.
+    settings = replace(ops_settings, worker_poll_seconds=3600)
+    with running_server(settings) as live, ops_client(live) as alice:
+        hook = create_webhook(alice, receiver.url, ["file.uploaded"])
+        upload(alice, "/now.txt", b"now")
+        [payload] = received(receiver, hook["secret"], 1)
+        assert payload["data"]["entry"]["path"] == "/now.txt"

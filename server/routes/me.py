@@ -24,4 +24,11 @@ def me(principal: AnyPrincipal, request: Request) -> dict[str, object]:
         "tenant": {"id": principal.tenant_id, "name": row.tenant_name},
         "credential": {"id": principal.credential_id, "kind": principal.kind},
         "scopes": sorted(principal.scopes),
+        # The effective policy (tenant rules, with the user's own rules replacing them).
+        "policy": _policy(request),
     }
+
+
+def _policy(request: Request) -> dict[str, object]:
+    rules = getattr(request.state, "policy", None)
+    return rules.model_dump(exclude_none=True) if rules is not None else {}

@@ -230,3 +230,13 @@ def test_an_invalid_policy_is_refused_and_changes_nothing(
         assert r.status_code == 400, doc
         assert r.json()["detail"]
         assert admin.get("/api/v1/admin/policy").json()["rules"] == {"max_file_size": 5}
+
+
+def test_me_shows_the_effective_policy(live_server: LiveServer, client: httpx.Client) -> None:
+    assert client.get("/api/v1/me").json()["policy"] == {}
+    set_policy(live_server, {"max_file_size": 100, "blocked_extensions": [".exe"]})
+    set_policy(live_server, {"max_file_size": 500}, user_email="alice@example.com")
+    assert client.get("/api/v1/me").json()["policy"] == {
+        "max_file_size": 500,
+        "blocked_extensions": [".exe"],
+    }

@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 ClientSource = DroplineClient | Callable[[], DroplineClient]
 
 SUBSCRIBER_BUFFER = 1000
+SMALL_PER_SLOT = 3  # small transfers wait on round trips: three of them per transfer slot
 _PRESSING = [
     State.SIGNED_OUT,
     State.ERROR,
@@ -184,6 +185,7 @@ class Engine:
         self.shared = Shared(
             journal,
             Slots(s.concurrency),
+            Slots(s.concurrency * SMALL_PER_SLOT),
             TokenBucket(s.upload_limit_bps),
             TokenBucket(s.download_limit_bps),
             self._counters,
@@ -250,7 +252,7 @@ class Engine:
         self._signed_out = False
         for loop in self._loops.values():
             loop.feed.resume.set()
-            loop.wake()
+            loop.queue_changed()
         self._update_overall()
 
     # -- control -----------------------------------------------------------------------
@@ -272,7 +274,7 @@ class Engine:
         for loop in self._select(local):
             loop.user_paused = False
             loop.feed.resume.set()
-            loop.wake()
+            loop.queue_changed()
 
     def sync_now(self, local: Path | None = None) -> None:
         for loop in self._select(local):
@@ -346,7 +348,7 @@ class Engine:
         elif issue.path:
             loop.clear_hold(issue.path)
             self.shared.journal.enqueue_local(loop.id, [issue.path])
-        loop.wake()
+        loop.queue_changed()
 
     def dismiss_issue(self, issue_id: int) -> None:
         issue, loop = self._issue_folder(issue_id)
@@ -355,7 +357,7 @@ class Engine:
         if issue.kind == "mass-delete":
             loop.guard = None
             loop.restore_deletes = True
-            loop.wake()
+            loop.queue_changed()
 
     def counters(self) -> EngineCounters:
         c = self._counters

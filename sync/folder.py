@@ -64,6 +64,7 @@ ROUND_SIZE = 5_000  # queued paths planned together
 WATCH_CHECK = 60.0  # seconds between checks that the watcher is alive
 DEGRADED_RESCAN = 60.0  # rescan interval while some directories cannot be watched
 PROGRESS_EVERY = 0.25  # seconds between progress events of one transfer
+PENDING_EVERY = 0.25  # seconds between recounts of the queue while transfers run
 RETRY_CAP = 300.0
 # Issues that success on the path answers; conflicts and local edits stay until dismissed.
 TRANSIENT = (
@@ -135,6 +136,8 @@ class FolderLoop:
         self._done: list[_Finished] = []
         self._hold: dict[str, float] = {}
         self._wake = asyncio.Event()
+        self.dirty = True  # queued work may be waiting for a round
+        self._pending_at = 0.0
         self._stopping = False
         self._rescan_at = 0.0  # 0: at start
         self._rescan_full = True
@@ -170,7 +173,7 @@ class FolderLoop:
     def sync_now(self) -> None:
         self._rescan_at = time.monotonic()
         self._hold.clear()
-        self.wake()
+        self.queue_changed()
 
     def clear_hold(self, path: str) -> None:
         self._hold.pop(path, None)
@@ -249,6 +252,12 @@ class FolderLoop:
                     "Rename the file; it is synced as soon as its name is valid.",
                 )
         self.journal.enqueue_local(self.id, good)
+        self.queue_changed()
+
+    def queue_changed(self) -> None:
+        """Something was queued: the next step runs a round."""
+        self.dirty = True
+        self.wake()
 
     def raise_issue(
         self,
@@ -321,7 +330,11 @@ class FolderLoop:
             except Exception:  # a bug must not end the folder: log it, wait, go on
                 log.exception("folder %s: unexpected error", self.root)
                 await asyncio.sleep(1.0)
-            self.pending = self.journal.pending_count(self.id)
+            now = time.monotonic()
+            if self.dirty or now - self._pending_at > PENDING_EVERY or not self.in_flight:
+                # Counting is cheap but not free: not after every one of 10,000 uploads.
+                self.pending = self.journal.pending_count(self.id)
+                self._pending_at = now
             self._set_state()
             if self._stopping:
                 break
@@ -364,6 +377,8 @@ class FolderLoop:
                 self._rescan_at = now
             else:
                 self.enqueue_local(batch.paths | batch.dirs)
+                if batch.dirs:
+                    await self._rescan_dirs(sorted(batch.dirs))
         if now >= self._rescan_at:
             await self._full_scan()
         if self.hooks.signed_out() or self.user_paused or self.guard:
@@ -373,7 +388,14 @@ class FolderLoop:
                 return
             if not await self._probe():
                 return
-        await self._round()
+        for path in [p for p, t in self._hold.items() if t <= now]:
+            del self._hold[path]
+            self.dirty = True
+        # A round when something was queued, or when queued work is neither running
+        # nor waiting (the safety net for anything that forgot to say so).
+        if self.dirty or self.pending > len(self.in_flight) + len(self._hold):
+            self.dirty = False
+            await self._round()
 
     def _root_missing(self, now: float) -> None:
         if not self.missing:
@@ -404,7 +426,7 @@ class FolderLoop:
             log.info("folder %s: server reachable again", self.root)
         self.offline = False
         self._offline_backoff = 1.0
-        self.wake()
+        self.queue_changed()
 
     def failed_network(self, exc: DroplineError) -> None:
         if isinstance(exc, AuthenticationError):
@@ -438,7 +460,22 @@ class FolderLoop:
         if self.watcher is not None and self.watcher.check(dirs) is Trouble.WATCH_LIMIT:
             self._watch_limit()
 
-    def _walk_all(self) -> tuple[list[str], list[tuple[str, str]], int]:
+    async def _rescan_dirs(self, dirs: list[str]) -> None:
+        """Directories the aggregator folded a burst into: walk each for what changed."""
+        found: list[str] = []
+        for directory in dirs:
+            paths, errors, _ = await asyncio.to_thread(self._walk_all, directory)
+            found += paths
+            for rel, err in errors:
+                self.raise_issue(
+                    rel,
+                    "unreadable",
+                    f"Cannot read this: {err}.",
+                    "Check its permissions; it is retried at the next scan.",
+                )
+        self.enqueue_local(found)
+
+    def _walk_all(self, start: str = "") -> tuple[list[str], list[tuple[str, str]], int]:
         reader = self.journal.reader(self.id)
         dirs = [0]
 
@@ -448,7 +485,7 @@ class FolderLoop:
         try:
             paths: list[str] = []
             errors: list[tuple[str, str]] = []
-            for r in walk(self.root, reader, self.ignore, counter=count):
+            for r in walk(self.root, reader, self.ignore, start, counter=count):
                 if r.error is not None:
                     errors.append((r.path, r.error))
                 else:
@@ -496,7 +533,7 @@ class FolderLoop:
             for a in plan.actions
         )
         if len(items) >= ROUND_SIZE or plan.deferred or structural:
-            self.wake()  # more queued, or follow-ups of what just ran: another round now
+            self.queue_changed()  # more queued, or follow-ups of what just ran
 
     async def _look(self, items: list[QueueItem]) -> tuple[dict[str, PathState], set[str]]:
         """Build the three states of every queued path (and what hangs below folders)."""
@@ -637,7 +674,7 @@ class FolderLoop:
                 elif s.remote is None and s.local is not None:  # gone there: upload again
                     self.journal.put_base(self.id, s.path, None)
                     self.journal.enqueue_local(self.id, [s.path])
-        self.wake()
+        self.queue_changed()
 
     async def _carry_out(
         self,
@@ -659,10 +696,9 @@ class FolderLoop:
                 if isinstance(a, planner.RecordBase):
                     journal.put_base(self.id, a.path, a.base)
                     self._hashes.pop(a.path, None)
+            recorded = {a.path for a in plan.actions if isinstance(a, planner.RecordBase)}
             for path, item in items.items():
-                if path not in acted or any(
-                    isinstance(a, planner.RecordBase) and a.path == path for a in plan.actions
-                ):
+                if path not in acted or path in recorded:
                     journal.dequeue(self.id, item)
         for a in plan.actions:
             if isinstance(a, planner.RecordBase):
@@ -920,6 +956,7 @@ class FolderLoop:
         size = a.local.size if isinstance(a, planner.Upload) else a.remote.size
         duration = time.monotonic() - done.started
         if done.error is not None:
+            self.dirty = True
             self._failed(a.path, done.error)
             if not isinstance(done.error, ChangedDuringUpload | fs.ChangedMeanwhileError):
                 self._history(a.path, direction, size, duration, Result.FAILED, str(done.error))
@@ -935,6 +972,8 @@ class FolderLoop:
                 journal.put_base(self.id, a.path, done.result)
             if done.item_time is not None:
                 journal.dequeue(self.id, QueueItem(a.path, True, False, None, done.item_time))
+            if journal.is_queued(self.id, a.path):
+                self.dirty = True  # it changed again while it was being transferred
             self.clear_issues(a.path, TRANSIENT)
             self._history(a.path, direction, size, duration, Result.OK, None)
 

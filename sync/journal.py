@@ -313,6 +313,12 @@ class Journal:
             (folder_id, item.path, item.added_at),
         )
 
+    def is_queued(self, folder_id: int, path: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM queue WHERE folder_id = ? AND path = ? LIMIT 1", (folder_id, path)
+        ).fetchone()
+        return row is not None
+
     def dequeue_path(self, folder_id: int, path: str) -> None:
         self.conn.execute("DELETE FROM queue WHERE folder_id = ? AND path = ?", (folder_id, path))
 

@@ -111,10 +111,16 @@ def m003_issues_and_history(db: sqlite_utils.Database) -> None:
     db.table("history").create_index(["time"])
 
 
+def m004_queue_order(db: sqlite_utils.Database) -> None:
+    # Rounds take the oldest queued work first.
+    db.table("queue").create_index(["folder_id", "added_at"])
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_base_and_queue", m001_base_and_queue),
     ("002_transfers", m002_transfers),
     ("003_issues_and_history", m003_issues_and_history),
+    ("004_queue_order", m004_queue_order),
 ]
 
 

@@ -20,7 +20,7 @@ from sync.errors import (
     NotFoundError,
 )
 from sync.models import Change, ChangeAction, Entry
-from sync.planner import Remote
+from sync.planner import Base, Remote
 from sync.transfer import remote_of
 from sync.types import FolderMode
 
@@ -49,6 +49,12 @@ def rel_of(root: str, path: str) -> str | None:
     if path.startswith(prefix + "/"):
         return path[len(prefix) + 1 :]
     return None
+
+
+def _known(base: Base | None, remote: Remote | None) -> bool:
+    if base is None or remote is None:
+        return base is None and remote is None
+    return base.remote_id == remote.id and base.rev == remote.rev
 
 
 class RemoteFeed:
@@ -86,7 +92,7 @@ class RemoteFeed:
             log.info("could not refresh %s: %s", rel, exc)
             return
         folder.journal.enqueue_remote(folder.id, [(rel, state)])
-        folder.wake()
+        folder.queue_changed()
 
     def _may_run(self) -> bool:
         f = self.folder
@@ -190,11 +196,17 @@ class RemoteFeed:
                 or base[rel].remote_id != r.id
             ]
             items += [(rel, None) for rel in base if rel not in seen]
+        else:
+            # Our own uploads come back through the feed: those the base already has
+            # (same id, same rev) need no look.
+            items = [
+                (rel, r) for rel, r in items if not _known(journal.get_base(folder.id, rel), r)
+            ]
         with journal.transaction():
             journal.enqueue_remote(folder.id, items)
             journal.set_cursor(folder.id, cursor)
         if items:
-            folder.wake()
+            folder.queue_changed()
 
     async def _apply(self, changes: tuple[Change, ...], cursor: str) -> None:
         folder = self.folder

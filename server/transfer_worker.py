@@ -43,6 +43,7 @@ from server.transfers import (
 
 log = logging.getLogger(__name__)
 
+# 1 MiB pieces: bigger ones were slower here (fresh large buffers are costly to touch).
 CHUNK = 1024 * 1024
 PROGRESS_EVERY = 0.5  # seconds between progress writes (each also checks for a cancel)
 MAX_RENAME_TRIES = 1000
@@ -255,15 +256,19 @@ class TransferWorkers:
         digest = hashlib.sha256()
         source = await anyio.to_thread.run_sync(self.blobs.open, blob_id)
         try:
-            with staged.open("wb") as out:
-                while True:
-                    chunk = await anyio.to_thread.run_sync(source.read, CHUNK)
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    await anyio.to_thread.run_sync(out.write, chunk)
-                    await progress.add(len(chunk))
-                await anyio.to_thread.run_sync(out.flush)
+            with staged.open("wb", buffering=0) as out:
+
+                def step() -> int:
+                    # Read, hash and write in one trip to a worker thread; hashlib frees
+                    # the GIL on big buffers, so the event loop keeps serving meanwhile.
+                    chunk = source.read(CHUNK)
+                    if chunk:
+                        digest.update(chunk)
+                        out.write(chunk)
+                    return len(chunk)
+
+                while copied := await anyio.to_thread.run_sync(step):
+                    await progress.add(copied)
                 await anyio.to_thread.run_sync(os.fsync, out.fileno())
         except BaseException:
             staged.unlink(missing_ok=True)

@@ -13,7 +13,6 @@ from sqlalchemy import insert, select
 from server import schema
 from tests.support.live import LiveServer
 
-
 _open: list[httpx.Client] = []
 
 

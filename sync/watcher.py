@@ -113,7 +113,9 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         w = self.watcher
         if isinstance(event, FileCreatedEvent):
-            w.push(event.src_path, Kind.WRITING)
+            # A synthetic create is a file found in a folder that just appeared: its
+            # close happened before the watch existed, so none will follow.
+            w.push(event.src_path, Kind.DONE if event.is_synthetic else Kind.WRITING)
         elif isinstance(event, FileMovedEvent | DirMovedEvent):
             w.push(event.src_path, Kind.DONE)
             w.push(event.dest_path, Kind.DONE)

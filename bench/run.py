@@ -16,6 +16,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.server_transfer",
         "server layer: 1 GiB up/down over tus, 10,000 small uploads",
     ),
+    "ops": (
+        "bench.ops",
+        "webhook latency and throughput, 1 GiB folder copy and push transfer",
+    ),
 }
 
 

@@ -355,12 +355,13 @@ async def download(
         if expect is None
         else fs.LocalStat(expect.is_dir, expect.size, expect.mtime_ns, expect.inode)
     )
-    last = [0]
+    last: list[int] = []  # the first report is where the partial file left off
     placed: list[fs.LocalStat] = []
 
     def progress(done: int, total: int) -> None:
-        shared.counters.bytes_downloaded += max(0, done - last[0])
-        last[0] = done
+        if last:
+            shared.counters.bytes_downloaded += max(0, done - last[0])
+        last[:] = [done]
         on_progress(done, total)
 
     def commit(src: Path, _dest: Path) -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from sync.breaker import CircuitBreaker
 from sync.client import ApiKeyCredentials, DroplineClient, RetryPolicy
 from sync.engine import Engine
 from sync.errors import NotFoundError
@@ -21,7 +22,9 @@ QUICK_RETRY = RetryPolicy(attempts=3, initial=0.05, maximum=0.2)
 
 
 def client_for(url: str, key: str) -> DroplineClient:
-    return DroplineClient(url, ApiKeyCredentials(key), retry=QUICK_RETRY)
+    # A breaker that probes again after a second, so outage tests do not wait 30 s.
+    breaker = CircuitBreaker(failure_threshold=5, reset_timeout=1.0)
+    return DroplineClient(url, ApiKeyCredentials(key), retry=QUICK_RETRY, breaker=breaker)
 
 
 @asynccontextmanager

@@ -240,10 +240,10 @@ class TransferWorkers:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             delay = max(delay, min(retry_after, 24 * 3600.0))
-        await anyio.to_thread.run_sync(
+        state = await anyio.to_thread.run_sync(
             self.service.retry_later, job.id, delay, message, "unavailable"
         )
-        return None
+        return CANCELLED if state == CANCELLED else None
 
     # -- copying (folder copy, inbox) ----------------------------------------------------
 

@@ -11,17 +11,14 @@ transaction.
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -32,6 +29,17 @@ from server.files import FILE, Entry, FileService
 from server.identity import Principal, hash_password
 from server.names import join_path, normalize_path
 from server.problems import Problem
+from server.transfer_requests import (
+    DEFAULT_LINK_SECONDS,
+    NAME_PLACEHOLDER,
+    FolderDestination,
+    InboxDestination,
+    LinkDestination,
+    PushDestination,
+    TransferRequest,
+    public_destination,
+    request_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,92 +52,7 @@ EXPIRED = "expired"
 STATES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, EXPIRED)
 FINAL = frozenset({COMPLETED, FAILED, CANCELLED, EXPIRED})
 
-MAX_FILES = 100
-DEFAULT_LINK_SECONDS = 7 * 24 * 3600
-MAX_LINK_SECONDS = 365 * 24 * 3600
-MAX_PUSH_HEADERS = 20
-# Headers the push sets itself, or that would break the request if a caller chose them.
-RESERVED_PUSH_HEADERS = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "expect"}
-)
-NAME_PLACEHOLDER = "{name}"
-
 T = schema.transfers
-
-
-class FolderDestination(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["folder"]
-    path: str = Field(min_length=1, max_length=4096)
-    mode: Literal["copy", "move"] = "copy"
-    # What to do when the name is taken: "rename" adds " (2)", "overwrite" makes a new
-    # revision (the old one is kept), "fail" stops the transfer.
-    on_conflict: Literal["rename", "overwrite", "fail"] = "rename"
-
-
-class InboxDestination(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["inbox"]
-    recipient: str = Field(min_length=3, max_length=320)
-
-
-class LinkDestination(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["link"]
-    expires_in: int | None = Field(default=None, ge=1, le=MAX_LINK_SECONDS)
-    max_downloads: int | None = Field(default=None, ge=1, le=1_000_000)
-    password: str | None = Field(default=None, min_length=8, max_length=1024)
-    allowed_cidrs: list[str] | None = Field(default=None, max_length=100)
-
-    @field_validator("allowed_cidrs")
-    @classmethod
-    def _networks(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        out = []
-        for cidr in value:
-            try:
-                out.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
-            except ValueError:
-                raise ValueError(f"not a network: {cidr!r}") from None
-        if not out:
-            raise ValueError("give at least one network, or leave allowed_cidrs out")
-        return out
-
-
-class PushDestination(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["push"]
-    url: str = Field(min_length=8, max_length=2048)
-    method: Literal["PUT", "POST"] = "PUT"
-    # Sent with every request (an endpoint's own token, say); stored, never shown again.
-    headers: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > MAX_PUSH_HEADERS:
-            raise ValueError(f"at most {MAX_PUSH_HEADERS} headers")
-        for name, text in value.items():
-            if not name or not name.isascii() or any(c in name for c in " :\r\n\t"):
-                raise ValueError(f"not a header name: {name!r}")
-            if name.lower() in RESERVED_PUSH_HEADERS:
-                raise ValueError(f"the {name} header is set by the server")
-            if any(c in text for c in "\r\n\0") or len(text) > 8192:
-                raise ValueError(f"the value of {name} is not allowed")
-        return value
-
-
-Destination = Annotated[
-    FolderDestination | InboxDestination | LinkDestination | PushDestination,
-    Field(discriminator="type"),
-]
-
-
-class TransferRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    file_ids: list[str] = Field(min_length=1, max_length=MAX_FILES)
-    destination: Destination
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,27 +92,6 @@ class Transfer:
             "started_at": r.started_at,
             "finished_at": r.finished_at,
         }
-
-
-def request_fingerprint(body: TransferRequest) -> str:
-    """What makes two POSTs "the same request" for Idempotency-Key. The password is
-    left out: a fast hash of a low-entropy secret must not be stored."""
-    doc = body.model_dump()
-    dest = doc["destination"]
-    if dest.get("password") is not None:
-        dest["password"] = True
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def public_destination(dest: BaseModel) -> dict[str, Any]:
-    doc = dest.model_dump(exclude_none=True)
-    if isinstance(dest, LinkDestination):
-        doc.pop("password", None)
-        doc["password_protected"] = dest.password is not None
-    if isinstance(dest, PushDestination):
-        doc["headers"] = sorted(dest.headers)  # names only: values may be credentials
-    return doc
 
 
 def worker_principal(row: Any, user_id: str | None = None) -> Principal:
@@ -559,9 +461,15 @@ class TransferService:
             )
         )
 
-    def retry_later(self, transfer_id: str, delay: float, error: str, code: str) -> None:
+    def retry_later(self, transfer_id: str, delay: float, error: str, code: str) -> str:
+        """Back to the queue for another try after ``delay`` seconds; or, if the owner
+        asked to cancel while this attempt ran, cancelled. Returns the new state."""
         now = time.time()
         with self.db.write() as conn:
+            row = conn.execute(select(T.c.cancel_requested).where(T.c.id == transfer_id)).one()
+            if row.cancel_requested:
+                self._finish(conn, transfer_id, CANCELLED, None, None)
+                return CANCELLED
             conn.execute(
                 update(T)
                 .where(T.c.id == transfer_id)
@@ -574,6 +482,7 @@ class TransferService:
                 )
             )
         log.info("transfer %s will try again in %.0f s: %s", transfer_id, delay, error)
+        return QUEUED
 
     def finish(
         self,
@@ -634,7 +543,6 @@ __all__ = [
     "STATES",
     "PolicyCheck",
     "Transfer",
-    "TransferRequest",
     "TransferService",
     "worker_principal",
 ]

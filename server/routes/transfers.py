@@ -17,14 +17,8 @@ from server.auth import require
 from server.identity import Principal
 from server.problems import Problem
 from server.routes.files import json_body
-from server.transfers import (
-    STATES,
-    PolicyCheck,
-    PushDestination,
-    Transfer,
-    TransferRequest,
-    TransferService,
-)
+from server.transfer_requests import PushDestination, TransferRequest
+from server.transfers import STATES, PolicyCheck, Transfer, TransferService
 
 router = APIRouter(prefix="/api/v1", tags=["transfers"])
 

@@ -83,9 +83,9 @@ def test_download_count_runs_out_and_the_transfer_expires(
 
 
 def test_link_expires_after_its_time(alice: httpx.Client, anonymous: httpx.Client) -> None:
-    done, url = make_link(alice, b"brief", expires_in=1)
+    done, url = make_link(alice, b"brief", expires_in=3)
     assert anonymous.get(url).status_code == 200
-    wait_until(lambda: anonymous.get(url).status_code == 410, timeout=10)
+    wait_until(lambda: anonymous.get(url).status_code == 410, timeout=15)
     assert alice.get(f"/api/v1/transfers/{done['id']}").json()["state"] == "expired"
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from server.settings import Settings
 from tests.server.ops_helpers import create_webhook, deliveries, ops_client, upload
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Received, Receiver, Reply, wait_until
 
 
@@ -94,9 +96,19 @@ def test_failing_receiver_gets_retries_with_the_same_webhook_id(
     assert outcomes == [("retry", 500), ("retry", 503), ("success", 204)]
 
 
-def test_receiver_down_then_up_gets_the_delivery(
-    ops_server: LiveServer, alice: httpx.Client
-) -> None:
+@pytest.fixture
+def patient(ops_settings: Settings) -> Iterator[httpx.Client]:
+    """A client of a server that retries every 0.2 s for 20 s: time enough for a receiver
+    to come up on a busy machine."""
+    with (
+        running_server(replace(ops_settings, webhook_retry_schedule=(0.2,) * 100)) as live,
+        ops_client(live) as client,
+    ):
+        yield client
+
+
+def test_receiver_down_then_up_gets_the_delivery(patient: httpx.Client) -> None:
+    alice = patient
     down = Receiver()
     down.reserve_port()  # nothing listens there yet: connections are refused
     hook = create_webhook(alice, down.url, ["file.uploaded"])

@@ -9,14 +9,16 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
+from server.settings import Settings
 from tests.server.ops_helpers import OPS_SCOPES, deliveries, upload
 from tests.server.test_transfers_guide import doc_block
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Receiver, wait_until
 
 
@@ -57,9 +59,18 @@ def children() -> Iterator[list[Lines]]:
         child.stop()
 
 
+@pytest.fixture
+def patient_server(ops_settings: Settings) -> Iterator[LiveServer]:
+    """Retries every 0.2 s for 20 s: the ping below is sent before the receiver runs, and
+    starting a Python process can take seconds on a busy machine."""
+    with running_server(replace(ops_settings, webhook_retry_schedule=(0.2,) * 100)) as live:
+        yield live
+
+
 def test_the_documented_receiver_gets_verified_deliveries(
-    ops_server: LiveServer, tmp_path: Path, port: int, children: list[Lines]
+    patient_server: LiveServer, tmp_path: Path, port: int, children: list[Lines]
 ) -> None:
+    ops_server = patient_server
     key = ops_server.new_key(scopes=OPS_SCOPES)
     env = {**os.environ, "DROPLINE_URL": ops_server.url, "DROPLINE_API_KEY": key, "PORT": str(port)}
     subscribe = subprocess.run(

@@ -4,7 +4,8 @@
 set -euo pipefail
 need=()
 # curl and openssl: the API guide's curl walkthrough is run by tests/server/test_walkthrough.py.
-for pkg in libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 curl openssl; do
+# jq: the "Signing in" examples of the API guide, run by tests/server/test_oauth_guide.py.
+for pkg in libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 curl openssl jq; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,0 +1,439 @@
+"""Carrying out a plan: structural changes in order, transfers in the background,
+deletes last; and sorting every failure into a wait, a retry or an issue.
+
+A mixin of :class:`sync.folder.FolderLoop`, kept apart so each file has one job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sync import fs, planner
+from sync.client import DroplineClient
+from sync.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    DroplineError,
+    InvalidNameError,
+    NotFoundError,
+    RateLimitedError,
+    TooLargeError,
+    UnavailableError,
+)
+from sync.journal import QueueItem
+from sync.planner import Base, Local, PathState, Plan, Remote
+from sync.remote import remote_path
+from sync.transfer import ChangedDuringUpload, download, remote_of, upload
+from sync.types import AfterUpload, Direction, FolderMode, HistoryAdded, Result, TransferProgress
+
+if TYPE_CHECKING:
+    from sync.folder import FolderLoop
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 0.25  # seconds between progress events of one transfer
+# Issues that success on the path answers; conflicts and local edits stay until dismissed.
+TRANSIENT = (
+    "unreadable",
+    "local-error",
+    "server-error",
+    "forbidden",
+    "internal",
+    "invalid-name",
+    "too-large",
+    "name-clash",
+    "case-clash",
+)
+
+
+@dataclass
+class _Finished:
+    path: str
+    item_time: float | None
+    action: planner.Upload | planner.Download
+    started: float
+    result: tuple[Base, Remote] | Base | None = None
+    error: BaseException | None = None
+
+
+async def carry_out(
+    folder: FolderLoop,
+    plan: Plan,
+    items: dict[str, QueueItem],
+    states: dict[str, PathState],
+    waiting: set[str],
+) -> None:
+    journal = folder.journal
+    acted = {_path_of(a) for a in plan.actions} | set(plan.deferred) | waiting
+    acted |= {a.dst for a in plan.actions if isinstance(a, planner.MoveRemote | planner.MoveLocal)}
+    acted |= {a.copy for a in plan.actions if isinstance(a, planner.ConflictCopy)}
+    with journal.transaction():
+        for p in plan.problems:
+            folder.raise_issue(p.path, p.kind, p.message, p.hint, related=p.related)
+        for a in plan.actions:
+            if isinstance(a, planner.RecordBase):
+                journal.put_base(folder.id, a.path, a.base)
+                folder._hashes.pop(a.path, None)
+        recorded = {a.path for a in plan.actions if isinstance(a, planner.RecordBase)}
+        for path, item in items.items():
+            if path not in acted or path in recorded:
+                journal.dequeue(folder.id, item)
+    for a in plan.actions:
+        if isinstance(a, planner.RecordBase):
+            continue
+        if isinstance(a, planner.Upload | planner.Download):
+            queued = items.get(a.path)
+            _spawn(folder, a, queued.added_at if queued else None)
+            continue
+        if folder.offline or folder.hooks.signed_out():
+            break
+        await _act(folder, a, items, states)
+
+
+def _done_with(folder: FolderLoop, items: dict[str, QueueItem], *paths: str) -> None:
+    for p in paths:
+        item = items.get(p)
+        if item is not None:
+            folder.journal.dequeue(folder.id, item)
+
+
+async def _act(
+    folder: FolderLoop,
+    a: planner.Action,
+    items: dict[str, QueueItem],
+    states: dict[str, PathState],
+) -> None:
+    journal, root, fid = folder.journal, folder.root, folder.id
+    client = folder.hooks.client()
+    path = _path_of(a)
+    try:
+        if isinstance(a, planner.MkdirRemote):
+            entry = await client.create_folder(remote_path(folder.spec.remote, a.path))
+            journal.put_base(fid, a.path, planner.base_of(a.local, remote_of(entry)))
+            _done_with(folder, items, a.path)
+        elif isinstance(a, planner.MkdirLocal):
+            st = fs.make_dirs(root, a.path)
+            journal.put_base(
+                fid,
+                a.path,
+                Base(True, 0, st.mtime_ns, st.inode, None, a.remote.id, a.remote.rev),
+            )
+            _done_with(folder, items, a.path)
+        elif isinstance(a, planner.MoveRemote):
+            entry = await client.move(
+                a.base.remote_id, remote_path(folder.spec.remote, a.dst), if_rev=a.base.rev
+            )
+            moved = Base(
+                a.base.is_dir,
+                a.base.size,
+                a.local.mtime_ns if a.base.is_dir else a.base.mtime_ns,
+                a.local.inode,
+                a.base.sha256,
+                entry.id,
+                entry.rev,
+            )
+            journal.move_base(fid, a.src, a.dst, moved)
+            _done_with(folder, items, a.src, a.dst)
+            journal.enqueue_local(fid, [a.dst])
+        elif isinstance(a, planner.MoveLocal):
+            if not fs.matches(fs.stat(root, a.src), _stat_of(a.expect)):
+                raise fs.ChangedMeanwhileError(0, "changed", a.src)
+            st = fs.move(root, a.src, a.dst)
+            old = journal.get_base(fid, a.src)
+            moved = Base(
+                a.remote.is_dir,
+                st.size,
+                st.mtime_ns,
+                st.inode,
+                old.sha256 if old else a.remote.sha256,
+                a.remote.id,
+                a.remote.rev,
+            )
+            journal.move_base(fid, a.src, a.dst, moved)
+            _done_with(folder, items, a.src, a.dst)
+            journal.enqueue_local(fid, [a.dst])
+        elif isinstance(a, planner.ConflictCopy):
+            if not fs.matches(fs.stat(root, a.path), _stat_of(a.expect)):
+                raise fs.ChangedMeanwhileError(0, "changed", a.path)
+            fs.move(root, a.path, a.copy)
+            _done_with(folder, items, a.path, a.copy)
+            journal.enqueue_local(fid, [a.path, a.copy])
+            state = states.get(a.path)
+            if state is not None and a.path in items and items[a.path].remote_known:
+                # The server's version still has to come down into the freed name.
+                journal.enqueue_remote(fid, [(a.path, state.remote)])
+        elif isinstance(a, planner.DeleteRemote):
+            try:
+                if a.base.is_dir:
+                    if await _remote_folder_has_unknowns(folder, client, a.path):
+                        journal.forget_subtree(fid, a.path)  # comes back down with them
+                        _done_with(folder, items, a.path)
+                        return
+                    await client.delete(a.base.remote_id)
+                else:
+                    await client.delete(a.base.remote_id, if_rev=a.base.rev)
+            except NotFoundError:
+                pass  # already gone: what we wanted
+            journal.put_base(fid, a.path, None)
+            _done_with(folder, items, a.path)
+        elif isinstance(a, planner.DeleteLocal):
+            if a.expect.is_dir:
+                if not fs.remove_empty_dir(root, a.path):
+                    journal.forget_subtree(fid, a.path)  # keeps files: they go up again
+                    _done_with(folder, items, a.path)
+                    journal.enqueue_local(fid, [a.path])
+                    return
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    fs.remove_file(root, a.path, _stat_of(a.expect))
+            journal.put_base(fid, a.path, None)
+            _done_with(folder, items, a.path)
+        folder.clear_issues(path, TRANSIENT)
+        if isinstance(a, planner.ConflictCopy):
+            folder.raise_issue(
+                a.path,
+                "conflict",
+                "This file was changed in two places.",
+                f"Both versions were kept; yours is now {a.copy!r}.",
+                related=(a.path, a.copy),
+            )
+    except Exception as exc:  # every failure becomes an issue or a retry
+        _failed(folder, path, exc)
+
+
+async def _remote_folder_has_unknowns(
+    folder: FolderLoop, client: DroplineClient, path: str
+) -> bool:
+    known = {
+        remote_path(folder.spec.remote, p) for p in folder.journal.descendants(folder.id, path)
+    }
+    try:
+        async for entry in client.iter_folder(remote_path(folder.spec.remote, path)):
+            if entry.path not in known:
+                return True
+    except NotFoundError:
+        return False
+    return False
+
+
+def _failed(folder: FolderLoop, path: str, exc: BaseException) -> None:
+    """Sort a failure: the network (wait), the credential (sign in), the remote state
+    moved on (look again), the file itself (an issue, maybe retried)."""
+    if isinstance(exc, AuthenticationError):
+        folder.hooks.auth_failed(exc)
+    elif isinstance(exc, UnavailableError | RateLimitedError):
+        folder.failed_network(exc)
+    elif isinstance(exc, InvalidNameError):
+        folder.raise_issue(
+            path,
+            "invalid-name",
+            f"The server cannot store this name: {exc}",
+            "Rename the file; it is synced as soon as its name is valid.",
+        )
+        folder.journal.dequeue_path(folder.id, path)
+    elif isinstance(exc, TooLargeError):
+        folder.raise_issue(
+            path,
+            "too-large",
+            f"The server refused this file: {exc}",
+            "Make it smaller or ask your administrator for a higher limit.",
+        )
+        folder.journal.dequeue_path(folder.id, path)
+    elif isinstance(exc, AuthorizationError):
+        folder.retry_later(
+            path,
+            "forbidden",
+            f"Not allowed: {exc}",
+            "Ask your administrator for access; it is tried again later.",
+        )
+    elif isinstance(
+        exc,
+        ChangedDuringUpload | fs.ChangedMeanwhileError | FileNotFoundError | FileExistsError,
+    ):
+        folder._hold[path] = time.monotonic() + folder.hooks.settings.stable_seconds
+    elif isinstance(exc, DroplineError) and exc.status in (409, 412):
+        folder.feed.refresh(path)  # the server moved on: fetch its state, plan again
+        folder._hold[path] = time.monotonic() + 0.5
+    elif isinstance(exc, DroplineError):
+        folder.retry_later(
+            path, "server-error", f"The server refused this: {exc}", "It is tried again later."
+        )
+    elif isinstance(exc, OSError):
+        folder.retry_later(
+            path,
+            "local-error",
+            f"Cannot change this file here: {exc.strerror or exc}.",
+            "Check the folder's permissions and free space; it is tried again.",
+        )
+    else:
+        log.error("folder %s: %s failed", folder.root, path, exc_info=exc)
+        folder.retry_later(path, "internal", f"Unexpected error: {exc!r}", "It is tried again.")
+
+
+# -- transfers in the background --------------------------------------------------
+
+
+def _spawn(
+    folder: FolderLoop, action: planner.Upload | planner.Download, item_time: float | None
+) -> None:
+    done = _Finished(action.path, item_time, action, time.monotonic())
+    task = asyncio.create_task(_transfer(folder, done), name=f"transfer {action.path}")
+    folder.in_flight[action.path] = task
+
+
+async def _transfer(folder: FolderLoop, done: _Finished) -> None:
+    a = done.action
+    direction = Direction.UP if isinstance(a, planner.Upload) else Direction.DOWN
+    size = a.local.size if isinstance(a, planner.Upload) else a.remote.size
+    progress = _progress(folder, a.path, direction)
+    try:
+        client = folder.hooks.client()
+        rpath = remote_path(folder.spec.remote, a.path)
+        if isinstance(a, planner.Upload):
+            done.result = await upload(
+                folder.hooks.shared,
+                client,
+                folder.id,
+                folder.root,
+                a.path,
+                rpath,
+                a.local,
+                a.if_rev,
+                progress,
+            )
+        else:
+            done.result = await download(
+                folder.hooks.shared,
+                client,
+                folder.id,
+                folder.root,
+                a.path,
+                rpath,
+                a.remote,
+                a.expect,
+                progress,
+            )
+        progress(size, size)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # handed to the loop, which sorts it
+        done.error = exc
+    folder._done.append(done)
+    folder.wake()
+
+
+def _progress(folder: FolderLoop, path: str, direction: Direction) -> Callable[[int, int], None]:
+    transfer_id = f"{folder.id}:{direction}:{path}"
+    last = [0.0]
+    started = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < PROGRESS_EVERY:
+            return
+        last[0] = now
+        rate = done / (now - started) if now > started else 0.0
+        folder.hooks.publish(
+            TransferProgress(transfer_id, str(folder.root), path, direction, done, total, rate)
+        )
+
+    return report
+
+
+def collect_finished(folder: FolderLoop) -> None:
+    finished, folder._done = folder._done, []
+    for done in finished:
+        folder.in_flight.pop(done.path, None)
+        _finish(folder, done)
+
+
+def _finish(folder: FolderLoop, done: _Finished) -> None:
+    a, journal = done.action, folder.journal
+    direction = Direction.UP if isinstance(a, planner.Upload) else Direction.DOWN
+    size = a.local.size if isinstance(a, planner.Upload) else a.remote.size
+    duration = time.monotonic() - done.started
+    if done.error is not None:
+        folder.dirty = True
+        _failed(folder, a.path, done.error)
+        if not isinstance(done.error, ChangedDuringUpload | fs.ChangedMeanwhileError):
+            _history(folder, a.path, direction, size, duration, Result.FAILED, str(done.error))
+        return
+    folder._hashes.pop(a.path, None)
+    with journal.transaction():
+        if isinstance(a, planner.Upload):
+            assert isinstance(done.result, tuple)
+            base, _remote = done.result
+            _after_upload(folder, a.path, base)
+        else:
+            assert isinstance(done.result, Base)
+            journal.put_base(folder.id, a.path, done.result)
+        if done.item_time is not None:
+            journal.dequeue(folder.id, QueueItem(a.path, True, False, None, done.item_time))
+        if journal.is_queued(folder.id, a.path):
+            folder.dirty = True  # it changed again while it was being transferred
+        folder.clear_issues(a.path, TRANSIENT)
+        _history(folder, a.path, direction, size, duration, Result.OK, None)
+
+
+def _after_upload(folder: FolderLoop, path: str, base: Base) -> None:
+    spec = folder.spec
+    if spec.mode is not FolderMode.UPLOAD_ONLY or spec.after_upload is AfterUpload.KEEP:
+        folder.journal.put_base(folder.id, path, base)
+        return
+    expected = fs.LocalStat(False, base.size, base.mtime_ns, base.inode)
+    try:
+        if spec.after_upload is AfterUpload.REMOVE:
+            fs.remove_file(folder.root, path, expected)
+        else:
+            archive = folder.archive_dir()
+            assert archive is not None
+            if not fs.matches(fs.stat(folder.root, path), expected):
+                raise fs.ChangedMeanwhileError(0, "changed", path)
+            fs.move_out(fs.abspath(folder.root, path), archive / fs.parent_of(path))
+    except (OSError, fs.ChangedMeanwhileError):
+        # Changed since it went up (or cannot be moved): keep it, it goes up again.
+        folder.journal.put_base(folder.id, path, base)
+        return
+    folder.journal.put_base(folder.id, path, None)
+
+
+def _history(
+    folder: FolderLoop,
+    path: str,
+    direction: Direction,
+    size: int,
+    duration: float,
+    result: Result,
+    error: str | None,
+) -> None:
+    row = folder.journal.add_history(
+        str(folder.root), path, direction, size, duration, result, error
+    )
+    folder.hooks.publish(HistoryAdded(row))
+
+
+def storable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def display_path(path: str) -> str:
+    """A name read from disk with undecodable bytes, shown with replacement marks."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _path_of(a: planner.Action) -> str:
+    return a.src if isinstance(a, planner.MoveRemote | planner.MoveLocal) else a.path
+
+
+def _stat_of(local: Local) -> fs.LocalStat:
+    return fs.LocalStat(local.is_dir, local.size, local.mtime_ns, local.inode)

@@ -12,7 +12,7 @@ from tests.agent.support import AgentEnv
 from ui.controller import TrayApp
 from ui.workers import AgentLink, LinkOptions
 
-WAIT_MS = 30_000  # generous: two shared cores, and the agent is a separate process
+WAIT_MS = 60_000  # generous: two shared cores, and the agent is a separate process
 
 
 class Opened:

@@ -42,7 +42,7 @@ def env(tmp_path: Path, live_server: LiveServer) -> Iterator[AgentEnv]:
 def test_sign_in_through_the_tray_then_sign_out(
     env: AgentEnv, qtbot: QtBot, live_server: LiveServer, tmp_path: Path
 ) -> None:
-    env.start()
+    env.start(wait=60)
     with tray_for(env, qtbot) as app:
         qtbot.waitUntil(lambda: _enabled(app.tray.action("sign-in")), timeout=WAIT_MS)
         app.tray.action("sign-in").trigger()  # type: ignore[union-attr]
@@ -74,7 +74,7 @@ def _enabled(action: QAction | None) -> bool:
 
 
 def test_device_code_sign_in_shows_the_code_and_finishes(env: AgentEnv, qtbot: QtBot) -> None:
-    env.start()
+    env.start(wait=60)
     with tray_for(env, qtbot) as app:
         qtbot.waitUntil(lambda: _enabled(app.tray.action("sign-in")), timeout=WAIT_MS)
         app.open_signin()

@@ -27,7 +27,7 @@ def env(tmp_path: Path, live_server: LiveServer) -> Iterator[AgentEnv]:
 
 
 def test_tray_shows_the_signed_out_agent_and_its_folder(env: AgentEnv, qtbot: QtBot) -> None:
-    env.start()
+    env.start(wait=60)
     with tray_for(env, qtbot) as app:
         qtbot.waitUntil(lambda: app.summary.icon == status.SIGNED_OUT, timeout=WAIT_MS)
         tray = app.tray
@@ -43,7 +43,7 @@ def test_tray_shows_the_signed_out_agent_and_its_folder(env: AgentEnv, qtbot: Qt
 
 def test_locked_setting_is_disabled_and_says_who_set_it(env: AgentEnv, qtbot: QtBot) -> None:
     env.policy.write_text('locked = ["bandwidth"]\n\n[bandwidth]\nupload_kbps = 512\n')
-    env.start()
+    env.start(wait=60)
     with tray_for(env, qtbot) as app:
         qtbot.waitUntil(lambda: app.summary.icon == status.SIGNED_OUT, timeout=WAIT_MS)
         app.open_settings()
@@ -68,7 +68,7 @@ def test_locked_setting_is_disabled_and_says_who_set_it(env: AgentEnv, qtbot: Qt
 
 def test_policy_that_forbids_adding_folders_disables_add(env: AgentEnv, qtbot: QtBot) -> None:
     env.policy.write_text("allow_add_folders = false\n")
-    env.start()
+    env.start(wait=60)
     with tray_for(env, qtbot) as app:
         app.open_settings()
         window = app.settings_window()
@@ -80,7 +80,7 @@ def test_policy_that_forbids_adding_folders_disables_add(env: AgentEnv, qtbot: Q
 def test_folders_added_and_removed_from_settings_reach_the_agent(
     env: AgentEnv, qtbot: QtBot, tmp_path: Path
 ) -> None:
-    env.start()
+    env.start(wait=60)
     with tray_for(env, qtbot) as app:
         app.open_settings()
         window = app.settings_window()
@@ -103,7 +103,7 @@ def test_folders_added_and_removed_from_settings_reach_the_agent(
 def test_bad_folder_is_refused_with_the_agents_reason_and_nothing_changes(
     env: AgentEnv, qtbot: QtBot, tmp_path: Path
 ) -> None:
-    env.start()
+    env.start(wait=60)
     with tray_for(env, qtbot) as app:
         app.open_settings()
         window = app.settings_window()
@@ -118,7 +118,7 @@ def test_bad_folder_is_refused_with_the_agents_reason_and_nothing_changes(
 
 
 def test_killing_the_agent_shows_connecting_then_recovers(env: AgentEnv, qtbot: QtBot) -> None:
-    proc = env.start()
+    proc = env.start(wait=60)
     with tray_for(env, qtbot) as app:
         qtbot.waitUntil(lambda: app.summary.icon == status.SIGNED_OUT, timeout=WAIT_MS)
         history = app.history_window()
@@ -132,7 +132,7 @@ def test_killing_the_agent_shows_connecting_then_recovers(env: AgentEnv, qtbot: 
         assert history.connection_banner.isVisibleTo(history)
         assert "Connecting" in history.connection_banner.text()
 
-        env.start()
+        env.start(wait=60)
         qtbot.waitUntil(lambda: app.summary.icon == status.SIGNED_OUT, timeout=WAIT_MS)
         assert app.link.is_connected
         assert not history.connection_banner.isVisibleTo(history)
@@ -153,7 +153,7 @@ def test_tray_starts_a_missing_agent_and_stops_only_that_one_on_quit(
 
 
 def test_quitting_leaves_a_service_agent_running(env: AgentEnv, qtbot: QtBot) -> None:
-    proc = env.start()
+    proc = env.start(wait=60)
     with tray_for(env, qtbot, start_agent=True) as app:
         qtbot.waitUntil(lambda: app.link.is_connected, timeout=WAIT_MS)
         assert app.link.started_pid is None

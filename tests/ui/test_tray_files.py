@@ -41,7 +41,7 @@ def env(
     e = AgentEnv(tmp_path)
     write_agent_config(e, live_server.url, folders)
     e.extra_env["DROPLINE_API_KEY"] = api_key_for_agent
-    e.start()
+    e.start(wait=60)
     yield e
     e.stop()
 

@@ -89,6 +89,7 @@ class Operations:
         return cls(metrics, dispatcher, webhooks, shares, transfers, workers)
 
     def install(self, app: FastAPI) -> None:
+        self.workers.security = getattr(app.state, "security", None)
         app.state.metrics = self.metrics
         app.state.webhooks = self.webhooks
         app.state.webhook_dispatcher = self.dispatcher

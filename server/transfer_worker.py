@@ -32,6 +32,7 @@ from server.identity import Principal
 from server.metrics import Metrics
 from server.names import join_path, split_path
 from server.problems import Problem
+from server.security import RequestFacts, Security, request_facts
 from server.shares import SHARE_PREFIX, ShareService, create_share
 from server.transfers import (
     CANCELLED,
@@ -123,6 +124,8 @@ class TransferWorkers:
         self.push_timeout = push_timeout
         self.metrics = metrics
         self.wake_webhooks = wake_webhooks or (lambda: None)
+        # The security layer (policy hooks, audit), plugged in by server.operations.
+        self.security: Security | None = None
         self.rng = random.Random()
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -184,6 +187,30 @@ class TransferWorkers:
     # -- one job -----------------------------------------------------------------------
 
     async def execute(self, job: Any) -> None:
+        """Run one job as its own "request" for the security layer: its file hooks then
+        know the tenant (whose key seals the copies) and defer a denial's audit row and
+        ``policy.violated`` event until the job's transaction is over, as in a request."""
+        if self.security is None:
+            await self._run(job)
+            return
+        facts = RequestFacts(
+            request_id=f"transfer:{job.id}",
+            client_ip=None,
+            method="TRANSFER",
+            via_mtls=False,
+            tenant_id=job.tenant_id,
+        )
+        token = request_facts.set(facts)
+        try:
+            await self._run(job)
+        finally:
+            request_facts.reset(token)
+            if facts.pending:
+                writes, facts.pending = facts.pending, []
+                await anyio.to_thread.run_sync(self.security.write_all, writes)
+                self.wake_webhooks()
+
+    async def _run(self, job: Any) -> None:
         handlers = {
             "folder": self._folder,
             "inbox": self._inbox,

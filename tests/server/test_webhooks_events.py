@@ -14,7 +14,13 @@ from standardwebhooks.webhooks import Webhook
 from server import policy
 from server.settings import Settings
 from tests.server import tus
-from tests.server.ops_helpers import create_webhook, ops_client, upload
+from tests.server.ops_helpers import (
+    create_webhook,
+    ops_client,
+    start_transfer,
+    upload,
+    wait_transfer,
+)
 from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Receiver
 
@@ -102,3 +108,27 @@ def test_file_events_go_out_without_waiting_for_a_poll(
         upload(alice, "/now.txt", b"now")
         [payload] = received(receiver, hook["secret"], 1)
         assert payload["data"]["entry"]["path"] == "/now.txt"
+
+
+def test_a_policy_that_refuses_a_copy_while_it_runs_fails_the_transfer(
+    ops_server: LiveServer, alice: httpx.Client, receiver: Receiver
+) -> None:
+    hook = create_webhook(alice, receiver.url, ["policy.violated", "transfer.failed"])
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
+    entry = upload(alice, "/pictures/chart.pdf", png)
+    tenant_id = alice.get("/api/v1/me").json()["tenant"]["id"]
+    db = ops_server.app.state.db  # type: ignore[attr-defined]
+    with db.write() as conn:
+        rules = policy.parse_rules({"content_must_match_extension": True})
+        policy.save_rules(conn, tenant_id, None, rules)
+    # Accepted (the extension is fine); the content is checked when the copy lands.
+    started = start_transfer(alice, [entry["id"]], {"type": "folder", "path": "/copies"})
+    done = wait_transfer(alice, started["id"])
+    assert done["state"] == "failed"
+    assert done["error"]["code"] == "policy-denied"
+    assert alice.get("/api/v1/metadata", params={"path": "/copies/chart.pdf"}).status_code == 404
+    payloads = received(receiver, hook["secret"], 2)
+    assert sorted(p["type"] for p in payloads) == ["policy.violated", "transfer.failed"]
+    violated = next(p for p in payloads if p["type"] == "policy.violated")
+    assert violated["data"]["rule"] == "content_must_match_extension"
+    assert violated["data"]["request_id"] == f"transfer:{started['id']}"

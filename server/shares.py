@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from server import schema
+from server import audit, schema
 from server.db import Database
 from server.files import Entry
 from server.identity import verify_password
@@ -53,6 +53,7 @@ class SharedFile:
 @dataclass(frozen=True, slots=True)
 class Share:
     id: str
+    tenant_id: str
     transfer_id: str
     files: list[SharedFile]
     expires_at: float | None
@@ -125,6 +126,7 @@ def create_share(
 def _share(row: Any) -> Share:
     return Share(
         id=row.id,
+        tenant_id=row.tenant_id,
         transfer_id=row.transfer_id,
         files=[SharedFile(**f) for f in json.loads(row.files)],
         expires_at=row.expires_at,
@@ -180,9 +182,12 @@ class ShareService:
                 )
         return _share(row)
 
-    def take_download(self, share: Share, file_id: str) -> SharedFile:
+    def take_download(
+        self, share: Share, file_id: str, audit_ctx: audit.AuditContext | None = None
+    ) -> SharedFile:
         """Count one download, atomically: only while the link is still live. The
-        last allowed download also marks the transfer expired."""
+        last allowed download also marks the transfer expired. The audit row (who
+        fetched what, from where) commits with the count."""
         shared = share.file(file_id)
         now = time.time()
         with self.db.write() as conn:
@@ -190,6 +195,22 @@ class ShareService:
             if _spent(row, now):
                 raise Problem("share-expired", "this link has expired or has no downloads left")
             conn.execute(update(S).where(S.c.id == share.id).values(downloads=S.c.downloads + 1))
+            if audit_ctx is not None:
+                audit.record(
+                    conn,
+                    audit_ctx,
+                    "share.download",
+                    "success",
+                    shared.name,
+                    {
+                        "share_id": share.id,
+                        "transfer_id": share.transfer_id,
+                        "file_id": shared.id,
+                        "size": shared.size,
+                        "download": row.downloads + 1,
+                    },
+                    tenant_id=share.tenant_id,
+                )
             if row.max_downloads is not None and row.downloads + 1 >= row.max_downloads:
                 conn.execute(
                     update(schema.transfers)

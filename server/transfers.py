@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
-from server import outbound, schema
+from server import audit, outbound, schema
 from server.db import Database
 from server.events import record_event
 from server.files import FILE, Entry, FileService
@@ -189,6 +189,7 @@ class TransferService:
         idempotency_key: str | None,
         link_base: str,
         check: PolicyCheck | None = None,
+        audit_ctx: audit.AuditContext | None = None,
     ) -> tuple[Transfer, bool]:
         """Validate everything, then store the job (queued). Returns (transfer, created);
         a retried POST with the same Idempotency-Key gets the first transfer back.
@@ -273,6 +274,15 @@ class TransferService:
                     )
                 )
                 row = conn.execute(select(T).where(T.c.id == transfer_id)).one()
+                if audit_ctx is not None:
+                    audit.record(
+                        conn,
+                        audit_ctx,
+                        "transfer.create",
+                        "success",
+                        f"/api/v1/transfers/{transfer_id}",
+                        {"kind": dest.type, "file_ids": body.file_ids, "destination": public},
+                    )
         except IntegrityError:
             # A concurrent POST with the same key won the race: answer with its transfer.
             assert idempotency_key is not None
@@ -347,7 +357,12 @@ class TransferService:
             rows = conn.execute(query.order_by(T.c.created_at.desc()).limit(limit)).all()
         return [Transfer(r) for r in rows]
 
-    def cancel(self, principal: Principal, transfer_id: str) -> Transfer:
+    def cancel(
+        self,
+        principal: Principal,
+        transfer_id: str,
+        audit_ctx: audit.AuditContext | None = None,
+    ) -> Transfer:
         """Queued: cancelled now. Running: asked to stop (the worker stops between
         chunks). A completed share link: the link is revoked. Other final states: 409."""
         now = time.time()
@@ -374,6 +389,15 @@ class TransferService:
                 )
             elif row.state != CANCELLED:
                 raise Problem("conflict", f"the transfer is already {row.state}")
+            if audit_ctx is not None and row.state != CANCELLED:
+                audit.record(
+                    conn,
+                    audit_ctx,
+                    "transfer.cancel",
+                    "success",
+                    f"/api/v1/transfers/{transfer_id}",
+                    {"kind": row.kind, "state": row.state},
+                )
             row = self._row(conn, principal, transfer_id)
         return Transfer(row)
 

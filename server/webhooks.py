@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, select, update
 from standardwebhooks.webhooks import Webhook
 
-from server import outbound, schema
+from server import audit, outbound, schema
 from server.db import Database
 from server.identity import Principal
 from server.problems import Problem
@@ -223,6 +223,7 @@ class WebhookService:
         event_types: Sequence[str],
         description: str = "",
         active: bool = True,
+        audit_ctx: audit.AuditContext | None = None,
     ) -> tuple[Endpoint, str]:
         """A new subscription and its secret (the only time the secret is shown).
         ``url`` must have passed :meth:`check_url`."""
@@ -256,6 +257,9 @@ class WebhookService:
                 )
             )
             row = self._row(conn, principal, endpoint_id)
+            _audit(
+                conn, audit_ctx, "webhook.create", endpoint_id, {"url": url, "event_types": types}
+            )
         log.info("webhook %s created for tenant %s", endpoint_id, principal.tenant_id)
         return Endpoint.from_row(row), secret
 
@@ -279,6 +283,7 @@ class WebhookService:
         event_types: Sequence[str] | None = None,
         description: str | None = None,
         active: bool | None = None,
+        audit_ctx: audit.AuditContext | None = None,
     ) -> Endpoint:
         """Change fields; ``url`` must have passed :meth:`check_url`. Turning an endpoint
         back on clears why it was disabled."""
@@ -304,19 +309,32 @@ class WebhookService:
                 conn.execute(update(W).where(W.c.id == endpoint_id).values(**values))
             if active is False:
                 self._cancel_pending(conn, endpoint_id)
+            if values:
+                changed = {k: v for k, v in values.items() if k != "updated_at"}
+                _audit(conn, audit_ctx, "webhook.update", endpoint_id, changed)
             row = self._row(conn, principal, endpoint_id)
         return Endpoint.from_row(row)
 
-    def delete(self, principal: Principal, endpoint_id: str) -> None:
+    def delete(
+        self,
+        principal: Principal,
+        endpoint_id: str,
+        audit_ctx: audit.AuditContext | None = None,
+    ) -> None:
         with self.db.write() as conn:
-            self._row(conn, principal, endpoint_id)
+            row = self._row(conn, principal, endpoint_id)
+            _audit(conn, audit_ctx, "webhook.delete", endpoint_id, {"url": row.url})
             conn.execute(delete(A).where(A.c.endpoint_id == endpoint_id))
             conn.execute(delete(D).where(D.c.endpoint_id == endpoint_id))
             conn.execute(delete(W).where(W.c.id == endpoint_id))
         log.info("webhook %s deleted", endpoint_id)
 
     def rotate_secret(
-        self, principal: Principal, endpoint_id: str, overlap_seconds: int | None = None
+        self,
+        principal: Principal,
+        endpoint_id: str,
+        overlap_seconds: int | None = None,
+        audit_ctx: audit.AuditContext | None = None,
     ) -> tuple[Endpoint, str]:
         """A new secret; the old one keeps signing (beside the new) for the overlap, so
         receivers can switch without dropping a delivery."""
@@ -338,6 +356,9 @@ class WebhookService:
                     previous_secret_expires_at=now + overlap if overlap > 0 else None,
                     updated_at=now,
                 )
+            )
+            _audit(
+                conn, audit_ctx, "webhook.rotate_secret", endpoint_id, {"overlap_seconds": overlap}
             )
             row = self._row(conn, principal, endpoint_id)
         log.info("webhook %s secret rotated (overlap %s s)", endpoint_id, overlap)
@@ -430,6 +451,18 @@ class WebhookService:
             )
         self.wake()
         return delivery_json(row)
+
+
+def _audit(
+    conn: Connection,
+    ctx: audit.AuditContext | None,
+    action: str,
+    endpoint_id: str,
+    detail: dict[str, Any],
+) -> None:
+    """An audit row for a change to a subscription (never its secret)."""
+    if ctx is not None:
+        audit.record(conn, ctx, action, "success", f"/api/v1/webhooks/{endpoint_id}", detail)
 
 
 def enqueue(

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from server.problems import Problem
+from server.routes.transfers import audit_context
 from server.shares import Share, SharedFile, ShareService
 
 router = APIRouter(tags=["shares"])
@@ -108,7 +109,8 @@ async def share_download(request: Request, token: str, file_id: str) -> Response
     if request.method == "HEAD":
         return Response(status_code=200, headers=_headers(share.file(file_id)))
     service: ShareService = request.app.state.shares
-    shared = await anyio.to_thread.run_sync(service.take_download, share, file_id)
+    ctx = audit_context(request).with_actor(share.tenant_id, "share-link", share.id, "share")
+    shared = await anyio.to_thread.run_sync(service.take_download, share, file_id, ctx)
     blobs = request.app.state.blobs
     try:
         handle = await anyio.to_thread.run_sync(blobs.open, shared.blob_id)

@@ -12,7 +12,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from server import policy
+from server import audit, policy
 from server.auth import require
 from server.identity import Principal
 from server.problems import Problem
@@ -68,6 +68,24 @@ def _policy_check(request: Request, caller: Principal) -> PolicyCheck | None:
     return check
 
 
+def audit_context(request: Request, principal: Principal | None = None) -> audit.AuditContext:
+    """Who and from where, for the audit rows these routes write (as the security layer
+    builds it when installed)."""
+    security = getattr(request.app.state, "security", None)
+    if security is not None:
+        ctx: audit.AuditContext = security.audit_context(request, principal)
+        return ctx
+    client = request.client.host if request.client is not None else None
+    ctx = audit.AuditContext(
+        source_ip=client, request_id=getattr(request.state, "request_id", None)
+    )
+    if principal is not None:
+        ctx = ctx.with_actor(
+            principal.tenant_id, principal.user_id, principal.credential_id, principal.kind
+        )
+    return ctx
+
+
 def _answer(transfer: Transfer, status: int = 200, **headers: str) -> JSONResponse:
     return JSONResponse(transfer.to_json(), status_code=status, headers=headers)
 
@@ -95,10 +113,11 @@ async def create_transfer(
     settings = request.app.state.settings
     link_base = settings.public_url or str(request.base_url)
     check = _policy_check(request, principal)
+    ctx = audit_context(request, principal)
 
     def create() -> tuple[Transfer, bool]:
         return service.create(
-            principal, body, idempotency_key=key, link_base=link_base, check=check
+            principal, body, idempotency_key=key, link_base=link_base, check=check, audit_ctx=ctx
         )
 
     transfer, created = await anyio.to_thread.run_sync(create)
@@ -133,4 +152,5 @@ def get_transfer(principal: TransferPrincipal, request: Request, transfer_id: st
 def cancel_transfer(
     principal: TransferPrincipal, request: Request, transfer_id: str
 ) -> JSONResponse:
-    return _answer(_service(request).cancel(principal, transfer_id))
+    ctx = audit_context(request, principal)
+    return _answer(_service(request).cancel(principal, transfer_id, ctx))

@@ -16,6 +16,7 @@ from server.auth import require
 from server.identity import Principal
 from server.problems import Problem
 from server.routes.files import json_body
+from server.routes.transfers import audit_context
 from server.webhooks import EVENT_TYPES, WebhookService
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
@@ -70,8 +71,12 @@ async def create_webhook(principal: WebhookPrincipal, request: Request) -> JSONR
     service = _service(request)
     url = await service.check_url(body.url)
 
+    ctx = audit_context(request, principal)
+
     def create() -> tuple[Any, str]:
-        return service.create(principal, url, body.event_types, body.description, body.active)
+        return service.create(
+            principal, url, body.event_types, body.description, body.active, audit_ctx=ctx
+        )
 
     endpoint, secret = await anyio.to_thread.run_sync(create)
     doc = {**endpoint.to_json(), "secret": secret}
@@ -99,6 +104,7 @@ async def update_webhook(
     body = await json_body(request, WebhookUpdate)
     service = _service(request)
     url = await service.check_url(body.url) if body.url is not None else None
+    ctx = audit_context(request, principal)
 
     def update() -> dict[str, Any]:
         return service.update(
@@ -108,6 +114,7 @@ async def update_webhook(
             event_types=body.event_types,
             description=body.description,
             active=body.active,
+            audit_ctx=ctx,
         ).to_json()
 
     return await anyio.to_thread.run_sync(update)
@@ -115,7 +122,7 @@ async def update_webhook(
 
 @router.delete("/webhooks/{webhook_id}", status_code=204)
 def delete_webhook(principal: WebhookPrincipal, request: Request, webhook_id: str) -> Response:
-    _service(request).delete(principal, webhook_id)
+    _service(request).delete(principal, webhook_id, audit_context(request, principal))
     return Response(status_code=204)
 
 
@@ -126,8 +133,10 @@ async def rotate_secret(principal: WebhookPrincipal, request: Request, webhook_i
     raw = await request.body()
     body = await json_body(request, SecretRotation) if raw.strip() else SecretRotation()
 
+    ctx = audit_context(request, principal)
+
     def rotate() -> tuple[Any, str]:
-        return _service(request).rotate_secret(principal, webhook_id, body.overlap_seconds)
+        return _service(request).rotate_secret(principal, webhook_id, body.overlap_seconds, ctx)
 
     endpoint, secret = await anyio.to_thread.run_sync(rotate)
     return JSONResponse(

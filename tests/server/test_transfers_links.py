@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -123,3 +124,36 @@ def test_unknown_or_revoked_links_are_refused(alice: httpx.Client, anonymous: ht
     assert revoked.status_code == 200
     assert revoked.json()["state"] == "cancelled"
     assert anonymous.get(url).status_code == 410
+
+
+def test_transfers_and_link_downloads_are_audited(
+    ops_server: LiveServer, alice: httpx.Client, anonymous: httpx.Client
+) -> None:
+    source = upload(alice, "/share/audited.txt", b"audited")
+    r = alice.post(
+        "/api/v1/transfers",
+        json={
+            "file_ids": [source["id"]],
+            "destination": {"type": "link", "password": "pw-12345678"},
+        },
+    )
+    done = wait_transfer(alice, r.json()["id"])
+    link = done["result"]["url"]
+    file_url = (
+        str(alice.base_url)
+        + anonymous.get(link, auth=("", "pw-12345678")).json()["files"][0]["url"]
+    )
+    got = anonymous.get(file_url, auth=("", "pw-12345678"))
+    assert got.status_code == 200
+    with ops_client(ops_server, scopes=("audit:read",)) as auditor:
+        rows = auditor.get("/api/v1/audit-events", params={"action": "transfer.create"}).json()
+        [created] = rows["events"]
+        assert created["request_id"] == r.headers["x-request-id"]
+        assert created["resource"] == f"/api/v1/transfers/{done['id']}"
+        assert "pw-12345678" not in json.dumps(created)
+        rows = auditor.get("/api/v1/audit-events", params={"action": "share.download"}).json()
+        [download] = rows["events"]
+        assert download["source_ip"] == "127.0.0.1"
+        assert download["request_id"] == got.headers["x-request-id"]
+        assert download["resource"] == "audited.txt"
+        assert download["detail"]["transfer_id"] == done["id"]

@@ -324,3 +324,24 @@ def test_deleting_a_webhook_stops_its_deliveries(alice: httpx.Client, receiver: 
     assert alice.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 204
     assert alice.get(f"/api/v1/webhooks/{hook['id']}").status_code == 404
     assert alice.post(f"/api/v1/webhooks/{hook['id']}/ping").status_code == 404
+
+
+def test_subscription_changes_are_audited_without_secrets(
+    ops_server: LiveServer, alice: httpx.Client, receiver: Receiver
+) -> None:
+    hook = create_webhook(alice, receiver.url, ["file.uploaded"])
+    rotated = alice.post(f"/api/v1/webhooks/{hook['id']}/rotate-secret").json()
+    alice.patch(f"/api/v1/webhooks/{hook['id']}", json={"description": "renamed"})
+    alice.delete(f"/api/v1/webhooks/{hook['id']}")
+    with ops_client(ops_server, scopes=("audit:read",)) as auditor:
+        rows = auditor.get("/api/v1/audit-events", params={"action": "webhook."}).json()["events"]
+    assert [r["action"] for r in rows] == [
+        "webhook.create",
+        "webhook.rotate_secret",
+        "webhook.update",
+        "webhook.delete",
+    ]
+    assert {r["resource"] for r in rows} == {f"/api/v1/webhooks/{hook['id']}"}
+    text = json.dumps(rows)
+    assert hook["secret"] not in text and rotated["secret"] not in text
+    assert "whsec_" not in text

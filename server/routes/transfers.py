@@ -6,11 +6,12 @@ call :class:`server.transfers.TransferService` off the event loop.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from server import audit, policy
 from server.auth import require
@@ -23,6 +24,40 @@ from server.transfers import STATES, PolicyCheck, Transfer, TransferService
 router = APIRouter(prefix="/api/v1", tags=["transfers"])
 
 TransferPrincipal = Annotated[Principal, Depends(require("transfers"))]
+
+
+class TransferErrorOut(BaseModel):
+    code: str | None
+    message: str
+
+
+class TransferOut(BaseModel):
+    """A transfer as the API shows it (documentation of the answers below)."""
+
+    id: str
+    state: Literal["queued", "running", "completed", "failed", "cancelled", "expired"]
+    kind: Literal["folder", "inbox", "link", "push"]
+    file_ids: list[str]
+    destination: dict[str, Any]
+    bytes_total: int
+    bytes_done: int
+    files_total: int
+    files_done: int
+    error: TransferErrorOut | None
+    result: dict[str, Any]
+    attempts: int
+    next_attempt_at: float | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+class TransferList(BaseModel):
+    transfers: list[TransferOut]
+    next_before: float | None
+
+
 MAX_KEY_LENGTH = 255
 
 
@@ -93,6 +128,7 @@ def _answer(transfer: Transfer, status: int = 200, **headers: str) -> JSONRespon
 @router.post(
     "/transfers",
     status_code=202,
+    responses={202: {"model": TransferOut, "description": "accepted (or replayed)"}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -127,7 +163,7 @@ async def create_transfer(
     return _answer(transfer, 202, **headers)
 
 
-@router.get("/transfers")
+@router.get("/transfers", responses={200: {"model": TransferList, "description": "newest first"}})
 def list_transfers(
     principal: TransferPrincipal,
     request: Request,
@@ -143,12 +179,16 @@ def list_transfers(
     return {"transfers": items, "next_before": following}
 
 
-@router.get("/transfers/{transfer_id}")
+@router.get(
+    "/transfers/{transfer_id}", responses={200: {"model": TransferOut, "description": "ok"}}
+)
 def get_transfer(principal: TransferPrincipal, request: Request, transfer_id: str) -> JSONResponse:
     return _answer(_service(request).get(principal, transfer_id))
 
 
-@router.delete("/transfers/{transfer_id}")
+@router.delete(
+    "/transfers/{transfer_id}", responses={200: {"model": TransferOut, "description": "ok"}}
+)
 def cancel_transfer(
     principal: TransferPrincipal, request: Request, transfer_id: str
 ) -> JSONResponse:

@@ -5,7 +5,7 @@ the ``webhooks`` scope. Thin: parse, call :class:`server.webhooks.WebhookService
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -46,6 +46,65 @@ class SecretRotation(BaseModel):
     overlap_seconds: int | None = Field(default=None, ge=0)
 
 
+class WebhookOut(BaseModel):
+    """A subscription as the API shows it (documentation of the answers below)."""
+
+    id: str
+    url: str
+    description: str
+    event_types: list[str]
+    active: bool
+    disabled_reason: str | None
+    created_at: float
+    updated_at: float
+    previous_secret_expires_at: float | None
+
+
+class WebhookWithSecret(WebhookOut):
+    secret: str
+
+
+class WebhookList(BaseModel):
+    webhooks: list[WebhookOut]
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    event_type: str
+    event_id: int | None
+    state: Literal["pending", "succeeded", "failed", "cancelled"]
+    attempts: int
+    next_attempt_at: float | None
+    last_status_code: int | None
+    last_latency_ms: float | None
+    last_error: str | None
+    created_at: float
+    delivered_at: float | None
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    at: float
+    outcome: Literal["success", "retry", "failed", "disabled"]
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+class DeliveryDetail(DeliveryOut):
+    payload: dict[str, Any]
+    attempt_log: list[AttemptOut]
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryOut]
+    next_before: float | None
+
+
+def _doc(model: type[BaseModel], status: int = 200) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": model, "description": "ok"}}
+
+
 def _service(request: Request) -> WebhookService:
     service: WebhookService = request.app.state.webhooks
     return service
@@ -65,7 +124,12 @@ def event_types(_principal: WebhookPrincipal) -> dict[str, list[str]]:
     return {"event_types": list(EVENT_TYPES)}
 
 
-@router.post("/webhooks", status_code=201, openapi_extra=_body_schema(WebhookCreate))
+@router.post(
+    "/webhooks",
+    status_code=201,
+    responses=_doc(WebhookWithSecret, 201),
+    openapi_extra=_body_schema(WebhookCreate),
+)
 async def create_webhook(principal: WebhookPrincipal, request: Request) -> JSONResponse:
     body = await json_body(request, WebhookCreate)
     service = _service(request)
@@ -87,17 +151,21 @@ async def create_webhook(principal: WebhookPrincipal, request: Request) -> JSONR
     )
 
 
-@router.get("/webhooks")
+@router.get("/webhooks", responses=_doc(WebhookList))
 def list_webhooks(principal: WebhookPrincipal, request: Request) -> dict[str, Any]:
     return {"webhooks": [e.to_json() for e in _service(request).list_endpoints(principal)]}
 
 
-@router.get("/webhooks/{webhook_id}")
+@router.get("/webhooks/{webhook_id}", responses=_doc(WebhookOut))
 def get_webhook(principal: WebhookPrincipal, request: Request, webhook_id: str) -> dict[str, Any]:
     return _service(request).get(principal, webhook_id).to_json()
 
 
-@router.patch("/webhooks/{webhook_id}", openapi_extra=_body_schema(WebhookUpdate))
+@router.patch(
+    "/webhooks/{webhook_id}",
+    responses=_doc(WebhookOut),
+    openapi_extra=_body_schema(WebhookUpdate),
+)
 async def update_webhook(
     principal: WebhookPrincipal, request: Request, webhook_id: str
 ) -> dict[str, Any]:
@@ -127,7 +195,9 @@ def delete_webhook(principal: WebhookPrincipal, request: Request, webhook_id: st
 
 
 @router.post(
-    "/webhooks/{webhook_id}/rotate-secret", openapi_extra=_body_schema(SecretRotation, False)
+    "/webhooks/{webhook_id}/rotate-secret",
+    responses=_doc(WebhookWithSecret),
+    openapi_extra=_body_schema(SecretRotation, False),
 )
 async def rotate_secret(principal: WebhookPrincipal, request: Request, webhook_id: str) -> Any:
     raw = await request.body()
@@ -144,12 +214,12 @@ async def rotate_secret(principal: WebhookPrincipal, request: Request, webhook_i
     )
 
 
-@router.post("/webhooks/{webhook_id}/ping", status_code=202)
+@router.post("/webhooks/{webhook_id}/ping", status_code=202, responses=_doc(DeliveryOut, 202))
 def ping(principal: WebhookPrincipal, request: Request, webhook_id: str) -> dict[str, Any]:
     return _service(request).ping(principal, webhook_id)
 
 
-@router.get("/webhooks/{webhook_id}/deliveries")
+@router.get("/webhooks/{webhook_id}/deliveries", responses=_doc(DeliveryList))
 def deliveries(
     principal: WebhookPrincipal,
     request: Request,
@@ -167,14 +237,18 @@ def deliveries(
     return {"deliveries": items, "next_before": following}
 
 
-@router.get("/webhooks/{webhook_id}/deliveries/{delivery_id}")
+@router.get("/webhooks/{webhook_id}/deliveries/{delivery_id}", responses=_doc(DeliveryDetail))
 def delivery(
     principal: WebhookPrincipal, request: Request, webhook_id: str, delivery_id: str
 ) -> dict[str, Any]:
     return _service(request).delivery(principal, webhook_id, delivery_id)
 
 
-@router.post("/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", status_code=202)
+@router.post(
+    "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    responses=_doc(DeliveryOut, 202),
+)
 def redeliver(
     principal: WebhookPrincipal, request: Request, webhook_id: str, delivery_id: str
 ) -> dict[str, Any]:

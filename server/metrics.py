@@ -125,9 +125,9 @@ def _is_upload(method: str, path: str) -> bool:
 def _is_download(method: str, path: str) -> bool:
     if method != "GET":
         return False
-    return (path.startswith("/api/v1/files/") and path.endswith("/content")) or path.startswith(
-        "/s/"
-    )
+    if path.startswith("/s/"):
+        return "/files/" in path  # a share's file, not its listing
+    return path.startswith("/api/v1/files/") and path.endswith("/content")
 
 
 class MetricsMiddleware:

@@ -349,6 +349,8 @@ class WebhookDispatcher:
         else:
             values.update(state=FAILED, next_attempt_at=None)
         with self.db.write() as conn:
+            if conn.execute(select(D.c.id).where(D.c.id == item.id)).first() is None:
+                return  # the subscription was deleted while this attempt ran
             conn.execute(
                 A.insert().values(
                     delivery_id=item.id,

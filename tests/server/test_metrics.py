@@ -137,3 +137,20 @@ def test_webhook_outcomes_and_transfer_states_are_exposed(
     )
     assert value(samples, "dropline_webhook_deliveries", state="succeeded") == 1
     assert hook["id"] not in _text
+
+
+def test_share_link_downloads_count_but_listings_do_not(
+    ops_server: LiveServer, alice: httpx.Client
+) -> None:
+    data = b"s" * 7000
+    entry = upload(alice, "/m/shared.bin", data)
+    done = wait_transfer(alice, start_transfer(alice, [entry["id"]], {"type": "link"})["id"])
+    _text, before = scrape(ops_server)
+    listing = httpx.get(done["result"]["url"])
+    file_url = ops_server.url + listing.json()["files"][0]["url"]
+    assert httpx.get(file_url).content == data
+    _text, after = scrape(ops_server)
+    sent = value(after, "dropline_download_bytes_total") - value(
+        before, "dropline_download_bytes_total"
+    )
+    assert sent == len(data)

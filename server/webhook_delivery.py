@@ -387,13 +387,26 @@ class WebhookDispatcher:
         log.warning("webhook endpoint %s disabled: the receiver answered 410", endpoint_id)
 
     def prune(self) -> None:
-        """Drop finished deliveries (and their attempts) past the log's retention."""
+        """Drop finished deliveries (and their attempts) past the log's retention, and
+        outbox events as old that were fanned out already (nothing reads them again)."""
         self._last_prune = time.time()
         cutoff = self._last_prune - LOG_RETENTION_SECONDS
         with self.db.write() as conn:
             old = select(D.c.id).where(D.c.state != PENDING, D.c.updated_at < cutoff)
             conn.execute(delete(A).where(A.c.delivery_id.in_(old)))
             conn.execute(delete(D).where(D.c.state != PENDING, D.c.updated_at < cutoff))
+            position = conn.execute(
+                select(schema.webhook_cursor.c.last_event_id).where(
+                    schema.webhook_cursor.c.name == CURSOR
+                )
+            ).first()
+            if position is not None:
+                conn.execute(
+                    delete(schema.events).where(
+                        schema.events.c.id <= position.last_event_id,
+                        schema.events.c.created_at < cutoff,
+                    )
+                )
 
 
 def _wants(endpoint: Any, event: Any) -> bool:

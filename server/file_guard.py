@@ -34,19 +34,28 @@ class SecurityFileHook:
         via_mtls = principal.kind == "mtls" or bool(facts and facts.via_mtls)
         return policy.Subject(principal.tenant_id, principal.user_id, principal.scopes, via_mtls)
 
+    def _rules(self, principal: Principal) -> policy.Rules:
+        facts = request_facts.get()
+        if facts is not None and facts.rules is not None and facts.tenant_id == principal.tenant_id:
+            return facts.rules
+        return policy.effective_cached(self.security.db, principal.tenant_id, principal.user_id)
+
     def check(self, principal: Principal, action: str, path: str, size: int | None) -> None:
-        db = self.security.db
+        rules = self._rules(principal)
+        subject = self._subject(principal)
         try:
-            with db.read() as conn:
-                rules = policy.effective(conn, principal.tenant_id, principal.user_id)
-                if action == "upload":
+            if action == "upload" and rules.storage_quota is not None and size is not None:
+                # Only the quota needs the database: what is used, and what this replaces.
+                with self.security.db.read() as conn:
                     replaces = _existing_size(conn, principal, path)
-                    policy.check_upload(conn, rules, self._subject(principal), path, size, replaces)
-                elif action == "move":
-                    # A rename into a blocked extension is refused like an upload of it.
-                    policy.check_upload(conn, rules, self._subject(principal), path, None)
-                else:
-                    policy.check_path(rules, self._subject(principal), path)
+                    policy.check_upload(conn, rules, subject, path, size, replaces)
+            elif action == "upload":
+                policy.check_upload(None, rules, subject, path, size)
+            elif action == "move":
+                # A rename into a blocked extension is refused like an upload of it.
+                policy.check_upload(None, rules, subject, path, None)
+            else:
+                policy.check_path(rules, subject, path)
         except policy.PolicyDenied as denied:
             raise self.security.deny(None, principal, denied, resource=path) from None
         if action == "download":
@@ -87,7 +96,11 @@ class SecurityFileHook:
         )
 
     def _check_finished_upload(self, conn: Connection, principal: Principal, entry: Any) -> None:
-        rules = policy.effective(conn, principal.tenant_id, principal.user_id)
+        rules = self._rules(principal)
+        if not (rules.max_file_size or rules.storage_quota or rules.blocked_extensions) and not (
+            rules.content_must_match_extension or rules.folders
+        ):
+            return
         try:
             # The new size is already counted in this transaction: ``replaces`` takes it out
             # of the usage so the quota sees it exactly once.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Connection, and_, delete, func, select
 
 from server import schema
+from server.db import Database
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -144,6 +146,7 @@ def save_rules(conn: Connection, tenant_id: str, user_id: str | None, rules: Rul
         else schema.policies.c.user_id == user_id,
     )
     conn.execute(delete(schema.policies).where(cond))
+    forget_cached()
     if rules is not None:
         conn.execute(
             schema.policies.insert().values(
@@ -160,6 +163,35 @@ def effective(conn: Connection, tenant_id: str, user_id: str) -> Rules:
     merged = dict(load_rules(conn, tenant_id, None) or {})
     merged.update(load_rules(conn, tenant_id, user_id) or {})
     return Rules.model_validate(merged)
+
+
+# Effective rules are read on every request: they are kept for a few seconds. A change
+# made in this process (the admin API) clears them at once; one made by the CLI, in
+# another process, applies within CACHE_SECONDS.
+CACHE_SECONDS = 5.0
+_cache: dict[tuple[str, str], tuple[float, Rules]] = {}
+_cache_lock = threading.Lock()
+
+
+def effective_cached(db: Database, tenant_id: str, user_id: str) -> Rules:
+    now = time.monotonic()
+    key = (tenant_id, user_id)
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    with db.read() as conn:
+        rules = effective(conn, tenant_id, user_id)
+    with _cache_lock:
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[key] = (now + CACHE_SECONDS, rules)
+    return rules
+
+
+def forget_cached() -> None:
+    with _cache_lock:
+        _cache.clear()
 
 
 def check_request(rules: Rules, source_ip: str | None, now: float | None = None) -> None:
@@ -206,7 +238,12 @@ def usage(conn: Connection, tenant_id: str, user_id: str | None) -> int:
 
 
 def check_upload(
-    conn: Connection, rules: Rules, subject: Subject, path: str, size: int | None, replaces: int = 0
+    conn: Connection | None,
+    rules: Rules,
+    subject: Subject,
+    path: str,
+    size: int | None,
+    replaces: int = 0,
 ) -> None:
     """Rules for a new or replaced file: size, extension, quota, folder classification."""
     check_path(rules, subject, path)
@@ -218,6 +255,8 @@ def check_upload(
             "max_file_size", f"the file is {size} bytes; the policy allows {rules.max_file_size}"
         )
     if size is not None and rules.storage_quota is not None:
+        if conn is None:
+            raise ValueError("the quota check needs a connection")
         # A user policy's quota is the user's; a tenant policy's is the whole tenant's.
         user_quota = load_rules(conn, subject.tenant_id, subject.user_id) or {}
         scope_user = subject.user_id if "storage_quota" in user_quota else None
@@ -276,6 +315,7 @@ __all__ = [
     "check_request",
     "check_upload",
     "effective",
+    "effective_cached",
     "load_rules",
     "parse_rules",
     "save_rules",

@@ -48,8 +48,10 @@ class RequestFacts:
     client_ip: str | None
     method: str
     via_mtls: bool
-    # Set once the caller is authenticated: whose data key seals what this request stores.
+    # Set once the caller is authenticated: whose data key seals what this request stores,
+    # and the policy that applies to it.
     tenant_id: str | None = None
+    rules: policy.Rules | None = None
     # Audit writes for denials, run just before the response starts: the denial may
     # happen inside a write transaction that is about to roll back.
     pending: list[Callable[[Connection], None]] = field(default_factory=list)
@@ -198,8 +200,7 @@ class Security:
                 f"more than {decision.limit} requests in {decision.window} s for this credential",
                 headers=decision.headers(),
             )
-        with self.db.read() as conn:
-            rules = policy.effective(conn, principal.tenant_id, principal.user_id)
+        rules = policy.effective_cached(self.db, principal.tenant_id, principal.user_id)
         try:
             policy.check_request(rules, self.client_ip(request))
         except policy.PolicyDenied as denied:
@@ -208,6 +209,7 @@ class Security:
         facts = request_facts.get()
         if facts is not None:
             facts.tenant_id = principal.tenant_id
+            facts.rules = rules
 
     # -- policy -------------------------------------------------------------------
 
@@ -219,8 +221,7 @@ class Security:
         cached = getattr(request.state, "policy", None)
         if isinstance(cached, policy.Rules):
             return cached
-        with self.db.read() as conn:
-            return policy.effective(conn, principal.tenant_id, principal.user_id)
+        return policy.effective_cached(self.db, principal.tenant_id, principal.user_id)
 
     def deny(
         self,

@@ -25,7 +25,8 @@ MAX_PATHS = 50_000  # more than this in total: rescan the whole folder
 
 class Kind(Enum):
     WRITING = "writing"  # created or written, not closed yet
-    DONE = "done"  # closed after writing, moved, deleted, or a directory event
+    CLOSED = "closed"  # closed after writing: the writer is done with it
+    DONE = "done"  # moved, deleted, or a directory event
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class Batch:
     paths: frozenset[str]  # look at each of these paths
     dirs: frozenset[str] = frozenset()  # rescan each of these directories, recursively
     full: bool = False  # rescan the whole folder
+    closed: frozenset[str] = frozenset()  # paths whose last event was a close after writing
 
     def __len__(self) -> int:
         return len(self.paths) + len(self.dirs) + int(self.full)
@@ -43,6 +45,7 @@ class _Pending:
     first: float
     last: float
     writing: bool
+    closed: bool = False
 
 
 @dataclass
@@ -64,7 +67,7 @@ class Aggregator:
             return
         entry = self._paths.get(rel)
         if entry is None:
-            self._paths[rel] = _Pending(now, now, kind is Kind.WRITING)
+            self._paths[rel] = _Pending(now, now, kind is Kind.WRITING, kind is Kind.CLOSED)
             parent = rel.rpartition("/")[0]
             count = self._per_dir.get(parent, 0) + 1
             self._per_dir[parent] = count
@@ -75,6 +78,7 @@ class Aggregator:
         else:
             entry.last = now
             entry.writing = kind is Kind.WRITING
+            entry.closed = kind is Kind.CLOSED
 
     def rescan_dir(self, rel: str, now: float) -> None:
         self._last_event = now
@@ -146,6 +150,7 @@ class Aggregator:
             self._per_dir.clear()
             return Batch(frozenset(), frozenset(), True)
         ready = [p for p, e in self._paths.items() if not e.writing or now - e.last >= OPEN_WAIT]
+        closed = frozenset(p for p in ready if self._paths[p].closed)
         for p in ready:
             del self._paths[p]
             parent = p.rpartition("/")[0]
@@ -158,4 +163,4 @@ class Aggregator:
         self._dirs.clear()
         if not ready and not dirs:
             return None
-        return Batch(frozenset(ready), dirs)
+        return Batch(frozenset(ready), dirs, closed=closed)

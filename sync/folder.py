@@ -97,6 +97,8 @@ class FolderLoop:
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self._done: list[_Finished] = []
         self._hold: dict[str, float] = {}
+        # Paths whose writer closed them (inotify told us): complete, no settling needed.
+        self.closed: set[str] = set()
         self._wake = asyncio.Event()
         self.dirty = True  # queued work may be waiting for a round
         self._pending_at = 0.0
@@ -345,6 +347,9 @@ class FolderLoop:
             if batch.full:
                 self._rescan_at = now
             else:
+                if len(self.closed) > 10_000:  # closes of paths never looked at (ignored)
+                    self.closed.clear()
+                self.closed.update(batch.closed)
                 self.enqueue_local(batch.paths | batch.dirs)
                 if batch.dirs:
                     await self._rescan_dirs(sorted(batch.dirs))

@@ -98,7 +98,9 @@ async def _look(
             if base is not None and not base.is_dir and planner._same_stat(local, base):
                 local = Local(False, local.size, local.mtime_ns, local.inode, base.sha256)
             elif folder.spec.mode is not FolderMode.DOWNLOAD_ONLY or base is not None:
-                if wall - local.mtime_ns / 1e9 < settle:
+                closed = path in folder.closed
+                folder.closed.discard(path)
+                if not closed and wall - local.mtime_ns / 1e9 < settle:
                     folder._hold[path] = time.monotonic() + settle
                     waiting.add(path)
                     return

@@ -119,9 +119,9 @@ class _Handler(FileSystemEventHandler):
         elif isinstance(event, FileMovedEvent | DirMovedEvent):
             w.push(event.src_path, Kind.DONE)
             w.push(event.dest_path, Kind.DONE)
-        elif isinstance(
-            event, FileClosedEvent | FileDeletedEvent | DirCreatedEvent | DirDeletedEvent
-        ):
+        elif isinstance(event, FileClosedEvent):
+            w.push(event.src_path, Kind.CLOSED)
+        elif isinstance(event, FileDeletedEvent | DirCreatedEvent | DirDeletedEvent):
             w.push(event.src_path, Kind.DONE)
 
 

@@ -103,3 +103,14 @@ def test_rescan_all_swallows_pending_paths() -> None:
     batch = agg.pop(5.0)
     assert batch == aggregator.Batch(frozenset(), frozenset(), True)
     assert agg.next_deadline() is None
+
+
+def test_batch_says_which_files_were_closed_by_their_writer() -> None:
+    agg = Aggregator()
+    agg.add("done.txt", Kind.WRITING, 1.0)
+    agg.add("done.txt", Kind.CLOSED, 1.1)
+    agg.add("moved.txt", Kind.DONE, 1.1)
+    batch = agg.pop(2.0)
+    assert batch is not None
+    assert batch.paths == frozenset({"done.txt", "moved.txt"})
+    assert batch.closed == frozenset({"done.txt"})

@@ -61,7 +61,7 @@ def test_creates_moves_and_deletes_arrive_as_relative_paths(tmp_path: Path) -> N
     assert {"sub", "sub/a.txt", "b.txt", "last.txt"} <= rec.paths()
     assert not any(p.startswith(".dropline") for p in rec.paths())
     kinds = [k for p, k in rec.events if p == "sub/a.txt"]
-    assert kinds[0] is Kind.WRITING and Kind.DONE in kinds  # created, then closed
+    assert kinds[0] is Kind.WRITING and Kind.CLOSED in kinds  # created, then closed
     assert rec.troubles == []
 
 

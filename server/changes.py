@@ -39,6 +39,7 @@ class ChangeNotifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._lock = threading.Lock()
+        self.closed = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -67,6 +68,15 @@ class ChangeNotifier:
         if loop is None or loop.is_closed():
             return
         loop.call_soon_threadsafe(self._wake, space_id)
+
+    def close(self) -> None:
+        """Server shutdown: wake every long-poll now, so it answers instead of holding
+        the shutdown for up to its whole timeout; clients simply poll again."""
+        self.closed = True
+        with self._lock:
+            spaces = list(self._waiters)
+        for space_id in spaces:
+            self._wake(space_id)
 
     def _wake(self, space_id: str) -> None:
         with self._lock:
@@ -173,7 +183,7 @@ class ChangeFeed:
             try:
                 page = await anyio.to_thread.run_sync(self.page, principal, cursor, limit)
                 remaining = deadline - loop.time()
-                if page.changes or remaining <= 0:
+                if page.changes or remaining <= 0 or self.notifier.closed:
                     return page
                 await asyncio.wait({future}, timeout=remaining)
                 if not future.done():

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from server.access_log import configure as configure_logging
     from server.app import create_app
+    from server.serving import DroplineServer
 
     s = settings(
         args,
@@ -72,6 +73,6 @@ def run(args: argparse.Namespace) -> int:
         log_config=None,  # logging was configured above
         **uvicorn_tls_options(s.tls_cert, s.tls_key, s.client_ca),
     )
-    server = uvicorn.Server(config)
+    server = DroplineServer(config, app.state.changes.notifier)
     server.run(sockets=[sock])
     return 0

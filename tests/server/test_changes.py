@@ -7,8 +7,9 @@ import time
 
 import httpx
 
+from server.settings import Settings
 from tests.server.tus import upload
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, running_server
 
 
 def test_every_change_is_in_the_feed_in_order(client: httpx.Client) -> None:
@@ -137,3 +138,34 @@ def test_prune_keeps_recent_changes(live_server: LiveServer, client: httpx.Clien
     feed = live_server.app.state.changes  # type: ignore[attr-defined]
     assert feed.prune() == 0
     assert len(client.get("/api/v1/changes", params={"cursor": "0"}).json()["changes"]) == 1
+
+
+def test_server_shutdown_answers_waiting_long_polls(server_settings: Settings) -> None:
+    answers: list[httpx.Response] = []
+    with running_server(server_settings) as live:
+        key = live.new_key()
+        headers = {"Authorization": f"Bearer {key}"}
+        cursor = httpx.get(live.url + "/api/v1/changes/latest-cursor", headers=headers).json()[
+            "cursor"
+        ]
+
+        def long_poll() -> None:
+            answers.append(
+                httpx.get(
+                    live.url + "/api/v1/changes/wait",
+                    params={"cursor": cursor, "timeout": 120},
+                    headers=headers,
+                    timeout=130,
+                )
+            )
+
+        poller = threading.Thread(target=long_poll)
+        poller.start()
+        time.sleep(0.5)  # let the long-poll reach the server and start waiting
+    # Leaving the block shut the server down; without the wake-up the poll, and the
+    # server with it, would still be waiting out its 120 s.
+    poller.join(timeout=10)
+    assert not poller.is_alive()
+    assert answers[0].status_code == 200
+    assert answers[0].json()["changes"] == []
+    assert answers[0].json()["cursor"] == cursor

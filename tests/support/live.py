@@ -25,6 +25,7 @@ import uvicorn
 
 from server.app import create_app
 from server.identity import Identity
+from server.serving import DroplineServer
 from server.settings import Settings
 from server.tls import uvicorn_tls_options
 
@@ -80,7 +81,7 @@ def running_server(settings: Settings) -> Iterator[LiveServer]:
     # `dropline-server serve` does (server.tls), and the URL is https.
     tls = uvicorn_tls_options(settings.tls_cert, settings.tls_key, settings.client_ca)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **tls)
-    server = uvicorn.Server(config)
+    server = DroplineServer(config, app.state.changes.notifier)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
 
     def run() -> None:
@@ -120,8 +121,18 @@ class ServerProcess:
     def start(self, timeout: float = 20) -> str:
         env = {**os.environ, **self.extra_env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,

@@ -182,7 +182,8 @@ async def killed_upload(tmp: Path, url: str, key: str, size: int) -> dict[str, i
         "first_run_sent": first,
         "server_offset_after_kill": offset,
         "second_run_sent": second,
-        "sent_again": max(0, first + second - size),
+        # What the restart sent beyond what the server still lacked.
+        "sent_again": max(0, second - (size - offset)),
         "second_run_hashed": hashed,
     }
 

@@ -20,6 +20,14 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.ops",
         "webhook latency and throughput, 1 GiB folder copy and push transfer",
     ),
+    "engine-sync": (
+        "bench.engine_sync",
+        "sync engine vs rclone: 10,000 small files, 1 GiB up/down, latency, SIGKILL resume",
+    ),
+    "engine-idle": (
+        "bench.engine_idle",
+        "sync engine with 100,000 files tracked: restart time, bytes hashed, idle CPU, RSS",
+    ),
 }
 
 

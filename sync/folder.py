@@ -90,8 +90,8 @@ class FolderLoop:
         self.restore_deletes = False
         self.offline = False
         self.missing = False
-        self.scanning = False
-        self.state = State.IDLE
+        self.scanning = True  # until the first full scan has compared disk and journal
+        self.state = State.SCANNING
         self.pending = 0
         self.last_error: str | None = None
         self.in_flight: dict[str, asyncio.Task[None]] = {}

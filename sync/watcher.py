@@ -49,6 +49,7 @@ EVENT_FILTER = [
     DirDeletedEvent,
     DirMovedEvent,
 ]
+OBSERVER_TIMEOUT = 300.0
 WATCHDOG_LOGGERS = ("watchdog.observers.inotify", "watchdog.observers.inotify_c")
 
 
@@ -147,7 +148,9 @@ class FolderWatcher:
 
     def start(self) -> None:
         """Start watching; raises OSError (ENOSPC names the watch limit) if it cannot."""
-        observer = Observer()
+        # Its dispatcher wakes every `timeout` seconds to look for a stop; stop() posts a
+        # sentinel anyway, so a long timeout only saves idle wake-ups.
+        observer = Observer(timeout=OBSERVER_TIMEOUT)
         observer.schedule(_Handler(self), str(self.root), recursive=True, event_filter=EVENT_FILTER)
         try:
             observer.start()

@@ -123,6 +123,8 @@ class AgentService:
         self._agent_issues: dict[int, Issue] = {}
         self._issue_seq = 0
         self._signin: dict[str, Any] = {"state": "signed_out", "method": None}
+        self._account: str | None = None  # the signed-in user's email, once the server said
+        self._account_task: asyncio.Task[None] | None = None
         self._signin_task: asyncio.Task[None] | None = None
         self._watcher: ConfigWatcher | None = None
         self._lock = InstanceLock(paths.lock)
@@ -205,13 +207,31 @@ class AgentService:
             self.not_running_reason = None
             self._signin = {"state": "signed_in", "method": cred.kind}
             self._pump = asyncio.create_task(self._pump_events(engine))
+            self._account_task = asyncio.create_task(self._learn_account(self._client))
             log.info("engine started for %s folder(s)", len(self.config.folders))
+
+    async def _learn_account(self, client: Any) -> None:
+        """Ask the server who the credential belongs to, for the tray's account name.
+        Off the start path: an offline server must not delay syncing from the journal."""
+        try:
+            me = await client.me()
+        except Exception as exc:  # the engine reports the same trouble as its state
+            log.info("could not learn the account name: %s", type(exc).__name__)
+            return
+        self._account = me.email
+        self._set_signin({**self._signin, "account": me.email})
 
     async def _stop_engine(self) -> None:
         async with self._engine_lock:
             await self._stop_engine_locked()
 
     async def _stop_engine_locked(self) -> None:
+        if self._account_task is not None:
+            self._account_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._account_task
+            self._account_task = None
+        self._account = None
         if self._pump is not None:
             self._pump.cancel()
             with contextlib.suppress(BaseException):
@@ -378,6 +398,7 @@ class AgentService:
         result["issues"] += len(self._agent_issues)
         result["signed_in"] = self.engine is not None and result["state"] != str(State.SIGNED_OUT)
         result["server_url"] = self.config.server_url
+        result["account"] = self._account if result["signed_in"] else None
         return result
 
     async def op_pause(self, args: p.FolderArg) -> dict[str, Any]:

@@ -270,6 +270,7 @@ class StatusJSON(TypedDict):
     bytes_left: int
     signed_in: bool
     server_url: str | None
+    account: str | None
 
 
 class FolderJSON(TypedDict):

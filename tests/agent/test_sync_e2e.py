@@ -57,8 +57,9 @@ def test_folder_added_through_the_cli_syncs_a_file(
     (drop / "q3.txt").write_bytes(body)
     entry = wait_for(lambda: remote_entry(live_server, api_key, "/drop/q3.txt"), timeout=60)
     assert entry["sha256"] == hashlib.sha256(body).hexdigest()
-    st = status(env)
+    st = wait_for(lambda: (s := status(env))["account"] and s)
     assert st["signed_in"] is True and st["state"] in {"idle", "syncing", "scanning"}
+    assert st["account"] == "alice@example.com"
     (folder,) = st["folders"]
     assert (folder["local"], folder["remote"], folder["mode"]) == (
         str(drop),

@@ -58,9 +58,11 @@ def test_sign_in_through_the_tray_then_sign_out(
             assert client.signin_state()["state"] == "signed_in"
 
         qtbot.waitUntil(lambda: _enabled(app.tray.action("sign-out")), timeout=WAIT_MS)
-        # The account's address once the agent reports it; the server's host until then.
-        sign_out_text = app.tray.action("sign-out").text()  # type: ignore[union-attr]
-        assert sign_out_text in (f"Sign &out ({EMAIL})", "Sign &out (127.0.0.1)")
+        # The menu names the account as soon as the agent has learnt it from the server.
+        qtbot.waitUntil(
+            lambda: app.tray.action("sign-out").text() == f"Sign &out ({EMAIL})",  # type: ignore[union-attr]
+            timeout=WAIT_MS,
+        )
         app.tray.action("sign-out").trigger()  # type: ignore[union-attr]
         qtbot.waitUntil(lambda: _enabled(app.tray.action("sign-in")), timeout=WAIT_MS)
         with env.client() as client:

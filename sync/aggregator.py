@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 DEBOUNCE = 0.2  # seconds of quiet before a burst is handed on
-MAX_DELAY = 5.0  # a burst that never goes quiet is handed on after this long anyway
+MAX_DELAY = 1.0  # a burst that never goes quiet is handed on after this long anyway
 OPEN_WAIT = 15.0  # a file opened for writing is waited for this long without a close
 MAX_PER_DIR = 1000  # more pending paths than this in one directory: rescan the directory
 MAX_PATHS = 50_000  # more than this in total: rescan the whole folder

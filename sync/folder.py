@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 WATCH_CHECK = 60.0  # seconds between checks that the watcher is alive
 DEGRADED_RESCAN = 60.0  # rescan interval while some directories cannot be watched
 PENDING_EVERY = 0.25  # seconds between recounts of the queue while transfers run
+ROUND_GAP = 0.1  # while transfers run, rounds start at most this often
 RETRY_CAP = 300.0  # seconds: the longest wait before a failed path is tried again
 
 
@@ -101,6 +102,9 @@ class FolderLoop:
         self.closed: set[str] = set()
         self._wake = asyncio.Event()
         self.dirty = True  # queued work may be waiting for a round
+        self._round_at = 0.0
+        # SHA-256 of each file being uploaded: the feed's echo of it needs no look.
+        self.uploading: dict[str, str] = {}
         self._pending_at = 0.0
         self._stopping = False
         self._rescan_at = 0.0  # 0: at start
@@ -325,6 +329,8 @@ class FolderLoop:
             times.append(min(self._hold.values()))
         if self.offline or self.missing:
             times.append(self._offline_probe_at)
+        if self.dirty and self.in_flight:
+            times.append(self._round_at + ROUND_GAP)
         return max(now, min(times))
 
     async def _step(self) -> None:
@@ -367,8 +373,12 @@ class FolderLoop:
             self.dirty = True
         # A round when something was queued, or when queued work is neither running
         # nor waiting (the safety net for anything that forgot to say so).
-        if self.dirty or self.pending > len(self.in_flight) + len(self._hold):
+        wanted = self.dirty or self.pending > len(self.in_flight) + len(self._hold)
+        if wanted and self.in_flight and now - self._round_at < ROUND_GAP:
+            return  # transfers are running: gather what arrives meanwhile into one round
+        if wanted:
             self.dirty = False
+            self._round_at = now
             await run_round(self)
 
     def _root_missing(self, now: float) -> None:

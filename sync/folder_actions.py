@@ -285,6 +285,8 @@ def _spawn(
     done = _Finished(action.path, item_time, action, time.monotonic())
     task = asyncio.create_task(_transfer(folder, done), name=f"transfer {action.path}")
     folder.in_flight[action.path] = task
+    if isinstance(action, planner.Upload) and action.local.sha256 is not None:
+        folder.uploading[action.path] = action.local.sha256
 
 
 async def _transfer(folder: FolderLoop, done: _Finished) -> None:
@@ -350,6 +352,7 @@ def collect_finished(folder: FolderLoop) -> None:
     finished, folder._done = folder._done, []
     for done in finished:
         folder.in_flight.pop(done.path, None)
+        folder.uploading.pop(done.path, None)
         _finish(folder, done)
 
 

@@ -57,6 +57,12 @@ def _known(base: Base | None, remote: Remote | None) -> bool:
     return base.remote_id == remote.id and base.rev == remote.rev
 
 
+def _ours(uploading: str | None, remote: Remote | None) -> bool:
+    """The change is the upload still running here (same content): when it finishes
+    the base says so; if it was someone else's, our upload's precondition fails."""
+    return uploading is not None and remote is not None and remote.sha256 == uploading
+
+
 class RemoteFeed:
     def __init__(self, folder: FolderLoop) -> None:
         self.folder = folder
@@ -200,7 +206,10 @@ class RemoteFeed:
             # Our own uploads come back through the feed: those the base already has
             # (same id, same rev) need no look.
             items = [
-                (rel, r) for rel, r in items if not _known(journal.get_base(folder.id, rel), r)
+                (rel, r)
+                for rel, r in items
+                if not _known(journal.get_base(folder.id, rel), r)
+                and not _ours(folder.uploading.get(rel), r)
             ]
         with journal.transaction():
             journal.enqueue_remote(folder.id, items)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +19,9 @@ from sync.engine import Engine
 from sync.errors import NotFoundError
 from sync.models import Entry
 from sync.types import EngineSettings, FolderSpec, State
+from tests.support.live import ServerProcess
+
+REPO = Path(__file__).resolve().parents[2]
 
 FAST = EngineSettings(stable_seconds=0.2, longpoll_timeout=1, hostname="testhost")
 QUICK_RETRY = RetryPolicy(attempts=3, initial=0.05, maximum=0.2)
@@ -102,3 +108,29 @@ def local_tree(root: Path) -> dict[str, str | None]:
             continue
         out["/" + rel] = None if path.is_dir() else sha(path.read_bytes())
     return out
+
+
+def server_cli(data: Path, *args: str, password: bool = False) -> str:
+    """``dropline-server ARGS --data-dir DATA``; its standard output."""
+    env = {**os.environ, "DROPLINE_PASSWORD": "correct horse battery staple"} if password else None
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", *args, "--data-dir", str(data)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    return out.stdout.strip()
+
+
+def server_process(data: Path) -> tuple[ServerProcess, str]:
+    """A server in its own process (no GIL shared with the engine) and an API key."""
+    server_cli(data, "tenants", "create", "acme")
+    server_cli(
+        data, "users", "create", "--tenant", "acme", "--email", "a@example.com", password=True
+    )
+    key = server_cli(data, "api-keys", "create", "--tenant", "acme", "--user", "a@example.com")
+    server = ServerProcess(data)
+    server.start()
+    return server, key

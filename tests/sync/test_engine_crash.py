@@ -26,6 +26,7 @@ from tests.sync.engine_helpers import (
     remote_entry,
     remote_tree,
     running_engine,
+    server_process,
     settled,
 )
 
@@ -160,26 +161,10 @@ async def test_killed_mid_download_resumes_from_the_partial_file(
     assert runner.counter("files_uploaded") == 0
 
 
-def _cli(data: Path, *args: str, password: bool = False) -> str:
-    env = {**os.environ, "DROPLINE_PASSWORD": "correct horse battery staple"} if password else None
-    out = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args, "--data-dir", str(data)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-    )
-    return out.stdout.strip()
-
-
 async def test_server_down_mid_sync_loses_nothing_and_converges(tmp_path: Path) -> None:
     data = tmp_path / "server-data"
-    _cli(data, "tenants", "create", "acme")
-    _cli(data, "users", "create", "--tenant", "acme", "--email", "a@example.com", password=True)
-    key = _cli(data, "api-keys", "create", "--tenant", "acme", "--user", "a@example.com")
-    server = ServerProcess(data)
-    url = server.start()
+    server, key = server_process(data)
+    url = server.url
     root = tmp_path / "Dropline"
     root.mkdir()
     for i in range(20):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sync import fs
 from sync.client import DroplineClient
-from sync.errors import IntegrityError
+from sync.errors import DroplineError, IntegrityError
 from sync.journal import Journal, TransferRow
 from sync.models import Entry, EntryType
 from sync.planner import Base, Local, Remote
@@ -172,7 +172,12 @@ async def upload(
     assert local.sha256 is not None
     earlier = journal.transfer(folder_id, rel, Direction.UP)
     resume = None
-    if earlier is not None and earlier.sha256 == local.sha256 and earlier.size == local.size:
+    if (
+        earlier is not None
+        and earlier.sha256 == local.sha256
+        and earlier.size == local.size
+        and earlier.rev == if_rev  # the precondition is fixed when the upload is created
+    ):
         resume = earlier.url
     elif earlier is not None and earlier.url:
         with contextlib.suppress(Exception):
@@ -196,7 +201,7 @@ async def upload(
                 local.mtime_ns,
                 local.inode,
                 None,
-                None,
+                if_rev,
             ),
         )
 
@@ -229,11 +234,14 @@ async def upload(
                 on_progress=progress,
                 limiter=shared.up.take,
             )
-        except ChangedDuringUpload:
-            if url_box:
-                with contextlib.suppress(Exception):
-                    await client.terminate_upload(url_box[0])
-            journal.drop_transfer(folder_id, rel, Direction.UP)
+        except DroplineError as err:
+            # Kept for a resume only when trying again later can help (the server was
+            # unreachable); a stale precondition or a changed file starts afresh.
+            if isinstance(err, ChangedDuringUpload) or not err.retryable:
+                if url_box:
+                    with contextlib.suppress(Exception):
+                        await client.terminate_upload(url_box[0])
+                journal.drop_transfer(folder_id, rel, Direction.UP)
             raise
     shared.counters.files_uploaded += 1
     journal.drop_transfer(folder_id, rel, Direction.UP)

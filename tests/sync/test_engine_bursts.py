@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from sync.types import FolderSpec
 from tests.support.live import LiveServer
 from tests.sync.engine_helpers import (
+    FAST,
     client_for,
     eventually,
     remote_entry,
@@ -82,3 +84,29 @@ async def test_file_written_slowly_is_uploaded_once_and_whole(
         assert entry is not None
         assert entry.size == 10 * 64 * 1024 and entry.sha256 == sha(b"".join(chunks))
         assert engine.counters().files_uploaded == 1
+
+
+async def test_file_changed_during_its_upload_is_abandoned_and_sent_again(
+    tmp_path: Path, live_server: LiveServer, api_key: str
+) -> None:
+    root = tmp_path / "Dropline"
+    root.mkdir()
+    first = os.urandom(8 * 1024 * 1024)
+    second = os.urandom(6 * 1024 * 1024)
+    slow = replace(FAST, upload_limit_bps=2 * 1024 * 1024, chunk_size=1024 * 1024)
+    async with (
+        client_for(live_server.url, api_key) as sdk,
+        running_engine(
+            tmp_path / "home", live_server.url, api_key, [FolderSpec(root)], slow
+        ) as engine,
+    ):
+        await settled(engine)
+        (root / "draft.bin").write_bytes(first)
+        await eventually(lambda: engine.counters().bytes_uploaded >= 2 * 1024 * 1024)
+        (root / "draft.bin").write_bytes(second)  # saved again while going up
+        engine.set_bandwidth(None, None)
+        await eventually(lambda: engine.counters().files_uploaded == 1, timeout=60)
+        await settled(engine)
+        entry = await remote_entry(sdk, "/draft.bin")
+        assert entry is not None and entry.sha256 == sha(second)
+        assert engine.counters().files_uploaded == 1  # the first version never published

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sync.conflicts import is_conflict_copy
+from sync.remote import RemoteFeed
 from sync.transfer_primitives import upload_file
 from sync.types import AfterUpload, FolderMode, FolderSpec, LocalEdits, State
 from tests.support.live import LiveServer
@@ -232,3 +233,39 @@ async def test_restart_over_an_unchanged_tree_reads_no_file(
         (root / "d0" / "0.bin").write_bytes(b"changed")
         await settled(engine)
         assert engine.counters().bytes_hashed == len(b"changed")
+
+
+@pytest.mark.parametrize("feed_lags", [False, True])
+async def test_local_delete_never_removes_a_file_changed_on_the_server(
+    tmp_path: Path,
+    root: Path,
+    live_server: LiveServer,
+    api_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    feed_lags: bool,
+) -> None:
+    async with (
+        client_for(live_server.url, api_key) as sdk,
+        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
+    ):
+        (root / "budget.xlsx").write_bytes(b"v1")
+        await settled(engine)
+        entry = await remote_entry(sdk, "/budget.xlsx")
+        assert entry is not None
+        if feed_lags:
+            # The feed has not told us yet: the delete goes out with the old rev, the
+            # server refuses it (412), and the engine looks again.
+            async def lagging(*_args: object) -> None:
+                return None
+
+            monkeypatch.setattr(RemoteFeed, "_apply", lagging)
+        engine.pause()
+        (root / "budget.xlsx").unlink()
+        src = tmp_path / "v2"
+        src.write_bytes(b"v2 from a colleague")
+        await upload_file(sdk, src, "/budget.xlsx", if_rev=entry.rev)
+        engine.resume()
+        await eventually(lambda: (root / "budget.xlsx").exists())
+        await settled(engine)
+        assert (root / "budget.xlsx").read_bytes() == b"v2 from a colleague"
+        assert await remote_tree(sdk) == {"/budget.xlsx": sha(b"v2 from a colleague")}

@@ -96,6 +96,7 @@ class UploadState:
     metadata: str
     entry_id: str | None = None
     rev: str | None = None
+    entry: Entry | None = None  # the published entry, when this request published it
 
 
 @dataclass
@@ -550,6 +551,8 @@ class UploadService:
         if content_length is not None and content_length > length:
             raise Problem("too-large", "the body is longer than Upload-Length")
         data_follows = body is not None and (content_length is None or content_length > 0)
+        if body is not None and data_follows and content_length == length <= EARLY_CHECK_BYTES:
+            return await self._create_whole(principal, length, target, raw_metadata, body)
         early = length > EARLY_CHECK_BYTES or not data_follows or (content_length or 0) < length
         if early or self.files.hooks:
 
@@ -605,6 +608,7 @@ class UploadService:
                         raw_metadata,
                         entry.id,
                         entry.rev,
+                        entry,
                     )
 
                 def insert() -> None:
@@ -624,6 +628,124 @@ class UploadService:
                 self._live.pop(upload_id, None)
             if not persisted:
                 await asyncio.shield(self._run(_remove, self._staged_path(upload_id)))
+
+    async def _create_whole(
+        self,
+        principal: Principal,
+        length: int,
+        target: UploadTarget,
+        raw_metadata: str,
+        body: AsyncIterator[bytes],
+    ) -> UploadState:
+        """Creation-with-upload of a whole small file: the body is gathered on the event
+        loop (at most ``EARLY_CHECK_BYTES``), then checked, staged, fsynced, verified and
+        published in one trip to a worker thread instead of one trip per step."""
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in body:  # BodyCut propagates: nothing was staged
+            received += len(chunk)
+            if received > length:
+                raise Problem("too-large", "more bytes than Upload-Length leaves room for")
+            chunks.append(chunk)
+        if received != length:
+            raise Problem("bad-request", "the body is shorter than its Content-Length")
+        upload_id = uuid.uuid4().hex
+        now = time.time()
+        # Registered while it runs, so the expiry sweep leaves its staged bytes alone.
+        self._live[upload_id] = _Live(offset=0, users=1)
+        try:
+            entry = await self._run(
+                self._publish_whole, principal, upload_id, chunks, target, raw_metadata, now
+            )
+        finally:
+            self._live.pop(upload_id, None)
+        return UploadState(
+            upload_id,
+            length,
+            length,
+            now + self.expiry_seconds,
+            raw_metadata,
+            entry.id,
+            entry.rev,
+            entry,
+        )
+
+    def _publish_whole(
+        self,
+        principal: Principal,
+        upload_id: str,
+        chunks: list[bytes],
+        target: UploadTarget,
+        raw_metadata: str,
+        now: float,
+    ) -> Entry:
+        """The worker-thread half of :meth:`_create_whole` (same checks, same order, same
+        rows as an upload completed by PATCH)."""
+        length = sum(len(c) for c in chunks)
+        self.files.check(principal, "upload", target.path, length)
+        path = self._staged_path(upload_id)
+        staged = _Staged(path)
+        hasher = hashlib.sha256()
+        try:
+            staged.write(chunks, 0, (hasher,), True)
+        except BaseException:
+            _remove(path)
+            raise
+        finally:
+            staged.close()
+        digest = hasher.hexdigest()
+        if target.sha256 is not None and digest != target.sha256:
+            _remove(path)
+            record_upload_failed(
+                self.db,
+                principal,
+                upload_id,
+                target.path,
+                "integrity",
+                "the bytes do not match the declared SHA-256",
+            )
+            raise Problem(
+                "integrity",
+                f"the uploaded bytes have SHA-256 {digest}, not the declared {target.sha256}; "
+                "nothing was published and the upload was discarded",
+            )
+        blob_id = new_blob_id()
+        try:
+            self.blobs.put(blob_id, path)
+        except BaseException:
+            _remove(path)
+            raise
+
+        def record(conn: Connection, entry: Entry) -> None:
+            self._insert_row(
+                conn, principal, upload_id, length, length, target, raw_metadata, now, entry
+            )
+
+        try:
+            return self.files.publish(
+                principal,
+                target.path,
+                blob_id=blob_id,
+                size=length,
+                sha256=digest,
+                mtime=target.mtime,
+                if_rev=target.if_rev,
+                in_transaction=record,
+            )
+        except Problem as problem:
+            self.blobs.delete(blob_id)
+            record_upload_failed(
+                self.db,
+                principal,
+                upload_id,
+                target.path,
+                problem.slug,
+                problem.detail or problem.title,
+            )
+            raise
+        except BaseException:
+            self.blobs.delete(blob_id)
+            raise
 
     async def _locked(self, upload_id: str) -> _Live:
         live = self._live.setdefault(upload_id, _Live())
@@ -735,6 +857,7 @@ class UploadService:
                     state.metadata,
                     entry.id,
                     entry.rev,
+                    entry,
                 )
             return state, cut
         except Problem as problem:

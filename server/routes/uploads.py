@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import JSONResponse
 
 from server.auth import AnyPrincipal, WritePrincipal
+from server.routes.files import EntryOut
 from server.problems import Problem
 from server.uploads import (
     OFFSET_OCTET_STREAM,
@@ -22,7 +24,9 @@ from server.uploads import (
 CHECKSUM_ALGORITHMS = "sha256,sha1"
 
 
-def require_tus(tus_resumable: Annotated[str | None, Header()] = None) -> None:
+async def require_tus(tus_resumable: Annotated[str | None, Header()] = None) -> None:
+    # async: a header check is not worth a trip to the thread pool (FastAPI runs plain
+    # functions there).
     if (tus_resumable or "").strip() != TUS_VERSION:
         raise Problem(
             "tus-version",
@@ -94,7 +98,17 @@ def options(principal: AnyPrincipal, request: Request) -> Response:
     )
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        201: {
+            "model": EntryOut,
+            "description": "Created. When this request carried the whole file, it is "
+            "published and the answer holds its entry; otherwise the body is empty.",
+        }
+    },
+)
 async def create(
     principal: WritePrincipal,
     _tus: Tus,
@@ -125,6 +139,9 @@ async def create(
     headers["Location"] = f"/api/v1/uploads/{state.id}"
     if not with_data:
         del headers["Upload-Offset"]
+    if state.entry is not None:
+        # Published by this very request: the entry comes along, no GET needed.
+        return JSONResponse(state.entry.to_json(), status_code=201, headers=headers)
     return Response(status_code=201, headers=headers)
 
 

@@ -9,6 +9,7 @@ import os
 import httpx
 import pytest
 
+from server.events import events_after
 from tests.server import tus
 from tests.support.live import LiveServer
 
@@ -82,6 +83,39 @@ def test_creation_with_upload_publishes_in_one_request(client: httpx.Client) -> 
     assert client.head(r.headers["location"]).headers["dropline-entry-id"] == got["id"]
 
 
+def test_published_post_answers_with_the_entry(client: httpx.Client) -> None:
+    data = b"x" * 5000
+    r = tus.upload(client, "/answers/entry.txt", data, mtime=1700000001.25)
+    assert r.status_code == 201
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == entry(client, "/answers/entry.txt").json()
+    assert r.json()["sha256"] == tus.sha256(data)
+    assert r.json()["id"] == r.headers["dropline-entry-id"]
+    # Replacing it answers with the new revision of the same entry.
+    again = tus.upload(client, "/answers/entry.txt", b"y" * 10)
+    assert again.json()["id"] == r.json()["id"]
+    assert again.json()["rev"] == again.headers["dropline-rev"] != r.json()["rev"]
+    assert again.json()["size"] == 10
+
+
+def test_unfinished_post_answers_without_a_body(client: httpx.Client) -> None:
+    r = tus.create(client, 10, path="/answers/later.txt")
+    assert r.status_code == 201
+    assert r.content == b""
+    part = client.post(
+        "/api/v1/uploads",
+        headers={
+            "Upload-Length": "10",
+            "Upload-Metadata": tus.metadata(path="/answers/part.txt"),
+            "Content-Type": tus.OCTETS,
+        },
+        content=b"12345",
+    )
+    assert part.status_code == 201
+    assert part.content == b""
+    assert "dropline-entry-id" not in part.headers
+
+
 def test_creation_with_partial_body_continues_with_patch(client: httpx.Client) -> None:
     data = os.urandom(5000)
     r = client.post(
@@ -106,6 +140,7 @@ def test_zero_length_upload_is_published_by_the_post(client: httpx.Client) -> No
     assert r.status_code == 201
     assert "dropline-entry-id" in r.headers
     got = entry(client, "/empty.txt").json()
+    assert r.json() == got
     assert got["size"] == 0
     assert got["sha256"] == hashlib.sha256(b"").hexdigest()
 
@@ -270,6 +305,42 @@ def test_declared_sha256_mismatch_publishes_nothing(
     assert entry(client, "/lie.txt").status_code == 404
     assert client.head(location).status_code == 404
     assert staged_files(live_server) == []
+
+
+def blob_files(live: LiveServer) -> list[str]:
+    return sorted(p.name for p in live.settings.blob_dir.rglob("*") if p.is_file())
+
+
+def failed_events(live: LiveServer) -> list[dict[str, object]]:
+    with live.app.state.db.read() as conn:  # type: ignore[attr-defined]
+        return [e["payload"] for e in events_after(conn) if e["type"] == "upload.failed"]
+
+
+def test_whole_post_with_the_wrong_sha256_keeps_nothing(
+    client: httpx.Client, live_server: LiveServer
+) -> None:
+    r = tus.upload(client, "/lie-in-one.txt", b"fake", sha256=tus.sha256(b"true"))
+    assert r.status_code == 422
+    assert r.json()["type"].endswith("/integrity")
+    assert entry(client, "/lie-in-one.txt").status_code == 404
+    assert staged_files(live_server) == []
+    assert blob_files(live_server) == []
+    assert client.get("/api/v1/changes").json()["changes"] == []
+    [failed] = failed_events(live_server)
+    assert failed["path"] == "/lie-in-one.txt"
+    assert failed["code"] == "integrity"
+
+
+def test_whole_post_refused_at_publish_removes_its_blob(
+    client: httpx.Client, live_server: LiveServer
+) -> None:
+    assert tus.upload(client, "/taken.txt", b"first").status_code == 201
+    r = tus.upload(client, "/taken.txt", b"second", if_rev="none")
+    assert r.status_code == 412
+    assert content(client, "/taken.txt") == b"first"
+    assert staged_files(live_server) == []
+    assert len(blob_files(live_server)) == 1
+    assert [f["code"] for f in failed_events(live_server)] == ["precondition-failed"]
 
 
 def test_if_rev_none_only_creates(client: httpx.Client) -> None:

@@ -38,6 +38,7 @@ PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
 START = "<!-- bench:server:start -->"
 END = "<!-- bench:server:end -->"
 READ = 4 * MIB
+PARTS = ("peers", "big", "down", "me", "small")
 
 
 @dataclass
@@ -451,160 +452,88 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="big transfers: median of N runs")
     parser.add_argument("--no-write", action="store_true", help="print, do not update the doc")
     parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument(
+        "--profile-dir", type=Path, default=None, help="keep py-spy's raw profiles here"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run (default all: {','.join(PARTS)}); "
+        "a partial run never writes the doc",
+    )
     args = parser.parse_args(argv)
+    parts = {p.strip() for p in args.only.split(",") if p.strip()}
+    if not parts <= set(PARTS):
+        parser.error(f"unknown part(s): {', '.join(sorted(parts - set(PARTS)))}")
+    if parts != set(PARTS):
+        args.no_write = True
 
     work = Path(tempfile.mkdtemp(prefix="dropline-bench-", dir=args.work_dir))
     size = args.size_mib * MIB
     rows: list[Row] = []
     server: Server | None = None
+    profiles = args.profile_dir or work
+    profiles.mkdir(parents=True, exist_ok=True)
+    profile_raw = profiles / "profile-big.txt"
+    profile_small_raw = profiles / "profile-small.txt"
     try:
         big = work / "big.bin"
+        needs_big = bool(parts & {"peers", "big", "down"})
         print(
-            f"generating {args.size_mib} MiB and {args.small} small files in {work}",
+            f"generating {args.size_mib if needs_big else 0} MiB and {args.small} small files "
+            f"in {work}",
             file=sys.stderr,
         )
-        make_big_file(big, size)
+        if needs_big:
+            make_big_file(big, size)
+            drop_cache(big)
         small_files = make_small_files(work / "small", args.small, args.small_kib * 1024)
-        drop_cache(big)
 
-        sha_s = statistics.median(timed(["sha256sum", str(big)]) for _ in range(args.runs))
-        rows.append(Row("`sha256sum` of the big file", sha_s, size, "MiB/s", note="peer"))
-        hl_s = statistics.median(hashlib_seconds(big) for _ in range(args.runs))
-        rows.append(Row("hashlib SHA-256, one core", hl_s, size, "MiB/s", note="peer: the ceiling"))
-        cp_runs = []
-        for i in range(args.runs):
-            cp_runs.append(timed(["cp", str(big), str(work / f"copy{i}.bin")]))
-        rows.append(
-            Row("`cp` of the big file", statistics.median(cp_runs), size, "MiB/s", note="peer")
-        )
-        blocks = max(1, size // (16 * MIB))
-        dd_cmd = [
-            "dd",
-            "if=/dev/zero",
-            f"of={work / 'dd.bin'}",
-            "bs=16M",
-            f"count={blocks}",
-            "conv=fsync",
-            "status=none",
-        ]
-        dd_s = statistics.median(timed(dd_cmd) for _ in range(args.runs))
-        rows.append(
-            Row(
-                "`dd conv=fsync`, same size",
-                dd_s,
-                blocks * 16 * MIB,
-                "MiB/s",
-                note="peer: the disk's durable write speed",
-            )
-        )
-        cp_small = timed(["cp", "-r", str(work / "small"), str(work / "small-copy")])
-        rows.append(
-            Row(
-                f"`cp -r` of {args.small:,} small files",
-                cp_small,
-                args.small,
-                "files/s",
-                note="peer",
-            )
-        )
+        if "peers" in parts:
+            rows += peer_rows(work, big, size, args.small, args.runs)
 
         data_dir = work / "server"
         key = create_key(data_dir)
         server = Server(data_dir)
-        profile_raw = work / "profile-big.txt"
 
-        for label, checksum in (
-            ("whole-file hash both ends", False),
-            ("+ sha256 Upload-Checksum per chunk", True),
-        ):
-            results = []
-            for run in range(args.runs):
-                profiler = (
-                    start_profile(server.proc.pid, profile_raw)
-                    if (run == 0 and not checksum)
-                    else None
-                )
-                s0, c0 = server.cpu(), client_cpu()
-                seconds, mine, theirs = upload_big(
-                    server.url,
-                    key,
-                    big,
-                    f"/big/run-{label[:5]}-{run}.bin",
-                    args.chunk_mib * MIB,
-                    checksum,
-                )
-                stop_profile(profiler)
-                if mine != theirs:
-                    raise SystemExit("bench: the server's sha256 differs from the client's")
-                results.append((seconds, server.cpu() - s0, client_cpu() - c0))
-            seconds, s_cpu, c_cpu = sorted(results)[len(results) // 2]
+        if "big" in parts:
+            rows += big_upload_rows(server, key, big, size, args, profile_raw)
+        if "down" in parts:
+            rows += download_rows(server, key, big, size, args, uploaded="big" in parts)
+
+        if "me" in parts:
+            me_count = 2000
+            s0, c0 = server.cpu(), client_cpu()
+            seconds = asyncio.run(get_me(server.url, key, me_count, args.concurrency))
             rows.append(
                 Row(
-                    f"{args.size_mib} MiB up, tus, {args.chunk_mib} MiB PATCHes, {label}",
+                    f"{me_count:,} authenticated `GET /api/v1/me`, {args.concurrency} concurrent",
                     seconds,
-                    size,
-                    "MiB/s",
-                    s_cpu,
-                    c_cpu,
+                    me_count,
+                    "requests/s",
+                    server.cpu() - s0,
+                    client_cpu() - c0,
+                    note="the request stack's ceiling",
                 )
             )
 
-        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as c:
-            entry_id = c.get("/api/v1/metadata", params={"path": "/big/run-whole-0.bin"}).json()[
-                "id"
-            ]
-        expected = hashlib.sha256(big.read_bytes()).hexdigest()
-        for label, write in (
-            ("client hashing", False),
-            ("client hashing and writing (fsync)", True),
-        ):
-            results = []
-            for run in range(args.runs):
-                s0, c0 = server.cpu(), client_cpu()
-                dest = work / f"down{run}.bin" if write else None
-                seconds, digest = download_big(server.url, key, entry_id, dest)
-                if digest != expected:
-                    raise SystemExit("bench: downloaded bytes differ")
-                results.append((seconds, server.cpu() - s0, client_cpu() - c0))
-                if dest is not None:
-                    dest.unlink()
-            seconds, s_cpu, c_cpu = sorted(results)[len(results) // 2]
+        if "small" in parts:
+            profiler = start_profile(server.proc.pid, profile_small_raw)
+            s0, c0 = server.cpu(), client_cpu()
+            seconds = asyncio.run(upload_small(server.url, key, small_files, args.concurrency))
+            stop_profile(profiler)
             rows.append(
-                Row(f"{args.size_mib} MiB down, {label}", seconds, size, "MiB/s", s_cpu, c_cpu)
+                Row(
+                    f"{args.small:,} uploads of {args.small_kib} KiB, {args.concurrency} "
+                    "concurrent, one POST each",
+                    seconds,
+                    args.small,
+                    "files/s",
+                    server.cpu() - s0,
+                    client_cpu() - c0,
+                    note="fsync per file",
+                )
             )
-
-        me_count = 2000
-        s0, c0 = server.cpu(), client_cpu()
-        seconds = asyncio.run(get_me(server.url, key, me_count, args.concurrency))
-        rows.append(
-            Row(
-                f"{me_count:,} authenticated `GET /api/v1/me`, {args.concurrency} concurrent",
-                seconds,
-                me_count,
-                "requests/s",
-                server.cpu() - s0,
-                client_cpu() - c0,
-                note="the request stack's ceiling",
-            )
-        )
-
-        profile_small_raw = work / "profile-small.txt"
-        profiler = start_profile(server.proc.pid, profile_small_raw)
-        s0, c0 = server.cpu(), client_cpu()
-        seconds = asyncio.run(upload_small(server.url, key, small_files, args.concurrency))
-        stop_profile(profiler)
-        rows.append(
-            Row(
-                f"{args.small:,} uploads of {args.small_kib} KiB, {args.concurrency} "
-                "concurrent, one POST each",
-                seconds,
-                args.small,
-                "files/s",
-                server.cpu() - s0,
-                client_cpu() - c0,
-                note="fsync per file",
-            )
-        )
 
         load = Path("/proc/loadavg").read_text().split()[0]
         meta_line = (
@@ -625,6 +554,110 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server is not None:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def peer_rows(work: Path, big: Path, size: int, small: int, runs: int) -> list[Row]:
+    rows: list[Row] = []
+    sha_s = statistics.median(timed(["sha256sum", str(big)]) for _ in range(runs))
+    rows.append(Row("`sha256sum` of the big file", sha_s, size, "MiB/s", note="peer"))
+    hl_s = statistics.median(hashlib_seconds(big) for _ in range(runs))
+    rows.append(Row("hashlib SHA-256, one core", hl_s, size, "MiB/s", note="peer: the ceiling"))
+    cp_runs = [timed(["cp", str(big), str(work / f"copy{i}.bin")]) for i in range(runs)]
+    rows.append(Row("`cp` of the big file", statistics.median(cp_runs), size, "MiB/s", note="peer"))
+    for i in range(runs):
+        (work / f"copy{i}.bin").unlink()
+    blocks = max(1, size // (16 * MIB))
+    dd_cmd = [
+        "dd",
+        "if=/dev/zero",
+        f"of={work / 'dd.bin'}",
+        "bs=16M",
+        f"count={blocks}",
+        "conv=fsync",
+        "status=none",
+    ]
+    dd_s = statistics.median(timed(dd_cmd) for _ in range(runs))
+    (work / "dd.bin").unlink()
+    rows.append(
+        Row(
+            "`dd conv=fsync`, same size",
+            dd_s,
+            blocks * 16 * MIB,
+            "MiB/s",
+            note="peer: the disk's durable write speed",
+        )
+    )
+    cp_small = timed(["cp", "-r", str(work / "small"), str(work / "small-copy")])
+    rows.append(Row(f"`cp -r` of {small:,} small files", cp_small, small, "files/s", note="peer"))
+    return rows
+
+
+def big_upload_rows(
+    server: Server, key: str, big: Path, size: int, args: argparse.Namespace, profile_raw: Path
+) -> list[Row]:
+    rows: list[Row] = []
+    for label, checksum in (
+        ("whole-file hash both ends", False),
+        ("+ sha256 Upload-Checksum per chunk", True),
+    ):
+        results = []
+        for run in range(args.runs):
+            profiler = (
+                start_profile(server.proc.pid, profile_raw) if (run == 0 and not checksum) else None
+            )
+            s0, c0 = server.cpu(), client_cpu()
+            seconds, mine, theirs = upload_big(
+                server.url,
+                key,
+                big,
+                f"/big/run-{label[:5]}-{run}.bin",
+                args.chunk_mib * MIB,
+                checksum,
+            )
+            stop_profile(profiler)
+            if mine != theirs:
+                raise SystemExit("bench: the server's sha256 differs from the client's")
+            results.append((seconds, server.cpu() - s0, client_cpu() - c0))
+        seconds, s_cpu, c_cpu = sorted(results)[len(results) // 2]
+        rows.append(
+            Row(
+                f"{args.size_mib} MiB up, tus, {args.chunk_mib} MiB PATCHes, {label}",
+                seconds,
+                size,
+                "MiB/s",
+                s_cpu,
+                c_cpu,
+            )
+        )
+    return rows
+
+
+def download_rows(
+    server: Server, key: str, big: Path, size: int, args: argparse.Namespace, uploaded: bool
+) -> list[Row]:
+    if not uploaded:
+        upload_big(server.url, key, big, "/big/run-whole-0.bin", args.chunk_mib * MIB, False)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as c:
+        entry_id = c.get("/api/v1/metadata", params={"path": "/big/run-whole-0.bin"}).json()["id"]
+    expected = hashlib.sha256(big.read_bytes()).hexdigest()
+    rows: list[Row] = []
+    for label, write in (
+        ("client hashing", False),
+        ("client hashing and writing (fsync)", True),
+    ):
+        results = []
+        for run in range(args.runs):
+            s0, c0 = server.cpu(), client_cpu()
+            dest = big.with_name(f"down{run}.bin") if write else None
+            seconds, digest = download_big(server.url, key, entry_id, dest)
+            if digest != expected:
+                raise SystemExit("bench: downloaded bytes differ")
+            results.append((seconds, server.cpu() - s0, client_cpu() - c0))
+            if dest is not None:
+                dest.unlink()
+        seconds, s_cpu, c_cpu = sorted(results)[len(results) // 2]
+        rows.append(Row(f"{args.size_mib} MiB down, {label}", seconds, size, "MiB/s", s_cpu, c_cpu))
+    return rows
 
 
 if __name__ == "__main__":

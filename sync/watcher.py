@@ -17,6 +17,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -50,6 +51,7 @@ EVENT_FILTER = [
     DirMovedEvent,
 ]
 OBSERVER_TIMEOUT = 300.0
+NEW_DIR_WINDOW = 2.0  # seconds after a folder appears in which its files count as found
 WATCHDOG_LOGGERS = ("watchdog.observers.inotify", "watchdog.observers.inotify_c")
 
 
@@ -110,20 +112,38 @@ _expected_dirs: dict[FolderWatcher, int] = {}
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: FolderWatcher) -> None:
         self.watcher = watcher
+        # Folders that just appeared: watchdog reports the files it finds in them as
+        # created, but their close may have happened before the watch existed.
+        self._new_dirs: dict[str, float] = {}
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         w = self.watcher
         if isinstance(event, FileCreatedEvent):
-            # A synthetic create is a file found in a folder that just appeared: its
-            # close happened before the watch existed, so none will follow.
-            w.push(event.src_path, Kind.DONE if event.is_synthetic else Kind.WRITING)
+            src = os.fsdecode(event.src_path)
+            found = event.is_synthetic or self._is_new_dir(os.path.dirname(src))
+            # A file found in a new folder is not held for a close that may never come;
+            # the settling window and the re-check during upload cover a late writer.
+            w.push(src, Kind.DONE if found else Kind.WRITING)
         elif isinstance(event, FileMovedEvent | DirMovedEvent):
             w.push(event.src_path, Kind.DONE)
             w.push(event.dest_path, Kind.DONE)
         elif isinstance(event, FileClosedEvent):
             w.push(event.src_path, Kind.CLOSED)
-        elif isinstance(event, FileDeletedEvent | DirCreatedEvent | DirDeletedEvent):
+        elif isinstance(event, DirCreatedEvent):
+            self._remember_dir(os.fsdecode(event.src_path))
             w.push(event.src_path, Kind.DONE)
+        elif isinstance(event, FileDeletedEvent | DirDeletedEvent):
+            w.push(event.src_path, Kind.DONE)
+
+    def _remember_dir(self, path: str) -> None:
+        now = time.monotonic()
+        if len(self._new_dirs) > 1000:
+            self._new_dirs = {p: t for p, t in self._new_dirs.items() if now - t < NEW_DIR_WINDOW}
+        self._new_dirs[path] = now
+
+    def _is_new_dir(self, path: str) -> bool:
+        seen = self._new_dirs.get(path)
+        return seen is not None and time.monotonic() - seen < NEW_DIR_WINDOW
 
 
 class FolderWatcher:

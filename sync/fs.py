@@ -213,11 +213,6 @@ def remove_empty_dir(root: Path, rel: str) -> bool:
     return True
 
 
-def set_mtime(root: Path, rel: str, mtime: float) -> None:
-    ns = int(mtime * 1e9)
-    os.utime(abspath(root, rel), ns=(ns, ns))
-
-
 def case_sensitive(root: Path) -> bool:
     """Probe the folder's file system: can ``a`` and ``A`` be two files?"""
     probe = root / ENGINE_DIR / f"case-probe-{uuid.uuid4().hex}"

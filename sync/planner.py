@@ -171,9 +171,6 @@ class Plan:
     deferred: list[str] = field(default_factory=list)  # plan these again after this plan ran
     mass_delete: Problem | None = None  # set: nothing in ``actions`` may run; pause the folder
 
-    def phase(self, n: int) -> list[Action]:
-        return [a for a in self.actions if _phase(a) == n]
-
 
 def _phase(action: Action) -> int:
     if isinstance(action, RecordBase):

@@ -14,7 +14,7 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -110,38 +110,6 @@ def walk(
             rel = fs.join(directory, name)
             if not ignore.ignored(rel, base.is_dir):
                 yield from _gone(rel, base, index)
-
-
-def scan_paths(
-    root: Path, index: BaseIndex, ignore: IgnoreRules, paths: Iterable[str]
-) -> Iterator[ScanResult]:
-    """Look at specific paths (from the watcher); a folder among them is walked whole,
-    since a folder moved in arrives as one event."""
-    seen: set[str] = set()
-    for rel in sorted(paths):
-        if rel in seen or not rel or ignore.ignored_any(rel):
-            continue
-        seen.add(rel)
-        base = index.get(rel)
-        try:
-            st = fs.stat(root, rel)
-        except fs.NotRegularError:
-            continue
-        except OSError as exc:
-            yield ScanResult(rel, None, base, exc.strerror or str(exc))
-            continue
-        if st is None:
-            if base is not None:
-                yield from _gone(rel, base, index)
-            continue
-        local = _local(st, base)
-        if local is not None:
-            yield ScanResult(rel, local, base)
-        if st.is_dir:
-            yield from walk(root, index, ignore, rel)
-        elif base is not None and base.is_dir:
-            for p, b in sorted(index.descendants(rel).items()):
-                yield ScanResult(p, None, b)
 
 
 def hash_file(

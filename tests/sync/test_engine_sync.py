@@ -115,3 +115,28 @@ async def test_remote_changes_reach_the_folder(
         await settled(engine)
         assert local_tree(root) == {}
         assert engine.counters().files_uploaded == 0
+
+
+async def test_folder_moved_in_from_outside_goes_up_whole(
+    tmp_path: Path, live_server: LiveServer, api_key: str
+) -> None:
+    root = tmp_path / "Dropline"
+    root.mkdir()
+    outside = tmp_path / "Desktop" / "project"
+    (outside / "src").mkdir(parents=True)
+    (outside / "README").write_bytes(b"readme")
+    (outside / "src" / "main.py").write_bytes(b"print()")
+    async with (
+        client_for(live_server.url, api_key) as sdk,
+        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
+    ):
+        await settled(engine)
+        os.rename(outside, root / "project")  # one event for the whole tree
+        await eventually(lambda: engine.counters().files_uploaded == 2)
+        await settled(engine)
+        assert await remote_tree(sdk) == {
+            "/project": None,
+            "/project/README": sha(b"readme"),
+            "/project/src": None,
+            "/project/src/main.py": sha(b"print()"),
+        }

@@ -14,7 +14,7 @@ from sync import fs
 from sync.ignore import IgnoreRules
 from sync.journal import Journal
 from sync.planner import Base
-from sync.scanner import FileBusyError, ScanResult, hash_file, scan_paths, walk
+from sync.scanner import FileBusyError, ScanResult, hash_file, walk
 
 
 def record(j: Journal, fid: int, root: Path, rel: str, sha: str | None = "x") -> None:
@@ -75,25 +75,6 @@ def test_deleted_folder_reports_everything_below_it(tree: tuple[Path, Journal, i
     (root / "docs").rmdir()
     got = paths(list(walk(root, j.base_reader(fid), IgnoreRules())))
     assert got == {p: "gone" for p in ["docs", "docs/b.txt", "docs/deep", "docs/deep/c.txt"]}
-
-
-def test_folder_moved_in_is_walked_whole(tree: tuple[Path, Journal, int]) -> None:
-    root, j, fid = tree
-    incoming = root.parent / "outside"
-    (incoming / "sub").mkdir(parents=True)
-    (incoming / "sub" / "x.txt").write_text("x")
-    os.rename(incoming, root / "moved-in")
-    got = paths(list(scan_paths(root, j.base_reader(fid), IgnoreRules(), ["moved-in"])))
-    assert got == {"moved-in": "new", "moved-in/sub": "new", "moved-in/sub/x.txt": "new"}
-
-
-def test_scan_paths_reports_a_vanished_folder_with_its_contents(
-    tree: tuple[Path, Journal, int],
-) -> None:
-    root, j, fid = tree
-    os.rename(root / "docs", root.parent / "elsewhere")
-    got = paths(list(scan_paths(root, j.base_reader(fid), IgnoreRules(), ["docs", ".dropline/x"])))
-    assert set(got) == {"docs", "docs/b.txt", "docs/deep", "docs/deep/c.txt"}
 
 
 def test_hash_file_reads_the_content_and_counts_bytes(tree: tuple[Path, Journal, int]) -> None:

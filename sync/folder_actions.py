@@ -200,7 +200,7 @@ async def _act(
                 a.path,
                 "conflict",
                 "This file was changed in two places.",
-                f"Both versions were kept; yours is now {a.copy!r}.",
+                f"Both versions were kept; yours is now {planner.shown(a.copy)}.",
                 related=(a.path, a.copy),
             )
     except Exception as exc:  # every failure becomes an issue or a retry
@@ -273,7 +273,12 @@ def _failed(folder: FolderLoop, path: str, exc: BaseException) -> None:
         )
     else:
         log.error("folder %s: %s failed", folder.root, path, exc_info=exc)
-        folder.retry_later(path, "internal", f"Unexpected error: {exc!r}", "It is tried again.")
+        folder.retry_later(
+            path,
+            "internal",
+            f"Unexpected error ({type(exc).__name__}): {exc}",
+            "It is tried again.",
+        )
 
 
 # -- transfers in the background --------------------------------------------------

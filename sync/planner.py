@@ -188,6 +188,16 @@ def _depth(path: str) -> int:
     return path.count("/")
 
 
+def shown(name: str) -> str:
+    """A name as a person should read it in a message: in quotes, backslashes as they
+    are, and only characters that cannot be printed spelled out (``\\x01``)."""
+    visible = "".join(
+        c if c.isprintable() else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+        for c in name
+    )
+    return f"\u201c{visible}\u201d"
+
+
 def invalid_name_reason(name: str) -> str | None:
     """Why the server would refuse ``name`` (mirrors docs/api.md), or None."""
     if name in ("", ".", ".."):
@@ -547,7 +557,7 @@ def plan(
                 Problem(
                     s.path,
                     "invalid-name",
-                    f"The name {name!r} {reason}; the server cannot store it.",
+                    f"The name {shown(name)} {reason}; the server cannot store it.",
                     "Rename the file; it is synced as soon as its name is valid.",
                 )
             )
@@ -578,8 +588,8 @@ def plan(
                         Problem(
                             s.path,
                             "case-clash",
-                            f"The server has both {s.path!r} and {other!r}; this disk cannot "
-                            "hold names that differ only in case.",
+                            f"The server has both {shown(s.path)} and {shown(other)}; "
+                            "this disk cannot hold names that differ only in case.",
                             "Rename one of them on the server.",
                             (other,),
                         )

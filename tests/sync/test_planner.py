@@ -195,6 +195,20 @@ def test_names_the_server_cannot_take_become_problems(name: str) -> None:
     assert [x.kind for x in p.problems] == ["invalid-name"]
 
 
+def test_problem_messages_show_names_as_typed() -> None:
+    p = plan(
+        [
+            PathState("Q4 plan\\draft.docx", None, local(), None),
+            PathState("a\x01b", None, local(), None),
+        ],
+        now=NOW,
+    )
+    messages = {x.path: x.message for x in p.problems}
+    # One backslash, as typed; a control character spelled out rather than printed.
+    assert messages["Q4 plan\\draft.docx"].startswith("The name \u201cQ4 plan\\draft.docx\u201d ")
+    assert messages["a\x01b"].startswith("The name \u201ca\\x01b\u201d ")
+
+
 def test_children_of_an_invalid_folder_are_skipped_with_it() -> None:
     states = [
         PathState("a\\b", None, local(d=True), None),

@@ -133,7 +133,7 @@ def test_refused_name_is_an_issue_and_clears_after_rename_and_retry(
     window = app.issues_window()
     issue = window.selected_issue()
     assert issue is not None and issue["kind"] == "invalid-name"
-    assert "\\" in window.detail_message.text()
+    assert "\u201cQ4 plan\\draft.docx\u201d" in window.detail_message.text()
     assert window.detail_hint.text()
 
     bad.rename(folders["/Reports"] / "Q4 plan - draft.docx")

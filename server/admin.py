@@ -19,6 +19,7 @@ from server.db import Database
 from server.identity import (
     ALL_SCOPES,
     DEFAULT_KEY_LIFETIME_SECONDS,
+    TENANT_WIDE_SCOPES,
     Identity,
     IdentityError,
     hash_password,
@@ -288,8 +289,10 @@ class Admin:
         """A new key; returns its description and the key itself (shown once)."""
         user = self.get_user(actor, user_id)
         scopes = _check_scopes(scopes)
-        if {"admin", "audit:read"} & set(scopes) and not user["is_admin"]:
-            raise Refused("admin and audit:read keys are only for admin users")
+        if set(TENANT_WIDE_SCOPES) & set(scopes) and not user["is_admin"]:
+            raise Refused(
+                f"{', '.join(TENANT_WIDE_SCOPES)} keys see the whole tenant: only for admin users"
+            )
         if expires_in is not None and expires_in <= 0:
             raise Refused("expires_in must be positive")
         key_id, key = self.identity.create_api_key(

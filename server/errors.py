@@ -52,7 +52,9 @@ def install(app: FastAPI) -> None:
             {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
             for e in exc.errors()
         ]
-        return problem_response(Problem("validation", "the request is invalid", errors=errors), request)
+        return problem_response(
+            Problem("validation", "the request is invalid", errors=errors), request
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

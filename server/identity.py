@@ -25,6 +25,9 @@ from server.db import Database
 KEY_PREFIX = "dlk_"
 DEFAULT_KEY_SCOPES = ("files:read", "files:write")
 ALL_SCOPES = ("files:read", "files:write", "transfers", "webhooks", "audit:read", "admin")
+# Webhook subscriptions receive every user's file events and audit:read every user's
+# audit rows, so these scopes go to tenant administrators only.
+TENANT_WIDE_SCOPES = ("webhooks", "audit:read", "admin")
 DEFAULT_KEY_LIFETIME_SECONDS = 90 * 24 * 3600
 
 _hasher = PasswordHasher()
@@ -87,7 +90,9 @@ class Identity:
         if not name:
             raise IdentityError("tenant name must not be empty")
         with self.db.write() as conn:
-            if conn.execute(select(schema.tenants.c.id).where(schema.tenants.c.name == name)).first():
+            if conn.execute(
+                select(schema.tenants.c.id).where(schema.tenants.c.name == name)
+            ).first():
                 raise IdentityError(f"tenant {name!r} already exists")
             tenant_id = str(uuid.uuid4())
             conn.execute(
@@ -104,7 +109,9 @@ class Identity:
             raise IdentityError(f"no tenant named {name!r}")
         return str(row.id)
 
-    def create_user(self, tenant: str, email: str, password: str | None, admin: bool = False) -> str:
+    def create_user(
+        self, tenant: str, email: str, password: str | None, admin: bool = False
+    ) -> str:
         tenant_id = self.tenant_id(tenant)
         email = email.strip().lower()
         if "@" not in email or len(email) > 320:
@@ -155,7 +162,9 @@ class Identity:
         """Create a key; returns ``(key_id, plaintext)``. The plaintext is never stored."""
         unknown = sorted(set(scopes) - set(ALL_SCOPES))
         if unknown:
-            raise IdentityError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(ALL_SCOPES)}")
+            raise IdentityError(
+                f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(ALL_SCOPES)}"
+            )
         tenant_id = self.tenant_id(tenant)
         user_id = self.user_id(tenant_id, email)
         lookup = secrets.token_hex(8)
@@ -186,11 +195,9 @@ class Identity:
             return None
         with self.db.read() as conn:
             row = conn.execute(
-                select(
-                    schema.api_keys, schema.users.c.is_active
-                ).join(schema.users, schema.users.c.id == schema.api_keys.c.user_id).where(
-                    schema.api_keys.c.lookup == lookup
-                )
+                select(schema.api_keys, schema.users.c.is_active)
+                .join(schema.users, schema.users.c.id == schema.api_keys.c.user_id)
+                .where(schema.api_keys.c.lookup == lookup)
             ).first()
         if row is None or not hmac.compare_digest(row.secret_hash, _secret_hash(secret)):
             return None

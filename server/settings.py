@@ -173,4 +173,4 @@ class Settings:
         return replace(base, **given)
 
 
-__all__ = ["Settings", "default_data_dir", "_env_bool"]
+__all__ = ["Settings", "default_data_dir"]

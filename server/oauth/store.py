@@ -21,10 +21,13 @@ from sqlalchemy import Connection, select, update
 
 from server import schema
 from server.db import Database
+from server.identity import TENANT_WIDE_SCOPES
 
 FIRST_PARTY_CLIENT = "dropline-desktop"
-USER_SCOPES = ("files:read", "files:write", "transfers", "webhooks")
-ADMIN_SCOPES = ("audit:read", "admin")
+USER_SCOPES = ("files:read", "files:write", "transfers")
+# Scopes that see the whole tenant (every user's audit rows and file events): only
+# tenant administrators get them.
+ADMIN_SCOPES = TENANT_WIDE_SCOPES
 ALL_SCOPES = USER_SCOPES + ADMIN_SCOPES
 DEFAULT_SCOPE = "files:read files:write"
 CODE_SECONDS = 60

@@ -156,8 +156,11 @@ def test_admin_scopes_only_for_admin_users(live_server: LiveServer, admin: httpx
     user = admin.post(
         "/api/v1/admin/users", json={"email": "u@acme.example", "password": "long enough"}
     ).json()
-    r = admin.post("/api/v1/admin/api-keys", json={"user_id": user["id"], "scopes": ["admin"]})
-    assert r.status_code == 400 and "only for admin users" in r.json()["detail"]
+    for tenant_wide in ("admin", "audit:read", "webhooks"):
+        r = admin.post(
+            "/api/v1/admin/api-keys", json={"user_id": user["id"], "scopes": [tenant_wide]}
+        )
+        assert r.status_code == 400 and "only for admin users" in r.json()["detail"]
     bad = admin.post("/api/v1/admin/api-keys", json={"user_id": user["id"], "scopes": ["root"]})
     assert bad.status_code == 400 and "unknown scope" in bad.json()["detail"]
 

@@ -80,8 +80,8 @@ def test_state_comes_back_unchanged(live_server: LiveServer, alice: str) -> None
     assert done.headers["location"].startswith(listener.redirect_uri + "?")
 
 
-def test_non_admin_cannot_obtain_admin_scope(live_server: LiveServer, alice: str) -> None:
-    tokens = pkce_tokens(live_server.url, alice, scope="files:read admin audit:read")
+def test_non_admin_cannot_obtain_tenant_wide_scopes(live_server: LiveServer, alice: str) -> None:
+    tokens = pkce_tokens(live_server.url, alice, scope="files:read admin audit:read webhooks")
     assert tokens["scope"] == "files:read"
 
 

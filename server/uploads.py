@@ -16,14 +16,9 @@ offset is recorded, so the offset ``HEAD`` reports is always durable.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import contextlib
 import contextvars
 import hashlib
 import logging
-import math
-import os
 import re
 import time
 import uuid
@@ -41,48 +36,50 @@ from server.db import Database
 from server.file_events import record_upload_failed
 from server.files import Entry, FileService
 from server.identity import Principal
-from server.names import join_path, normalize_name, normalize_path
 from server.problems import Problem
+from server.staging import StagedFile, rehash_staged, remove_quietly
+from server.tus import (
+    CHECKSUMS,
+    OFFSET_OCTET_STREAM,
+    TUS_EXTENSIONS,
+    TUS_VERSION,
+    UploadTarget,
+    parse_checksum,
+    parse_metadata,
+    parse_number,
+    parse_repr_digest,
+    target_from_metadata,
+)
 
 log = logging.getLogger(__name__)
-
-TUS_VERSION = "1.0.0"
-TUS_EXTENSIONS = "creation,creation-with-upload,checksum,termination,expiration"
-CHECKSUMS: dict[str, Callable[[], Any]] = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
-OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 
 # Body bytes gathered before one write+hash off the loop. Measured on 1 GiB: 1 MiB
 # pieces cost about 1.7 s of server CPU, 4 MiB 2.6 s and 16 MiB 3.5 s: small pieces
 # are still in the CPU cache when they are hashed after being written.
 PIECE_SIZE = 1024 * 1024
 MAX_PIECES = 512  # below IOV_MAX (1024) for one pwritev, even with tiny ASGI chunks
-REHASH_READ = 4 * 1024 * 1024
 LOCK_WAIT_SECONDS = 10.0  # how long a request waits for another one on the same upload
 EARLY_CHECK_BYTES = 1024 * 1024  # above this, preconditions are checked before any byte
-MAX_METADATA_CHARS = 16 * 1024
-MAX_NUMBER_DIGITS = 19
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
-_REV = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 U = schema.uploads
 _INSERT_UPLOAD = U.insert()  # built once: its compiled form is reused
 T = TypeVar("T")
 
+__all__ = [
+    "OFFSET_OCTET_STREAM",
+    "TUS_EXTENSIONS",
+    "TUS_VERSION",
+    "BodyCut",
+    "UploadService",
+    "UploadState",
+    "UploadTarget",
+]
+
 
 class BodyCut(Exception):
     """The client went away in the middle of the request body."""
-
-
-@dataclass(frozen=True, slots=True)
-class UploadTarget:
-    """What ``Upload-Metadata`` asked for."""
-
-    path: str
-    sha256: str | None = None
-    mtime: float | None = None
-    if_rev: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,156 +104,6 @@ class _Live:
     hasher: Any = None  # hashlib object covering bytes [0, offset); None: rebuild from disk
     offset: int = -1
     users: int = 0  # requests holding or waiting for the lock; forgotten only at zero
-
-
-# -- header parsing ------------------------------------------------------------
-
-
-def parse_number(value: str | None, header: str) -> int | None:
-    if value is None:
-        return None
-    text = value.strip()
-    if not text or not text.isascii() or not text.isdigit() or len(text) > MAX_NUMBER_DIGITS:
-        raise Problem("bad-request", f"{header} must be a non-negative integer")
-    return int(text)
-
-
-def parse_metadata(raw: str | None) -> dict[str, str]:
-    """``Upload-Metadata``: comma-separated ``key base64(value)`` pairs (value optional)."""
-    if raw is None or not raw.strip():
-        return {}
-    if len(raw) > MAX_METADATA_CHARS:
-        raise Problem("bad-request", "Upload-Metadata is too long")
-    result: dict[str, str] = {}
-    for pair in raw.split(","):
-        pair = pair.strip()
-        if not pair:
-            continue
-        key, _, encoded = pair.partition(" ")
-        if not key.isascii() or not key.isprintable() or key in result:
-            raise Problem("bad-request", f"Upload-Metadata has a bad or repeated key {key!r}")
-        try:
-            value = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            raise Problem(
-                "bad-request", f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text"
-            ) from None
-        result[key] = value
-    return result
-
-
-def target_from_metadata(meta: dict[str, str]) -> UploadTarget:
-    if "path" in meta:
-        path = normalize_path(meta["path"])
-    elif "filename" in meta:
-        parent = normalize_path(meta.get("parent_path") or "/", allow_root=True)
-        path = join_path(parent, normalize_name(meta["filename"]))
-    else:
-        raise Problem("validation", "Upload-Metadata needs 'path' (or 'filename')")
-    sha256 = meta.get("sha256")
-    if sha256 is not None and not _SHA256.match(sha256):
-        raise Problem("validation", "metadata 'sha256' must be 64 hex digits")
-    mtime: float | None = None
-    if "mtime" in meta:
-        try:
-            mtime = float(meta["mtime"])
-        except ValueError:
-            mtime = math.nan
-        if not math.isfinite(mtime) or mtime < 0:
-            raise Problem("validation", "metadata 'mtime' must be seconds since the epoch")
-    if_rev = meta.get("if_rev")
-    if if_rev is not None and not _REV.match(if_rev):
-        raise Problem("validation", "metadata 'if_rev' must be a rev or 'none'")
-    return UploadTarget(
-        path=path, sha256=sha256.lower() if sha256 else None, mtime=mtime, if_rev=if_rev
-    )
-
-
-def parse_checksum(value: str | None) -> tuple[str, bytes] | None:
-    """``Upload-Checksum: <algorithm> <base64 digest>``."""
-    if value is None:
-        return None
-    algorithm, _, encoded = value.strip().partition(" ")
-    algorithm = algorithm.lower()
-    if algorithm not in CHECKSUMS:
-        raise Problem(
-            "unsupported-checksum",
-            f"checksum algorithm {algorithm!r} is not supported; use sha256 or sha1",
-        )
-    try:
-        digest = base64.b64decode(encoded.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise Problem("bad-request", "Upload-Checksum is not valid base64") from None
-    if len(digest) != CHECKSUMS[algorithm]().digest_size:
-        raise Problem("bad-request", f"Upload-Checksum is not a {algorithm} digest")
-    return algorithm, digest
-
-
-# -- disk work (runs on the upload executor, never on the event loop) -----------
-
-
-class _Staged:
-    """The staged file of one upload."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd = -1
-
-    def write(self, data: list[bytes], offset: int, hashers: Sequence[Any], final: bool) -> None:
-        """Write ``data`` (the received chunks, not joined: no copy on the event loop)
-        at ``offset`` with one vectored write, then feed every hasher."""
-        if self.fd < 0:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-        if data:
-            total = sum(len(d) for d in data)
-            done = os.pwritev(self.fd, data, offset)
-            if done < total:  # a short write (full disk, signal): finish piece by piece
-                rest = memoryview(b"".join(data))[done:]
-                while rest:
-                    n = os.pwrite(self.fd, rest, offset + done)
-                    rest = rest[n:]
-                    done += n
-            for hasher in hashers:
-                for piece in data:
-                    hasher.update(piece)
-        if final:
-            os.fsync(self.fd)
-
-    def truncate(self, size: int) -> None:
-        if self.fd < 0:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.ftruncate(self.fd, size)
-        os.fsync(self.fd)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-def rehash_staged(path: Path, offset: int) -> Any:
-    """Rebuild the running SHA-256 of the first ``offset`` staged bytes (after a restart).
-
-    Bytes past ``offset`` were never recorded as received, so they are cut off.
-    """
-    hasher = hashlib.sha256()
-    with path.open("r+b") as handle:
-        handle.truncate(offset)
-        os.fsync(handle.fileno())
-        handle.seek(0)
-        remaining = offset
-        while remaining > 0:
-            chunk = handle.read(min(REHASH_READ, remaining))
-            if not chunk:
-                raise OSError(f"staged upload {path.name} is shorter than its recorded offset")
-            hasher.update(chunk)
-            remaining -= len(chunk)
-    return hasher
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
 
 
 class UploadService:
@@ -341,19 +188,21 @@ class UploadService:
             },
         )
 
-    def _record_offset(self, upload_id: str, offset: int) -> float:
+    def _record_offset(self, upload_id: str, offset: int, sha256: str | None = None) -> float:
+        """The new durable offset (and a whole-file SHA-256 the PATCH declared)."""
         expires_at = time.time() + self.expiry_seconds
+        values: dict[str, Any] = {"offset": offset, "expires_at": expires_at}
+        if sha256 is not None:
+            values["sha256"] = sha256
         with self.db.write() as conn:
-            conn.execute(
-                update(U).where(U.c.id == upload_id).values(offset=offset, expires_at=expires_at)
-            )
+            conn.execute(update(U).where(U.c.id == upload_id).values(**values))
         return expires_at
 
     def _forget(self, upload_id: str) -> None:
         """Drop an upload's row and staged bytes."""
         with self.db.write() as conn:
             conn.execute(delete(U).where(U.c.id == upload_id))
-        _remove(self._staged_path(upload_id))
+        remove_quietly(self._staged_path(upload_id))
 
     @staticmethod
     def _state(row: Any) -> UploadState:
@@ -371,7 +220,7 @@ class UploadService:
 
     async def _receive(
         self,
-        staged: _Staged,
+        staged: StagedFile,
         start: int,
         room: int,
         body: AsyncIterator[bytes],
@@ -431,7 +280,7 @@ class UploadService:
         A checksum mismatch, an oversize body or a cut connection under a checksum
         leaves the upload exactly as it was: bytes truncated, running hash restored.
         """
-        staged = _Staged(self._staged_path(upload_id))
+        staged = StagedFile(self._staged_path(upload_id))
         snapshot = live.hasher.copy()
         chunk_hasher = CHECKSUMS[checksum[0]]() if checksum else None
         hashers = [live.hasher] if chunk_hasher is None else [live.hasher, chunk_hasher]
@@ -576,10 +425,10 @@ class UploadService:
                     if cut:
                         # The client never learns the upload URL from a cut POST: the
                         # bytes cannot be resumed, so keep nothing.
-                        await self._run(_remove, self._staged_path(upload_id))
+                        await self._run(remove_quietly, self._staged_path(upload_id))
                         raise BodyCut()
                 elif length == 0 or not data_follows:
-                    await self._run(_Staged(self._staged_path(upload_id)).write, [], 0, (), True)
+                    await self._run(StagedFile(self._staged_path(upload_id)).write, [], 0, (), True)
                 now = time.time()
                 if offset == length:
                     entry_box: list[Entry] = []
@@ -627,7 +476,7 @@ class UploadService:
             if not persisted or offset == length:
                 self._live.pop(upload_id, None)
             if not persisted:
-                await asyncio.shield(self._run(_remove, self._staged_path(upload_id)))
+                await asyncio.shield(self._run(remove_quietly, self._staged_path(upload_id)))
 
     async def _create_whole(
         self,
@@ -684,18 +533,18 @@ class UploadService:
         length = sum(len(c) for c in chunks)
         self.files.check(principal, "upload", target.path, length)
         path = self._staged_path(upload_id)
-        staged = _Staged(path)
+        staged = StagedFile(path)
         hasher = hashlib.sha256()
         try:
             staged.write(chunks, 0, (hasher,), True)
         except BaseException:
-            _remove(path)
+            remove_quietly(path)
             raise
         finally:
             staged.close()
         digest = hasher.hexdigest()
         if target.sha256 is not None and digest != target.sha256:
-            _remove(path)
+            remove_quietly(path)
             record_upload_failed(
                 self.db,
                 principal,
@@ -713,7 +562,7 @@ class UploadService:
         try:
             self.blobs.put(blob_id, path)
         except BaseException:
-            _remove(path)
+            remove_quietly(path)
             raise
 
         def record(conn: Connection, entry: Entry) -> None:
@@ -801,8 +650,14 @@ class UploadService:
         content_type: str | None,
         content_length: int | None,
         body: AsyncIterator[bytes],
+        repr_digest: str | None = None,
     ) -> tuple[UploadState, bool]:
-        """tus PATCH; returns (state, cut short)."""
+        """tus PATCH; returns (state, cut short).
+
+        ``repr_digest`` (``Repr-Digest: sha-256=:...:``) declares the whole file's SHA-256
+        when the upload was created without one (a client that hashes while it sends):
+        checked when the last byte arrives exactly like a ``sha256`` in the metadata.
+        """
         if (content_type or "").split(";")[0].strip().lower() != OFFSET_OCTET_STREAM:
             raise Problem(
                 "unsupported-media-type", f"PATCH needs Content-Type: {OFFSET_OCTET_STREAM}"
@@ -811,6 +666,7 @@ class UploadService:
         if offset is None:
             raise Problem("bad-request", "Upload-Offset is required")
         parsed_checksum = parse_checksum(checksum)
+        declared = parse_repr_digest(repr_digest)
         await asyncio.to_thread(self._load, principal, upload_id)  # 404 before any waiting
         live = await self._locked(upload_id)
         keep = True
@@ -830,13 +686,24 @@ class UploadService:
                 return state, False
             if content_length is not None and offset + content_length > state.length:
                 raise Problem("too-large", "more bytes than Upload-Length leaves room for")
+            if declared is not None and row.sha256 is not None and declared != row.sha256:
+                raise Problem(
+                    "validation",
+                    "Repr-Digest differs from the sha256 this upload declared; nothing was "
+                    "written (start a new upload for other content)",
+                )
             new_offset, cut = await self._append(
                 upload_id, live, offset, state.length, parsed_checksum, body
             )
-            expires_at = await asyncio.to_thread(self._record_offset, upload_id, new_offset)
+            recorded = declared if row.sha256 is None else None
+            expires_at = await asyncio.to_thread(
+                self._record_offset, upload_id, new_offset, recorded
+            )
             state = UploadState(state.id, state.length, new_offset, expires_at, state.metadata)
             if new_offset == state.length:
-                target = UploadTarget(row.target_path, row.sha256, row.mtime, row.if_rev)
+                target = UploadTarget(
+                    row.target_path, row.sha256 or declared, row.mtime, row.if_rev
+                )
 
                 def record(conn: Connection, entry: Entry) -> None:
                     conn.execute(
@@ -893,7 +760,7 @@ class UploadService:
                 continue
             try:
                 if path.stat().st_mtime < now - self.expiry_seconds:
-                    _remove(path)
+                    remove_quietly(path)
                     removed += 1
             except FileNotFoundError:
                 continue

@@ -7,6 +7,7 @@ class at :func:`sync.wire.translating`.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -70,6 +71,18 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def repr_digest(sha256_hex: str) -> str:
+    """``Repr-Digest: sha-256=:<base64>:`` (RFC 9530) for a hex SHA-256."""
+    try:
+        raw = bytes.fromhex(sha256_hex)
+    except ValueError:
+        raise ValidationError("a SHA-256 is 64 hex digits") from None
+    if len(raw) != 32:
+        raise ValidationError("a SHA-256 is 64 hex digits")
+    return f"sha-256=:{base64.b64encode(raw).decode('ascii')}:"
+
 
 API = "/api/v1"
 LONG_POLL_MAX = 120  # seconds; the server's cap for /changes/wait
@@ -359,6 +372,25 @@ class DroplineClient:
     ) -> UploadSession:
         """Start a tus upload of ``length`` bytes to ``path``; ``data`` may carry the first
         bytes (creation-with-upload: a small file is published by this one request)."""
+        session, _entry = await self.start_upload(
+            path, length, sha256=sha256, mtime=mtime, if_rev=if_rev, data=data
+        )
+        return session
+
+    async def start_upload(
+        self,
+        path: str,
+        length: int,
+        *,
+        sha256: str | None = None,
+        mtime: float | None = None,
+        if_rev: str | None = None,
+        data: bytes | memoryview | None = None,
+        checksum: str | None = None,
+    ) -> tuple[UploadSession, Entry | None]:
+        """:meth:`create_upload`, and the published entry when ``data`` was the whole file
+        (the server answers such a POST with the entry itself). ``checksum``: the
+        ``Upload-Checksum`` of ``data`` if the caller has it already (else computed)."""
         if length < 0:
             raise ValidationError("an upload length cannot be negative")
         meta = {"path": path}
@@ -375,7 +407,7 @@ class DroplineClient:
         }
         if data is not None:
             headers["Content-Type"] = OFFSET_OCTET_STREAM
-            headers["Upload-Checksum"] = await chunk_checksum_async(data)
+            headers["Upload-Checksum"] = checksum or await chunk_checksum_async(data)
         # Not replayed once the server may have it: a second POST would start a second
         # upload, and with if_rev="none" a replay of a finished one would fail as stale.
         response = await self._request(
@@ -385,13 +417,19 @@ class DroplineClient:
         if not location:
             raise ProtocolError("the upload was created without a Location")
         offset = int_header(response, "Upload-Offset")
-        return UploadSession(
+        session = UploadSession(
             url=location,
             offset=offset or 0,
             length=length,
             entry_id=response.headers.get("Dropline-Entry-Id"),
             rev=response.headers.get("Dropline-Rev"),
         )
+        entry: Entry | None = None
+        if session.complete and response.content:
+            entry = Entry.from_json(json_body(response))
+            if entry.id != session.entry_id or entry.rev != session.rev:
+                raise ProtocolError("the upload's entry and its Dropline-Entry-Id/-Rev differ")
+        return session, entry
 
     async def upload_status(self, url: str) -> UploadResult:
         """``HEAD`` the upload: its durable offset and, once published, its entry id."""
@@ -411,15 +449,20 @@ class DroplineClient:
         checksum: bool | str = True,
         *,
         retry: RetryPolicy | None = None,
+        whole_sha256: str | None = None,
     ) -> UploadResult:
         """``PATCH`` ``data`` at ``offset``. Replayed only when it certainly did not arrive;
         after anything else ask :meth:`upload_status` for the offset and go on from there.
-        ``checksum`` may be a ready ``Upload-Checksum`` value (``sha256 <base64>``)."""
+        ``checksum`` may be a ready ``Upload-Checksum`` value (``sha256 <base64>``).
+        ``whole_sha256`` (hex) declares the whole file's SHA-256 (``Repr-Digest``) for an
+        upload created without one: the server publishes nothing that does not match it."""
         headers = {
             "Tus-Resumable": TUS_VERSION,
             "Upload-Offset": str(offset),
             "Content-Type": OFFSET_OCTET_STREAM,
         }
+        if whole_sha256 is not None:
+            headers["Repr-Digest"] = repr_digest(whole_sha256)
         if isinstance(checksum, str):
             headers["Upload-Checksum"] = checksum
         elif checksum:

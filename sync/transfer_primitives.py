@@ -9,7 +9,9 @@ verify SHA-256, fsync and rename into place, so a wrong file never lands.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -38,6 +40,7 @@ DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
 WRITE_BATCH = 4 * 1024 * 1024  # download bytes gathered before one write+hash in a thread
 PARTIAL_SUFFIX = ".dropline-partial"
 IOV_MAX = 512  # buffers per writev; POSIX guarantees at least 16, Linux allows 1024
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes in all)
 Limiter = Callable[[int], Awaitable[None]]  # awaited with each chunk's size; may sleep
@@ -52,23 +55,63 @@ def default_partial_path(dest: Path) -> Path:
 # -- upload ---------------------------------------------------------------------------
 
 
-def _read_chunk(fd: int, offset: int, size: int) -> tuple[bytes, str]:
+class _Running:
+    """The whole file's SHA-256, fed from the chunks as they are read for sending (one read
+    of the file serves both the chunk checksums and the whole-file hash)."""
+
+    def __init__(self) -> None:
+        self.hasher = hashlib.sha256()
+        self.position = 0  # bytes [0, position) are in the hash
+
+    def take(self, fd: int, offset: int, data: bytes) -> None:
+        """Feed the part of ``data`` (the file's bytes at ``offset``) not hashed yet."""
+        if offset > self.position:
+            # The server is ahead of what was read (an answer got lost): read the gap.
+            self.hasher.update(_pread_exact(fd, self.position, offset - self.position))
+            self.position = offset
+        end = offset + len(data)
+        if end > self.position:
+            self.hasher.update(memoryview(data)[self.position - offset :])
+            self.position = end
+
+    def hexdigest(self) -> str:
+        return self.hasher.hexdigest()
+
+
+def _pread_exact(fd: int, offset: int, size: int) -> bytes:
     data = os.pread(fd, size, offset)
+    if len(data) != size:
+        raise IntegrityError(
+            "The file got shorter while it was being uploaded; it will be sent again.",
+            title="File changed during upload",
+        )
+    return data
+
+
+def _read_chunk(fd: int, offset: int, size: int, running: _Running | None) -> tuple[bytes, str]:
+    """One chunk and its ``Upload-Checksum``, hashed into ``running`` too: in a worker
+    thread, off the event loop (hashlib releases the GIL)."""
+    data = _pread_exact(fd, offset, size)
+    if running is not None:
+        running.take(fd, offset, data)
     return data, chunk_checksum(data)
 
 
 class _ChunkReader:
     """Reads chunks in a worker thread, one chunk ahead of the sender."""
 
-    def __init__(self, fd: int, length: int, chunk_size: int) -> None:
+    def __init__(self, fd: int, length: int, chunk_size: int, running: _Running | None) -> None:
         self.fd = fd
         self.length = length
         self.chunk_size = chunk_size
+        self.running = running
         self._ahead: tuple[int, asyncio.Task[tuple[bytes, str]]] | None = None
 
     def _start(self, offset: int) -> asyncio.Task[tuple[bytes, str]]:
         size = min(self.chunk_size, self.length - offset)
-        return asyncio.ensure_future(asyncio.to_thread(_read_chunk, self.fd, offset, size))
+        return asyncio.ensure_future(
+            asyncio.to_thread(_read_chunk, self.fd, offset, size, self.running)
+        )
 
     async def read(self, offset: int) -> tuple[bytes, str]:
         if self._ahead is not None and self._ahead[0] == offset:
@@ -78,12 +121,6 @@ class _ChunkReader:
             task = self._start(offset)
         self._ahead = None
         data, checksum = await task
-        expected = min(self.chunk_size, self.length - offset)
-        if len(data) != expected:
-            raise IntegrityError(
-                "The file got shorter while it was being uploaded; it will be sent again.",
-                title="File changed during upload",
-            )
         following = offset + len(data)
         if following < self.length:
             self._ahead = (following, self._start(following))
@@ -95,6 +132,11 @@ class _ChunkReader:
             self._ahead = None
             with contextlib.suppress(Exception):
                 await task  # a thread cannot be cancelled; let the read finish
+
+
+def _checksum_digest(checksum: str) -> str:
+    """The hex digest inside an ``Upload-Checksum: sha256 <base64>`` value."""
+    return base64.b64decode(checksum.partition(" ")[2]).hex()
 
 
 async def upload_file(
@@ -113,11 +155,15 @@ async def upload_file(
 ) -> Entry:
     """Upload ``local_path`` to ``remote_path`` and return the published entry.
 
-    ``sha256`` (hex) is computed when not given; the server publishes nothing unless
-    the whole file matches it. ``resume_url`` continues an earlier upload at the
-    server's offset; ``on_session(url)`` is told the URL of a new upload before any
-    byte is sent, so a caller can persist it. ``if_rev`` guards the target (``"none"``:
-    only if nothing is there).
+    Every byte is read once: each chunk is hashed for its ``Upload-Checksum`` as it is
+    read. ``sha256`` (hex), when the caller knows it, is declared at the start and the
+    server publishes nothing unless the whole file matches it. Without it, a file of
+    one chunk declares that chunk's digest; a bigger one is hashed from the same reads
+    as it goes and declares the result with its last chunk (``Repr-Digest``), after
+    checking that the file did not change on disk meanwhile. ``resume_url`` continues
+    an earlier upload at the server's offset; ``on_session(url)`` is told the URL of a
+    new upload before any byte is sent, so a caller can persist it. ``if_rev`` guards
+    the target (``"none"``: only if nothing is there).
     """
     if chunk_size < 1:
         raise ValidationError("chunk_size must be positive")
@@ -131,30 +177,48 @@ async def upload_file(
     length = st.st_size
     if mtime is None:
         mtime = st.st_mtime
-    if sha256 is None:
-        sha256 = await asyncio.to_thread(sha256_file, path)
 
     url: str | None = None
     offset = 0
+    # What the last chunk declares as the whole file's SHA-256, for an upload that did
+    # not declare it when it was created (None: nothing to declare).
+    declare: Callable[[], str] | None = None
     if resume_url is not None:
+        if sha256 is None:
+            # Resuming needs the content's hash first, to tell whether the earlier upload
+            # was of these very bytes.
+            sha256 = await asyncio.to_thread(sha256_file, path)
         resumed = await _resume_status(client, resume_url, remote_path, length, sha256)
         if resumed is not None and resumed.complete:
             assert resumed.entry_id is not None
             return await _published(client, resumed.entry_id, sha256)
         if resumed is not None:
             url, offset = resume_url, resumed.offset
+            if resumed.sha256 is None:
+                declare = functools.partial(str, sha256)
             log.info("resuming upload of %s at byte %d of %d", remote_path, offset, length)
 
     with path.open("rb", buffering=0) as fh:
-        reader = _ChunkReader(fh.fileno(), length, chunk_size)
+        running = _Running() if sha256 is None and length > chunk_size else None
+        reader = _ChunkReader(fh.fileno(), length, chunk_size, running)
         try:
             if url is None:
-                # A file that fits in one chunk goes up with the creating POST itself.
-                first = (await reader.read(0))[0] if 0 < length <= chunk_size else None
-                if first is not None and limiter is not None:
+                # A file that fits in one chunk goes up with the creating POST itself; its
+                # checksum is then the whole file's hash as well.
+                single = 0 < length <= chunk_size
+                first, checksum = await reader.read(0) if single else (b"", "")
+                if sha256 is None and running is None:
+                    sha256 = _checksum_digest(checksum) if single else EMPTY_SHA256
+                if first and limiter is not None:
                     await limiter(len(first))
-                session = await client.create_upload(
-                    remote_path, length, sha256=sha256, mtime=mtime, if_rev=if_rev, data=first
+                session, entry = await client.start_upload(
+                    remote_path,
+                    length,
+                    sha256=sha256,
+                    mtime=mtime,
+                    if_rev=if_rev,
+                    data=first or None,
+                    checksum=checksum or None,
                 )
                 url, offset = session.url, session.offset
                 if on_session is not None:
@@ -163,13 +227,47 @@ async def upload_file(
                     assert session.entry_id is not None
                     if on_progress is not None:
                         on_progress(length, length)
+                    if entry is not None:
+                        return _checked(entry, sha256)
                     return await _published(client, session.entry_id, sha256)
+            if running is not None:
+                declare = _declare_running(path, st, running)
             if on_progress is not None:
                 on_progress(offset, length)
-            entry_id = await _send_from(client, reader, url, offset, length, on_progress, limiter)
+            entry_id = await _send_from(
+                client, reader, url, offset, length, on_progress, limiter, declare
+            )
         finally:
             await reader.discard()
+    if sha256 is None and running is not None:
+        sha256 = running.hexdigest()
     return await _published(client, entry_id, sha256)
+
+
+def _declare_running(path: Path, before: os.stat_result, running: _Running) -> Callable[[], str]:
+    """The hash of every byte read, once the file on disk is confirmed to be the one that
+    was read (same size, mtime and inode as when the upload started)."""
+
+    def declare() -> str:
+        try:
+            now = path.stat()
+        except OSError as exc:
+            raise IntegrityError(
+                f"{path.name} went away while it was being uploaded.",
+                title="File changed during upload",
+            ) from exc
+        if (now.st_size, now.st_mtime_ns, now.st_ino) != (
+            before.st_size,
+            before.st_mtime_ns,
+            before.st_ino,
+        ):
+            raise IntegrityError(
+                f"{path.name} changed while it was being uploaded; it will be sent again.",
+                title="File changed during upload",
+            )
+        return running.hexdigest()
+
+    return declare
 
 
 async def _resume_status(
@@ -202,9 +300,14 @@ async def _send_from(
     length: int,
     on_progress: ProgressCallback | None,
     limiter: Limiter | None,
+    declare: Callable[[], str] | None,
 ) -> str:
     """PATCH chunks from ``offset`` to the end; recover from lost or rejected chunks by
-    asking the server for its offset. Returns the published entry's id."""
+    asking the server for its offset. Returns the published entry's id.
+
+    The last chunk carries ``declare()`` as the whole file's SHA-256 when given; if it
+    raises (the file changed on disk), the upload is terminated rather than published.
+    """
     policy = client.retry
     failures = 0
     while True:
@@ -217,10 +320,20 @@ async def _send_from(
                 continue
             raise ProtocolError("every byte arrived but the server did not publish the file")
         data, checksum = await reader.read(offset)
+        whole: str | None = None
+        if declare is not None and offset + len(data) == length:
+            try:
+                whole = declare()
+            except IntegrityError:
+                with contextlib.suppress(DroplineError):
+                    await client.terminate_upload(url)
+                raise
         if limiter is not None:
             await limiter(len(data))
         try:
-            result = await client.append(url, offset, data, checksum, retry=NO_RETRY)
+            result = await client.append(
+                url, offset, data, checksum, retry=NO_RETRY, whole_sha256=whole
+            )
         except DroplineError as err:
             recoverable = (
                 err.retryable
@@ -256,9 +369,14 @@ async def _send_from(
             return result.entry_id
 
 
-async def _published(client: DroplineClient, entry_id: str, sha256: str) -> Entry:
-    entry = await client.get(entry_id)
-    if entry.sha256 is not None and entry.sha256 != sha256:
+async def _published(client: DroplineClient, entry_id: str, sha256: str | None) -> Entry:
+    """The entry an upload completed by PATCH published (a tus PATCH answers without a
+    body, so this is the one request an upload adds)."""
+    return _checked(await client.get(entry_id), sha256)
+
+
+def _checked(entry: Entry, sha256: str | None) -> Entry:
+    if sha256 is not None and entry.sha256 is not None and entry.sha256 != sha256:
         raise IntegrityError(
             f"The server holds {entry.path} with SHA-256 {entry.sha256}, not {sha256}."
         )

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 
 from server.auth import AnyPrincipal, WritePrincipal
-from server.routes.files import EntryOut
 from server.problems import Problem
+from server.routes.files import EntryOut
 from server.uploads import (
     OFFSET_OCTET_STREAM,
     TUS_EXTENSIONS,
@@ -164,6 +164,7 @@ async def patch(
     upload_offset: Annotated[str | None, Header()] = None,
     upload_checksum: Annotated[str | None, Header()] = None,
     content_type: Annotated[str | None, Header()] = None,
+    repr_digest: Annotated[str | None, Header()] = None,
 ) -> Response:
     try:
         state, _cut = await _uploads(request).append(
@@ -174,6 +175,7 @@ async def patch(
             content_type=content_type,
             content_length=_content_length(request),
             body=_body(request),
+            repr_digest=repr_digest,
         )
     except BodyCut:
         return Response(status_code=400)  # nobody is listening any more

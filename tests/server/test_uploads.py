@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 
@@ -341,6 +342,58 @@ def test_whole_post_refused_at_publish_removes_its_blob(
     assert staged_files(live_server) == []
     assert len(blob_files(live_server)) == 1
     assert [f["code"] for f in failed_events(live_server)] == ["precondition-failed"]
+
+
+def repr_digest(data: bytes) -> str:
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(data).digest()).decode()}:"
+
+
+def test_repr_digest_on_the_last_patch_declares_the_whole_file(client: httpx.Client) -> None:
+    data = os.urandom(3000)
+    location = tus.create(client, len(data), path="/declared-late.bin").headers["location"]
+    assert tus.patch(client, location, 0, data[:1000]).status_code == 204
+    last = tus.patch(client, location, 1000, data[1000:], **{"Repr-Digest": repr_digest(data)})
+    assert last.status_code == 204, last.text
+    assert entry(client, "/declared-late.bin").json()["sha256"] == tus.sha256(data)
+
+
+def test_repr_digest_that_does_not_match_publishes_nothing(
+    client: httpx.Client, live_server: LiveServer
+) -> None:
+    data = os.urandom(3000)
+    location = tus.create(client, len(data), path="/declared-wrong.bin").headers["location"]
+    # Declared early (on a PATCH that does not finish the upload), checked at the end.
+    first = tus.patch(client, location, 0, data[:1000], **{"Repr-Digest": repr_digest(b"x")})
+    assert first.status_code == 204
+    last = tus.patch(client, location, 1000, data[1000:])
+    assert last.status_code == 422
+    assert last.json()["type"].endswith("/integrity")
+    assert entry(client, "/declared-wrong.bin").status_code == 404
+    assert client.head(location).status_code == 404
+    assert staged_files(live_server) == []
+
+
+def test_repr_digest_errors_write_nothing(client: httpx.Client) -> None:
+    data = b"declared"
+    location = tus.create(client, len(data), path="/declared.txt", sha256=tus.sha256(data)).headers[
+        "location"
+    ]
+    for value, slug in (
+        ("sha-256=abc", "bad-request"),
+        ("sha-256=:not base64!:", "bad-request"),
+        (f"sha-256=:{base64.b64encode(b'short').decode()}:", "bad-request"),
+        (repr_digest(b"other content"), "validation"),  # differs from the metadata's
+    ):
+        r = tus.patch(client, location, 0, data, **{"Repr-Digest": value})
+        assert r.status_code == 400, (value, r.text)
+        assert r.json()["type"].endswith("/" + slug)
+        assert client.head(location).headers["upload-offset"] == "0"
+    # Other algorithms are ignored; the matching sha-256 is accepted.
+    ok = tus.patch(
+        client, location, 0, data, **{"Repr-Digest": "sha-512=:AAAA:, " + repr_digest(data)}
+    )
+    assert ok.status_code == 204, ok.text
+    assert "dropline-entry-id" in ok.headers
 
 
 def test_if_rev_none_only_creates(client: httpx.Client) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sync import transfer_primitives
 from sync.client import DroplineClient
 from sync.credentials import ApiKeyCredentials
 from sync.errors import IntegrityError, NotFoundError, PreconditionFailedError
@@ -88,6 +89,99 @@ async def test_small_file_goes_up_in_one_request(
     assert transport.count("PATCH") == 0
     assert len(sessions) == 1
     assert await read_remote(api, entry) == data
+
+
+@pytest.mark.anyio
+async def test_small_upload_takes_its_entry_from_the_answer(
+    api: DroplineClient, transport: FaultTransport, tmp_path: Path
+) -> None:
+    local = write(tmp_path, "answer.txt", b"answered")
+    entry = await upload_file(api, local, "/answer.txt")
+    assert [m for m, _p in transport.seen] == ["POST"]  # no GET of the entry afterwards
+    assert entry == await api.metadata("/answer.txt")
+
+
+class ReadCounter:
+    """Counts the bytes ``os.pread`` reads and fails any whole-file pre-hash."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.bytes = 0
+        real = os.pread
+
+        def pread(fd: int, size: int, offset: int) -> bytes:
+            data = real(fd, size, offset)
+            self.bytes += len(data)
+            return data
+
+        def no_prehash(*_args: object, **_kwargs: object) -> str:
+            raise AssertionError("the file was hashed in a pass of its own")
+
+        monkeypatch.setattr(transfer_primitives.os, "pread", pread)
+        monkeypatch.setattr(transfer_primitives, "sha256_file", no_prehash)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [0, 1000, CHUNK, 5 * CHUNK + 17])
+async def test_without_a_known_hash_every_byte_is_read_once(
+    api: DroplineClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    data = payload(size, seed=size)
+    local = write(tmp_path, "once.bin", data)
+    reads = ReadCounter(monkeypatch)
+    entry = await upload_file(api, local, "/once.bin", chunk_size=CHUNK)
+    assert entry.sha256 == sha(data)
+    assert reads.bytes == size
+    assert await read_remote(api, entry) == data
+
+
+@pytest.mark.anyio
+async def test_a_known_hash_is_not_computed_again(
+    api: DroplineClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = payload(3 * CHUNK + 5)
+    local = write(tmp_path, "known.bin", data)
+    reads = ReadCounter(monkeypatch)
+    entry = await upload_file(api, local, "/known.bin", sha256=sha(data), chunk_size=CHUNK)
+    assert entry.sha256 == sha(data)
+    assert reads.bytes == len(data)
+
+
+@pytest.mark.anyio
+async def test_a_file_changed_during_a_hash_as_you_go_upload_is_not_published(
+    api: DroplineClient, transport: FaultTransport, tmp_path: Path
+) -> None:
+    data = payload(4 * CHUNK)
+    local = write(tmp_path, "moving.bin", data)
+
+    def edit_midway(done: int, _total: int) -> None:
+        if done == 2 * CHUNK:  # someone saves the file while it goes up
+            write(tmp_path, "moving.bin", payload(4 * CHUNK, seed=9), mtime=1_700_000_100.0)
+
+    with pytest.raises(IntegrityError, match="changed while it was being uploaded"):
+        await upload_file(api, local, "/moving.bin", chunk_size=CHUNK, on_progress=edit_midway)
+    with pytest.raises(NotFoundError):
+        await api.metadata("/moving.bin")
+    assert transport.count("DELETE", "/api/v1/uploads/") == 1  # the upload was terminated
+
+
+@pytest.mark.anyio
+async def test_resuming_an_undeclared_upload_over_changed_bytes_publishes_nothing(
+    api: DroplineClient, tmp_path: Path
+) -> None:
+    old = payload(4 * CHUNK, seed=1)
+    new = payload(4 * CHUNK, seed=2)
+    # An earlier run hashed as it went (nothing declared), sent half, then died; the
+    # file was then replaced by other bytes of the same size.
+    session = await api.create_upload("/swapped.bin", len(old))
+    await api.append(session.url, 0, old[: 2 * CHUNK])
+    local = write(tmp_path, "swapped.bin", new)
+    with pytest.raises(IntegrityError):
+        await upload_file(api, local, "/swapped.bin", chunk_size=CHUNK, resume_url=session.url)
+    with pytest.raises(NotFoundError):
+        await api.metadata("/swapped.bin")
+    # Started afresh, the new bytes go up whole.
+    entry = await upload_file(api, local, "/swapped.bin", chunk_size=CHUNK)
+    assert await read_remote(api, entry) == new
 
 
 @pytest.mark.anyio

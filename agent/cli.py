@@ -181,9 +181,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         return OK
     line = f"Dropline agent: {status['state'].replace('_', ' ')}"
     if status.get("server_url"):
-        line += (
-            f" ({'signed in to' if status.get('signed_in') else 'server'} {status['server_url']})"
-        )
+        if not status.get("signed_in"):
+            line += f" (server {status['server_url']})"
+        elif status.get("account"):
+            line += f" (signed in as {status['account']} to {status['server_url']})"
+        else:
+            line += f" (signed in to {status['server_url']})"
     _out(line)
     for f in status["folders"]:
         extra = f", {f['pending']} pending" if f["pending"] else ""

@@ -60,6 +60,7 @@ def test_folder_added_through_the_cli_syncs_a_file(
     st = wait_for(lambda: (s := status(env))["account"] and s)
     assert st["signed_in"] is True and st["state"] in {"idle", "syncing", "scanning"}
     assert st["account"] == "alice@example.com"
+    assert "signed in as alice@example.com" in env.cli("status").out
     (folder,) = st["folders"]
     assert (folder["local"], folder["remote"], folder["mode"]) == (
         str(drop),

@@ -221,20 +221,8 @@ class AuditFilter:
     resource: str | None = None
 
 
-PUBLIC_FIELDS = (
-    "id",
-    "at",
-    "tenant_id",
-    "actor",
-    "credential_id",
-    "credential_kind",
-    "source_ip",
-    "action",
-    "resource",
-    "outcome",
-    "request_id",
-    "detail",
-)
+# What the audit API shows: every hashed field (the chain's own hashes stay inside).
+PUBLIC_FIELDS = HASHED_FIELDS
 
 
 def query(

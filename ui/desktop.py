@@ -23,6 +23,16 @@ def open_path(path: Path) -> bool:
     return ok
 
 
+def open_or_explain(path: Path | None, opener: Opener, explain: Callable[[str], None]) -> None:
+    """Open ``path``, or tell the user in plain words why it cannot be opened."""
+    if path is None:
+        explain("That file is outside its sync folder.")
+    elif not path.exists():
+        explain(f"{path.name} is no longer on this computer.")
+    else:
+        opener(path)
+
+
 def local_file(folder: str, path: str) -> Path | None:
     """The local file behind a record's ``folder`` and ``path``, or None.
 

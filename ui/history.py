@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from agent.control.protocol import HistoryRowJSON
 from ui import format as fmt
-from ui.desktop import Opener, containing_folder, local_file, open_path
+from ui.desktop import Opener, containing_folder, local_file, open_or_explain, open_path
 from ui.export import write_history_csv
 from ui.models import HistoryFilter, HistoryModel, folder_name
 from ui.widgets import ERROR_ACCENT, OK_ACCENT, EmptyState, ToolWindow, muted
@@ -272,12 +272,7 @@ class HistoryWindow(ToolWindow):
             self._open(local_file(row["folder"], row["path"]))
 
     def _open(self, path: Path | None) -> None:
-        if path is None:
-            self.banner.show_message("That file is outside its sync folder.", ERROR_ACCENT)
-        elif not path.exists():
-            self.banner.show_message(f"{path.name} is no longer on this computer.", ERROR_ACCENT)
-        else:
-            self.opener(path)
+        open_or_explain(path, self.opener, lambda m: self.banner.show_message(m, ERROR_ACCENT))
 
     def choose_export_file(self) -> None:
         default = str(Path.home() / f"dropline-history-{date.today().isoformat()}.csv")

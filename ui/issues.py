@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from agent.control.protocol import IssueJSON
-from ui.desktop import Opener, containing_folder, local_file, open_path
+from ui.desktop import Opener, containing_folder, local_file, open_or_explain, open_path
 from ui.models import IssuesModel, display_path
 from ui.status import attention_words
 from ui.widgets import ERROR_ACCENT, EmptyState, ToolWindow, heading, muted
@@ -170,12 +170,7 @@ class IssuesWindow(ToolWindow):
             self._open(containing_folder(issue["folder"], issue["path"]))
 
     def _open(self, path: Path | None) -> None:
-        if path is None:
-            self.banner.show_message("That file is outside its sync folder.", ERROR_ACCENT)
-        elif not path.exists():
-            self.banner.show_message(f"{path.name} is no longer on this computer.", ERROR_ACCENT)
-        else:
-            self.opener(path)
+        open_or_explain(path, self.opener, lambda m: self.banner.show_message(m, ERROR_ACCENT))
 
     def _model_changed(self, *_args: Any) -> None:
         count = self.model.rowCount()

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 
 from server import errors
 from server.admin import Admin
+from server.batch import BatchUploads
 from server.blobs import LocalBlobStore
 from server.changes import ChangeFeed, ChangeNotifier
 from server.db import Database
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_size=settings.max_upload_bytes,
         expiry_seconds=settings.upload_expiry_seconds,
     )
+    batches = BatchUploads(db, blobs, files, settings.upload_dir, uploads.executor)
     operations = Operations.build(settings, db, files, blobs)
 
     @asynccontextmanager
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.files = files
     app.state.changes = changes
     app.state.uploads = uploads
+    app.state.batches = batches
 
     def api_key_authenticator(_request: Request, token: str) -> Principal | None:
         return identity.authenticate_api_key(token)

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -41,6 +42,12 @@ class BlobStore(Protocol):
         After it returns the blob is durable and ``staged`` is gone; readers see
         the whole blob or none of it.
         """
+        ...
+
+    def put_many(self, items: Sequence[tuple[str, Path]]) -> None:
+        """:meth:`put` for several blobs at once, made durable together (one directory
+        sync per directory touched, not one per blob). On an error some of them may
+        have been stored; the caller deletes them."""
         ...
 
     def delete(self, blob_id: str) -> None:
@@ -81,6 +88,16 @@ class LocalBlobStore:
         return self._path(blob_id).stat().st_size
 
     def put(self, blob_id: str, staged: Path) -> None:
+        fsync_dir(self._move_in(blob_id, staged))
+
+    def put_many(self, items: Sequence[tuple[str, Path]]) -> None:
+        # Blobs that share a shard (a batch can choose ids that do) cost one fsync.
+        shards = {self._move_in(blob_id, staged) for blob_id, staged in items}
+        for shard in sorted(shards):
+            fsync_dir(shard)
+
+    def _move_in(self, blob_id: str, staged: Path) -> Path:
+        """Rename ``staged`` to its blob path; returns the directory to fsync."""
         target = self._path(blob_id)
         shard = target.parent
         if shard.name not in self._known_shards:
@@ -95,7 +112,7 @@ class LocalBlobStore:
             if exc.errno != errno.EXDEV:
                 raise
             self._copy_in(staged, target)
-        fsync_dir(shard)
+        return shard
 
     def _copy_in(self, staged: Path, target: Path) -> None:
         """Staging on another file system: copy to a temporary name, fsync, rename."""

@@ -36,9 +36,17 @@ class Database:
             yield conn
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """One write transaction: committed on success, rolled back on any exception."""
+    def write(self, *, savepoints: bool = False) -> Iterator[Connection]:
+        """One write transaction: committed on success, rolled back on any exception.
+
+        ``savepoints``: the caller will use ``conn.begin_nested()`` inside it.
+        """
         with self._write_lock, self.engine.begin() as conn:
+            if savepoints and self.is_sqlite:
+                # pysqlite opens its transaction only at the first INSERT, UPDATE or
+                # DELETE: a SAVEPOINT before that would start the transaction itself and
+                # its RELEASE would commit it. Opened here, every savepoint nests inside it.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
 
     def dispose(self) -> None:

@@ -20,7 +20,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -251,11 +251,14 @@ class EncryptedBlobStore:
         self.keys = keys
         self.tenant_of = tenant_of
 
-    def put(self, blob_id: str, staged: Path) -> None:
+    def _key(self) -> tuple[str, bytes | None]:
         tenant = self.tenant_of()
         # A tenant's own key (None: that tenant keeps encryption off); with no tenant in
         # sight, the master key (None: encryption is not configured at all).
-        ref, key = (tenant, self.keys.key(tenant)) if tenant else (MASTER_REF, self.keys.master)
+        return (tenant, self.keys.key(tenant)) if tenant else (MASTER_REF, self.keys.master)
+
+    def put(self, blob_id: str, staged: Path) -> None:
+        ref, key = self._key()
         if key is None:
             self.inner.put(blob_id, staged)
             return
@@ -267,6 +270,23 @@ class EncryptedBlobStore:
             sealed.unlink(missing_ok=True)
             raise
         staged.unlink(missing_ok=True)
+
+    def put_many(self, items: Sequence[tuple[str, Path]]) -> None:
+        ref, key = self._key()  # one key lookup for the whole set
+        if key is None:
+            self.inner.put_many(items)
+            return
+        sealed = [(blob_id, staged.with_name(staged.name + ".sealed")) for blob_id, staged in items]
+        try:
+            for (_blob_id, staged), (_same, target) in zip(items, sealed, strict=True):
+                seal_file(staged, target, key, ref)
+            self.inner.put_many(sealed)
+        except BaseException:
+            for _blob_id, target in sealed:
+                target.unlink(missing_ok=True)
+            raise
+        for _blob_id, staged in items:
+            staged.unlink(missing_ok=True)
 
     def _open_sealed(self, blob_id: str) -> tuple[BinaryIO, tuple[bytes, str, bytes] | None]:
         handle = self.inner.open(blob_id)

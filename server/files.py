@@ -110,6 +110,18 @@ class Change:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One file for :meth:`FileService.publish_many`: new content (a stored blob) for a path."""
+
+    path: str
+    blob_id: str
+    size: int
+    sha256: str
+    mtime: float | None
+    if_rev: str | None = None
+
+
 class FileHook(Protocol):
     """Plug-in point for policy and audit.
 
@@ -536,69 +548,110 @@ class FileService:
         ``in_transaction`` runs inside the same transaction (the upload marks itself done).
         """
         now = time.time()
+        item = Publication(path, blob_id, size, sha256, mtime, if_rev)
         with self.db.write() as conn:
-            # The target and every folder above it in one query.
-            around = self._by_paths(conn, principal, [path, *ancestors(path)])
-            existing = around.get(path)
-            self._check_target(existing, path, if_rev)
-            rev = new_rev()
-            if existing is not None:
-                entry = Entry(
-                    id=existing.id,
-                    name=existing.name,
-                    path=path,
-                    type=FILE,
-                    size=size,
-                    sha256=sha256,
-                    rev=rev,
-                    mtime=mtime if mtime is not None else now,
-                    parent_id=existing.parent_id,
-                    blob_id=blob_id,
-                )
-                conn.execute(
-                    _UPDATE_CONTENT,
-                    {
-                        **self._keys(principal),
-                        "entry_id": existing.id,
-                        "new_size": size,
-                        "new_sha256": sha256,
-                        "new_rev": rev,
-                        "new_mtime": entry.mtime,
-                        "new_blob_id": blob_id,
-                        "now": now,
-                    },
-                )
-                action = MODIFIED
-            else:
-                entry = Entry(
-                    id=str(uuid.uuid4()),
-                    name=split_path(path)[1],
-                    path=path,
-                    type=FILE,
-                    size=size,
-                    sha256=sha256,
-                    rev=rev,
-                    mtime=mtime if mtime is not None else now,
-                    parent_id=self._ensure_parents(conn, principal, path, now, around),
-                    blob_id=blob_id,
-                )
-                self._insert(conn, principal, entry, now)
-                action = CREATED
-            conn.execute(
-                _INSERT_REVISION,
-                {
-                    "entry_id": entry.id,
-                    "tenant_id": principal.tenant_id,
-                    "rev": rev,
-                    "blob_id": blob_id,
-                    "size": size,
-                    "sha256": sha256,
-                    "mtime": entry.mtime,
-                    "created_at": now,
-                },
-            )
-            self._record(conn, principal, action, entry, now)
+            entry = self._publish_in(conn, principal, item, now)
             if in_transaction is not None:
                 in_transaction(conn, entry)
         self._notify(principal)
+        return entry
+
+    def publish_many(
+        self, principal: Principal, items: Sequence[Publication]
+    ) -> list[Entry | Problem]:
+        """Publish several files in one transaction, each exactly as :meth:`publish` would.
+
+        Each file runs in a savepoint of its own: one that fails (stale ``if_rev``, a
+        name taken, a policy refusing it) is rolled back alone and reported in its
+        place in the result, and the others still commit together.
+        """
+        now = time.time()
+        results: list[Entry | Problem] = []
+        with self.db.write(savepoints=True) as conn:
+            for item in items:
+                savepoint = conn.begin_nested()
+                try:
+                    entry = self._publish_in(conn, principal, item, now)
+                except Problem as problem:
+                    savepoint.rollback()
+                    results.append(problem)
+                else:
+                    savepoint.commit()
+                    results.append(entry)
+        if any(isinstance(r, Entry) for r in results):
+            self._notify(principal)
+        return results
+
+    def _publish_in(
+        self, conn: Connection, principal: Principal, item: Publication, now: float
+    ) -> Entry:
+        """One file's publication inside ``conn``'s transaction (see :meth:`publish`)."""
+        path, blob_id, size, sha256, mtime = (
+            item.path,
+            item.blob_id,
+            item.size,
+            item.sha256,
+            item.mtime,
+        )
+        # The target and every folder above it in one query.
+        around = self._by_paths(conn, principal, [path, *ancestors(path)])
+        existing = around.get(path)
+        self._check_target(existing, path, item.if_rev)
+        rev = new_rev()
+        if existing is not None:
+            entry = Entry(
+                id=existing.id,
+                name=existing.name,
+                path=path,
+                type=FILE,
+                size=size,
+                sha256=sha256,
+                rev=rev,
+                mtime=mtime if mtime is not None else now,
+                parent_id=existing.parent_id,
+                blob_id=blob_id,
+            )
+            conn.execute(
+                _UPDATE_CONTENT,
+                {
+                    **self._keys(principal),
+                    "entry_id": existing.id,
+                    "new_size": size,
+                    "new_sha256": sha256,
+                    "new_rev": rev,
+                    "new_mtime": entry.mtime,
+                    "new_blob_id": blob_id,
+                    "now": now,
+                },
+            )
+            action = MODIFIED
+        else:
+            entry = Entry(
+                id=str(uuid.uuid4()),
+                name=split_path(path)[1],
+                path=path,
+                type=FILE,
+                size=size,
+                sha256=sha256,
+                rev=rev,
+                mtime=mtime if mtime is not None else now,
+                parent_id=self._ensure_parents(conn, principal, path, now, around),
+                blob_id=blob_id,
+            )
+            self._insert(conn, principal, entry, now)
+            action = CREATED
+        conn.execute(
+            _INSERT_REVISION,
+            {
+                "entry_id": entry.id,
+                "tenant_id": principal.tenant_id,
+                "rev": rev,
+                "blob_id": blob_id,
+                "size": size,
+                "sha256": sha256,
+                "mtime": entry.mtime,
+                "created_at": now,
+            },
+        )
+        self._record(conn, principal, action, entry, now)
         return entry

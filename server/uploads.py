@@ -60,6 +60,7 @@ PIECE_SIZE = 1024 * 1024
 MAX_PIECES = 512  # below IOV_MAX (1024) for one pwritev, even with tiny ASGI chunks
 LOCK_WAIT_SECONDS = 10.0  # how long a request waits for another one on the same upload
 EARLY_CHECK_BYTES = 1024 * 1024  # above this, preconditions are checked before any byte
+BATCH_LEFTOVER_SECONDS = 3600.0
 
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -126,6 +127,11 @@ class UploadService:
         # Our own pool: a slow disk must not starve the request thread pool, and
         # pipelined writes need a future we can start and await later.
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload-io")
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The pool for upload disk work (batch uploads share it)."""
+        return self._executor
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -760,6 +766,15 @@ class UploadService:
                 continue
             try:
                 if path.stat().st_mtime < now - self.expiry_seconds:
+                    remove_quietly(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        # Batch uploads (server.batch) stage as *.batch and finish within one request;
+        # one an hour old was left by a server that stopped.
+        for path in self.upload_dir.glob("*.batch"):
+            try:
+                if path.stat().st_mtime < now - BATCH_LEFTOVER_SECONDS:
                     remove_quietly(path)
                     removed += 1
             except FileNotFoundError:

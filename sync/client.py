@@ -477,6 +477,25 @@ class DroplineClient:
         )
         return upload_result(response)
 
+    async def send_upload_batch(self, body: bytes, content_type: str) -> list[Any]:
+        """``POST /api/v1/uploads/batch`` with a ready multipart body; the per-file results
+        as the server sent them. :func:`sync.batch.upload_batch` builds the body, reads
+        the results and recovers from a lost answer; use that."""
+        # Replayed only when it certainly never arrived (a lost answer is for the caller
+        # to settle: some files may be in already).
+        response = await self._request(
+            "POST",
+            f"{API}/uploads/batch",
+            content=body,
+            headers={"Content-Type": content_type},
+            idempotent=False,
+        )
+        doc = json_body(response)
+        results = doc.get("results") if isinstance(doc, dict) else None
+        if not isinstance(results, list):
+            raise ProtocolError("the batch upload answered without a list of results")
+        return results
+
     async def terminate_upload(self, url: str) -> None:
         """Abandon an upload; one that is already gone counts as terminated."""
         with suppress(NotFoundError):

@@ -1,15 +1,18 @@
-"""tus 1.0.0 routes at ``/api/v1/uploads``: headers in, service calls, headers out."""
+"""Upload routes: tus 1.0.0 at ``/api/v1/uploads`` (headers in, service calls, headers
+out) and the batch upload of small files at ``/api/v1/uploads/batch``."""
 
 from __future__ import annotations
 
 import email.utils
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from server.auth import AnyPrincipal, WritePrincipal
+from server.batch import MAX_BYTES, MAX_FILES, BatchUploads
 from server.problems import Problem
 from server.routes.files import EntryOut
 from server.uploads import (
@@ -188,3 +191,87 @@ async def terminate(
 ) -> Response:
     await _uploads(request).terminate(principal, upload_id)
     return Response(status_code=204, headers={"Tus-Resumable": TUS_VERSION})
+
+
+# -- batch uploads (server.batch) ----------------------------------------------------
+
+
+class BatchFileResult(BaseModel):
+    index: int
+    path: str
+    status: int
+    entry: EntryOut | None = None
+    problem: dict[str, Any] | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchFileResult]
+    succeeded: int
+    failed: int
+
+
+_BATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["manifest", "file"],
+                    "properties": {
+                        "manifest": {
+                            "type": "string",
+                            "description": 'JSON: {"files": [{"path", "sha256", "mtime"?, '
+                            '"if_rev"?}, ...]}, one entry per file part, in the same order',
+                        },
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": f"one part per file; at most {MAX_FILES} files "
+                            f"and {MAX_BYTES} bytes in all",
+                        },
+                    },
+                },
+                "encoding": {"manifest": {"contentType": "application/json"}},
+            }
+        },
+    }
+}
+
+
+def _batches(request: Request) -> BatchUploads:
+    service: BatchUploads = request.app.state.batches
+    return service
+
+
+@router.post(
+    "/batch",
+    response_model=None,
+    responses={
+        200: {
+            "model": BatchOut,
+            "description": "One result per file, in manifest order: its entry (status 201) "
+            "or its problem; the files that passed were published together.",
+        }
+    },
+    openapi_extra=_BATCH_BODY,
+)
+async def upload_batch(principal: WritePrincipal, request: Request) -> Response:
+    try:
+        results = await _batches(request).upload(
+            principal,
+            content_type=request.headers.get("content-type"),
+            content_length=_content_length(request),
+            body=_body(request),
+        )
+    except BodyCut:
+        return Response(status_code=400)  # nobody is listening any more
+    succeeded = sum(1 for r in results if r.entry is not None)
+    return JSONResponse(
+        {
+            "results": [r.to_json() for r in results],
+            "succeeded": succeeded,
+            "failed": len(results) - succeeded,
+        },
+        headers={"Cache-Control": "no-store"},
+    )

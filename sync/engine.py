@@ -367,6 +367,7 @@ class Engine:
             c.bytes_downloaded,
             c.files_uploaded,
             c.files_downloaded,
+            c.upload_batches,
         )
 
 

@@ -1,5 +1,6 @@
-"""Carrying out a plan: structural changes in order, transfers in the background,
-deletes last; and sorting every failure into a wait, a retry or an issue.
+"""Carrying out a plan: structural changes in order, transfers in the background
+(small files that are ready together go up in batch requests), deletes last; and
+sorting every failure, per file, into a wait, a retry or an issue.
 
 A mixin of :class:`sync.folder.FolderLoop`, kept apart so each file has one job.
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sync import fs, planner
+from sync import batch, fs, planner
 from sync.client import DroplineClient
 from sync.errors import (
     AuthenticationError,
@@ -29,7 +30,15 @@ from sync.errors import (
 from sync.journal import QueueItem
 from sync.planner import Base, Local, PathState, Plan, Remote
 from sync.remote import remote_path
-from sync.transfer import ChangedDuringUpload, download, remote_of, upload
+from sync.transfer import (
+    BatchFile,
+    BatchResult,
+    ChangedDuringUpload,
+    download,
+    remote_of,
+    upload,
+    upload_many,
+)
 from sync.types import AfterUpload, Direction, FolderMode, HistoryAdded, Result, TransferProgress
 
 if TYPE_CHECKING:
@@ -84,8 +93,12 @@ async def carry_out(
         for path, item in items.items():
             if path not in acted or path in recorded:
                 journal.dequeue(folder.id, item)
+    small: list[planner.Upload] = []
     for a in plan.actions:
         if isinstance(a, planner.RecordBase):
+            continue
+        if isinstance(a, planner.Upload) and _batchable(folder, a):
+            small.append(a)
             continue
         if isinstance(a, planner.Upload | planner.Download):
             queued = items.get(a.path)
@@ -93,7 +106,13 @@ async def carry_out(
             continue
         if folder.offline or folder.hooks.signed_out():
             break
+        if small and isinstance(a, planner.DeleteRemote | planner.DeleteLocal):
+            # Deletes come last and may take a while: the uploads need not wait for them.
+            _spawn_batches(folder, small, items)
+            small = []
         await _act(folder, a, items, states)
+    if small:
+        _spawn_batches(folder, small, items)
 
 
 def _done_with(folder: FolderLoop, items: dict[str, QueueItem], *paths: str) -> None:
@@ -292,6 +311,70 @@ def _spawn(
     folder.in_flight[action.path] = task
     if isinstance(action, planner.Upload) and action.local.sha256 is not None:
         folder.uploading[action.path] = action.local.sha256
+
+
+def _batchable(folder: FolderLoop, a: planner.Upload) -> bool:
+    settings = folder.hooks.settings
+    return a.local.sha256 is not None and a.local.size <= min(
+        settings.batch_file_size, settings.batch_bytes, batch.MAX_BYTES
+    )
+
+
+def _spawn_batches(
+    folder: FolderLoop, uploads: list[planner.Upload], items: dict[str, QueueItem]
+) -> None:
+    """Small files ready together go up together: up to ``batch_files`` files and
+    ``batch_bytes`` bytes a request. A lone one takes the single-file path."""
+    if len(uploads) == 1:
+        queued = items.get(uploads[0].path)
+        _spawn(folder, uploads[0], queued.added_at if queued else None)
+        return
+    settings = folder.hooks.settings
+    most_files = max(1, min(settings.batch_files, batch.MAX_FILES))
+    most_bytes = min(settings.batch_bytes, batch.MAX_BYTES)
+    group: list[_Finished] = []
+    size = 0
+    for a in sorted(uploads, key=lambda u: u.path):  # neighbours travel together
+        if group and (len(group) >= most_files or size + a.local.size > most_bytes):
+            _spawn_batch(folder, group)
+            group, size = [], 0
+        queued = items.get(a.path)
+        group.append(_Finished(a.path, queued.added_at if queued else None, a, time.monotonic()))
+        size += a.local.size
+    if group:
+        _spawn_batch(folder, group)
+
+
+def _spawn_batch(folder: FolderLoop, group: list[_Finished]) -> None:
+    task = asyncio.create_task(_batch_transfer(folder, group), name=f"batch {group[0].path}")
+    for done in group:
+        assert isinstance(done.action, planner.Upload) and done.action.local.sha256 is not None
+        folder.in_flight[done.path] = task
+        folder.uploading[done.path] = done.action.local.sha256
+
+
+async def _batch_transfer(folder: FolderLoop, group: list[_Finished]) -> None:
+    """One batch request; each file's result is then applied like a single upload's."""
+    files = []
+    for done in group:
+        a = done.action
+        assert isinstance(a, planner.Upload)
+        files.append(BatchFile(a.path, remote_path(folder.spec.remote, a.path), a.local, a.if_rev))
+    results: list[BatchResult]
+    try:
+        results = await upload_many(folder.hooks.shared, folder.hooks.client(), folder.root, files)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # handed to the loop, which sorts it per file
+        results = [exc] * len(group)
+    for done, f, result in zip(group, files, results, strict=True):
+        if isinstance(result, BaseException):
+            done.error = result
+        else:
+            done.result = result
+            _progress(folder, f.rel, Direction.UP)(f.local.size, f.local.size)
+        folder._done.append(done)
+    folder.wake()
 
 
 async def _transfer(folder: FolderLoop, done: _Finished) -> None:

@@ -1,6 +1,7 @@
 """Running uploads and downloads for the folders: shared slots (small files first),
-bandwidth limits, and the journal bookkeeping that lets a transfer resume after a
-restart (the tus URL before the first byte goes; the partial download's key).
+bandwidth limits, batches of small files in one request each, and the journal
+bookkeeping that lets a transfer resume after a restart (the tus URL before the first
+byte goes; the partial download's key).
 
 The byte-moving itself is the SDK's (:mod:`sync.transfer_primitives`); this module
 decides when a transfer may run, at what speed, and what is remembered about it.
@@ -15,11 +16,12 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sync import fs
+from sync.batch import BatchItem, upload_batch
 from sync.client import DroplineClient
 from sync.errors import DroplineError, IntegrityError
 from sync.journal import Journal, TransferRow
@@ -110,6 +112,7 @@ class Counters:
     bytes_downloaded: int = 0
     files_uploaded: int = 0
     files_downloaded: int = 0
+    upload_batches: int = 0
 
 
 class ChangedDuringUpload(IntegrityError):
@@ -127,6 +130,9 @@ class Shared:
     down: TokenBucket
     counters: Counters
     chunk_size: int
+    # False once the server answered that it has no batch endpoint (an older server):
+    # small files then go up one request each.
+    batches: bool = True
 
 
 def entry_of(remote: Remote, remote_path: str) -> Entry:
@@ -307,6 +313,115 @@ async def _upload_small(
         remote = Remote(session.entry_id, False, local.size, local.sha256, session.rev, mtime)
     shared.counters.bytes_uploaded += local.size
     shared.counters.files_uploaded += 1
+    base = Base(False, local.size, local.mtime_ns, local.inode, local.sha256, remote.id, remote.rev)
+    return base, remote
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    """One small file of a batch upload, as the plan saw it."""
+
+    rel: str
+    remote_path: str
+    local: Local
+    if_rev: str
+
+
+BatchResult = tuple[Base, Remote] | BaseException
+
+
+def _read_batch(root: Path, files: Sequence[BatchFile]) -> list[bytes | BaseException]:
+    """Every file's bytes (in a worker thread), or why it cannot go up with the others."""
+    out: list[bytes | BaseException] = []
+    for f in files:
+        try:
+            out.append(_read_whole(fs.abspath(root, f.rel), f.local))
+        except (OSError, ChangedDuringUpload) as exc:
+            out.append(exc)
+    return out
+
+
+async def upload_many(
+    shared: Shared, client: DroplineClient, root: Path, files: Sequence[BatchFile]
+) -> list[BatchResult]:
+    """Upload small files in one request; one result per file, in order. A file that
+    cannot be read or that the server refuses fails alone; a failure of the request
+    itself (the server unreachable) is every file's. Nothing is journaled here: the
+    caller's queue rows stay until each result is applied, and a repeat after a crash
+    is guarded by each file's ``if_rev``."""
+    if shared.batches:
+        total = sum(f.local.size for f in files)
+        async with shared.slots.slot(total):
+            results = await _send_batch(shared, client, root, files)
+        if results is not None:
+            return results
+    # A server without the batch endpoint: one request a file, as before batches.
+    out: list[BatchResult] = []
+    for f in files:
+        try:
+            async with shared.small.slot(f.local.size):
+                out.append(
+                    await _upload_small(
+                        shared, client, root, f.rel, f.remote_path, f.local, f.if_rev
+                    )
+                )
+        except (DroplineError, OSError) as exc:
+            out.append(exc)
+    return out
+
+
+async def _send_batch(
+    shared: Shared, client: DroplineClient, root: Path, files: Sequence[BatchFile]
+) -> list[BatchResult] | None:
+    """The batch request; None when the server has no batch endpoint."""
+    contents = await asyncio.to_thread(_read_batch, root, files)
+    results: list[BatchResult | None] = [
+        c if isinstance(c, BaseException) else None for c in contents
+    ]
+    ready = [(i, c) for i, c in enumerate(contents) if isinstance(c, bytes)]
+    if ready:
+        await shared.up.take(sum(len(c) for _i, c in ready))
+        items = [_batch_item(files[i], c) for i, c in ready]
+        # Grouped here already: one call, one request.
+        answers = await upload_batch(
+            client,
+            items,
+            files_per_request=max(1, len(items)),
+            bytes_per_request=max(1, sum(len(c) for _i, c in ready)),
+            concurrency=1,
+        )
+        whole = answers[0] if all(a is answers[0] for a in answers) else None
+        if isinstance(whole, DroplineError):
+            # The request itself failed: every file got the same error.
+            if whole.status in (404, 405):
+                log.info("the server takes no batch uploads; small files go up one by one")
+                shared.batches = False
+                return None
+        else:
+            shared.counters.upload_batches += 1
+        for (i, _c), answer in zip(ready, answers, strict=True):
+            results[i] = _batch_result(shared, files[i], answer)
+    return [r for r in results if r is not None]  # by now every file has its result
+
+
+def _batch_item(f: BatchFile, data: bytes) -> BatchItem:
+    assert f.local.sha256 is not None
+    return BatchItem(
+        path=f.remote_path,
+        data=data,
+        sha256=f.local.sha256,
+        mtime=f.local.mtime_ns / 1e9,
+        if_rev=f.if_rev,
+    )
+
+
+def _batch_result(shared: Shared, f: BatchFile, answer: Entry | DroplineError) -> BatchResult:
+    if isinstance(answer, DroplineError):
+        return answer
+    local = f.local
+    shared.counters.bytes_uploaded += local.size
+    shared.counters.files_uploaded += 1
+    remote = remote_of(answer)
     base = Base(False, local.size, local.mtime_ns, local.inode, local.sha256, remote.id, remote.rev)
     return base, remote
 

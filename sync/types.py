@@ -80,6 +80,11 @@ class EngineSettings:
     rescan_interval: float = 3600.0
     longpoll_timeout: int = 60
     hostname: str | None = None  # used in conflict-copy names; defaults to the machine's
+    # Files up to batch_file_size bytes that are ready together go up in one request
+    # (at most batch_files of them, batch_bytes in all); bigger ones take the tus path.
+    batch_file_size: int = 1024 * 1024
+    batch_files: int = 200
+    batch_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,3 +194,4 @@ class EngineCounters:
     bytes_downloaded: int = 0
     files_uploaded: int = 0
     files_downloaded: int = 0
+    upload_batches: int = 0  # requests that carried several small files at once

@@ -308,8 +308,11 @@ class Journal:
 
     def dequeue(self, folder_id: int, item: QueueItem) -> None:
         """Done with this item; a newer entry for the same path that arrived meanwhile stays."""
+        # "+added_at": look the row up by its primary key. Left plain, SQLite chose the
+        # (folder_id, added_at) index, and a burst queued in one go shares one added_at:
+        # every dequeue scanned the whole burst (10,000 files: 8.6 s of the engine's time).
         self.conn.execute(
-            "DELETE FROM queue WHERE folder_id = ? AND path = ? AND added_at <= ?",
+            "DELETE FROM queue WHERE folder_id = ? AND path = ? AND +added_at <= ?",
             (folder_id, item.path, item.added_at),
         )
 

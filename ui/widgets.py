@@ -37,11 +37,8 @@ def muted(text: str = "") -> QLabel:
     """Secondary text in the palette's placeholder colour (right in light and dark themes)."""
     label = QLabel(text)
     label.setWordWrap(True)
-    palette = label.palette()
-    palette.setColor(
-        QPalette.ColorRole.WindowText, palette.color(QPalette.ColorRole.PlaceholderText)
-    )
-    label.setPalette(palette)
+    # A role, not a copied colour: it follows the palette when the theme changes.
+    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
     return label
 
 

@@ -258,6 +258,23 @@ def test_dark_theme_uses_a_dark_palette(qapp: QApplication) -> None:
         qapp.setPalette(before_palette)
 
 
+def test_secondary_text_follows_a_theme_change(qapp: QApplication, qtbot: QtBot) -> None:
+    window = HistoryWindow(HistoryModel(FakeHistory([history_row(1)])))
+    qtbot.addWidget(window)
+    before_style, before_palette = qapp.style().name(), qapp.palette()
+    try:
+        apply_theme(qapp, "dark")  # after the window exists, as a desktop switch would
+        qapp.processEvents()
+        label = window.count_label
+        shown = label.palette().color(label.foregroundRole())
+        background = qapp.palette().color(QPalette.ColorRole.Window)
+        assert shown == qapp.palette().color(QPalette.ColorRole.PlaceholderText)
+        assert shown.lightness() - background.lightness() > 60  # legible on the dark window
+    finally:
+        qapp.setStyle(before_style)
+        qapp.setPalette(before_palette)
+
+
 def show_active(qtbot: QtBot, window: QWidget) -> None:
     """Shortcuts go to the active window only: show this one and wait until it is."""
     window.show()

@@ -126,5 +126,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_routes.router)
     app.include_router(files_routes.router)
     app.include_router(uploads_routes.router)
+    uploads_routes.install_fast_lane(app)  # tus POST and PATCH without FastAPI's overhead
     app.include_router(changes_routes.router)
     return app

@@ -4,15 +4,20 @@ out) and the batch upload of small files at ``/api/v1/uploads/batch``."""
 from __future__ import annotations
 
 import email.utils
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from server.auth import AnyPrincipal, WritePrincipal
+from server.auth import AnyPrincipal, WritePrincipal, require
 from server.batch import MAX_BYTES, MAX_FILES, BatchUploads
+from server.identity import Principal
 from server.problems import Problem
 from server.routes.files import EntryOut
 from server.uploads import (
@@ -101,6 +106,59 @@ def options(principal: AnyPrincipal, request: Request) -> Response:
     )
 
 
+async def _create(request: Request, principal: Principal) -> Response:
+    """tus creation (and creation-with-upload): the POST's work, from its headers."""
+    h = request.headers
+    content_length = _content_length(request)
+    with_data = (h.get("content-type") or "").split(";")[0].strip().lower() == OFFSET_OCTET_STREAM
+    if not with_data and content_length:
+        raise Problem(
+            "unsupported-media-type", f"data sent with the POST needs {OFFSET_OCTET_STREAM}"
+        )
+    try:
+        state = await _uploads(request).create(
+            principal,
+            upload_length=h.get("upload-length"),
+            defer_length=h.get("upload-defer-length"),
+            metadata=h.get("upload-metadata"),
+            body=_body(request) if with_data else None,
+            content_length=content_length,
+        )
+    except BodyCut:
+        return Response(status_code=400)  # nobody is listening any more
+    headers = _headers(state)
+    headers["Location"] = f"/api/v1/uploads/{state.id}"
+    if not with_data:
+        del headers["Upload-Offset"]
+    if state.entry is not None:
+        # Published by this very request: the entry comes along, no GET needed.
+        return JSONResponse(state.entry.to_json(), status_code=201, headers=headers)
+    return Response(status_code=201, headers=headers)
+
+
+async def _patch(request: Request, principal: Principal) -> Response:
+    """tus append: the PATCH's work, from its headers."""
+    h = request.headers
+    try:
+        state, _cut = await _uploads(request).append(
+            principal,
+            request.path_params["upload_id"],
+            upload_offset=h.get("upload-offset"),
+            checksum=h.get("upload-checksum"),
+            content_type=h.get("content-type"),
+            content_length=_content_length(request),
+            body=_body(request),
+            repr_digest=h.get("repr-digest"),
+        )
+    except BodyCut:
+        return Response(status_code=400)  # nobody is listening any more
+    return Response(status_code=204, headers=_headers(state))
+
+
+# The FastAPI routes of POST and PATCH declare their headers for the OpenAPI document;
+# the handlers read them from the request (the fast lane below calls them the same way).
+
+
 @router.post(
     "",
     status_code=201,
@@ -121,31 +179,7 @@ async def create(
     upload_metadata: Annotated[str | None, Header()] = None,
     content_type: Annotated[str | None, Header()] = None,
 ) -> Response:
-    content_length = _content_length(request)
-    with_data = (content_type or "").split(";")[0].strip().lower() == OFFSET_OCTET_STREAM
-    if not with_data and content_length:
-        raise Problem(
-            "unsupported-media-type", f"data sent with the POST needs {OFFSET_OCTET_STREAM}"
-        )
-    try:
-        state = await _uploads(request).create(
-            principal,
-            upload_length=upload_length,
-            defer_length=upload_defer_length,
-            metadata=upload_metadata,
-            body=_body(request) if with_data else None,
-            content_length=content_length,
-        )
-    except BodyCut:
-        return Response(status_code=400)  # nobody is listening any more
-    headers = _headers(state)
-    headers["Location"] = f"/api/v1/uploads/{state.id}"
-    if not with_data:
-        del headers["Upload-Offset"]
-    if state.entry is not None:
-        # Published by this very request: the entry comes along, no GET needed.
-        return JSONResponse(state.entry.to_json(), status_code=201, headers=headers)
-    return Response(status_code=201, headers=headers)
+    return await _create(request, principal)
 
 
 @router.head("/{upload_id}")
@@ -169,20 +203,7 @@ async def patch(
     content_type: Annotated[str | None, Header()] = None,
     repr_digest: Annotated[str | None, Header()] = None,
 ) -> Response:
-    try:
-        state, _cut = await _uploads(request).append(
-            principal,
-            upload_id,
-            upload_offset=upload_offset,
-            checksum=upload_checksum,
-            content_type=content_type,
-            content_length=_content_length(request),
-            body=_body(request),
-            repr_digest=repr_digest,
-        )
-    except BodyCut:
-        return Response(status_code=400)  # nobody is listening any more
-    return Response(status_code=204, headers=_headers(state))
+    return await _patch(request, principal)
 
 
 @router.delete("/{upload_id}", status_code=204)
@@ -275,3 +296,42 @@ async def upload_batch(principal: WritePrincipal, request: Request) -> Response:
         },
         headers={"Cache-Control": "no-store"},
     )
+
+
+# -- the fast lane of the hot routes ---------------------------------------------------
+# Every upload's bytes pass through POST and PATCH. FastAPI's own work per request on
+# them (matching through every included router, solving dependencies and parameters)
+# measured as a third of all the Python calls of a whole 4 KiB upload (8,100 -> 5,400),
+# so the same handlers also run as plain Starlette routes placed ahead of the routers.
+# The FastAPI routes above stay for the OpenAPI document, and answer if the lane is off.
+
+_write_scope = require("files:write")
+
+
+class _FastLane:
+    """A plain ASGI endpoint: the credential (checked in the thread pool, as FastAPI runs
+    the dependency), then the tus version, then the handler. Problems raised here reach
+    the app's exception handlers exactly as from a FastAPI route."""
+
+    def __init__(self, handler: Callable[[Request, Principal], Awaitable[Response]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        principal = await run_in_threadpool(_write_scope, request)
+        await require_tus(request.headers.get("tus-resumable"))
+        response = await self.handler(request, principal)
+        await response(scope, receive, send)
+
+
+def install_fast_lane(app: Starlette) -> None:
+    """Put POST and PATCH of tus uploads ahead of the app's routers."""
+    app.router.routes[0:0] = [
+        Route(router.prefix, _FastLane(_create), methods=["POST"], include_in_schema=False),
+        Route(
+            router.prefix + "/{upload_id}",
+            _FastLane(_patch),
+            methods=["PATCH"],
+            include_in_schema=False,
+        ),
+    ]

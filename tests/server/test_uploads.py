@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import os
+import warnings
 
 import httpx
 import pytest
@@ -492,3 +493,73 @@ def test_expired_upload_is_410_then_cleaned_up(
     assert asyncio.run(uploads.cleanup_expired()) == 1
     assert staged_files(live_server) == []
     assert client.head(location).status_code == 404
+
+
+def test_the_documented_routes_answer_like_the_fast_lane(
+    client: httpx.Client, live_server: LiveServer
+) -> None:
+    routes = live_server.app.router.routes  # type: ignore[attr-defined]
+    lane = [r for r in routes if getattr(r, "include_in_schema", True) is False]
+    assert {(r.path, *sorted(r.methods)) for r in lane} >= {
+        ("/api/v1/uploads", "POST"),
+        ("/api/v1/uploads/{upload_id}", "PATCH"),
+    }
+    answers = []
+    for without_lane in (False, True):
+        if without_lane:
+            for r in lane:
+                routes.remove(r)
+        try:
+            data = b"both ways " * 100
+            whole = tus.upload(client, f"/lane/{without_lane}.txt", data)
+            location = tus.create(client, 3, path=f"/lane/{without_lane}-late.txt").headers[
+                "location"
+            ]
+            patched = tus.patch(client, location, 0, b"abc")
+            anonymous = httpx.post(
+                live_server.url + "/api/v1/uploads", headers={"Tus-Resumable": "1.0.0"}
+            )
+            no_tus = client.post("/api/v1/uploads", headers={"Tus-Resumable": "0.2.2"})
+            answers.append(
+                (
+                    whole.status_code,
+                    sorted(set(whole.json()) - {"id", "rev", "mtime", "path", "name"}),
+                    patched.status_code,
+                    "dropline-entry-id" in patched.headers,
+                    anonymous.status_code,
+                    anonymous.json()["type"],
+                    no_tus.status_code,
+                    no_tus.headers.get("tus-version"),
+                )
+            )
+        finally:
+            if without_lane:
+                routes[0:0] = lane
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 201 and answers[0][4] == 401 and answers[0][6] == 412
+
+
+def test_the_openapi_document_describes_the_upload_headers(client: httpx.Client) -> None:
+    # FastAPI warns about an operation id shared by two file routes; the server runs in
+    # this process, where warnings are errors, so only that warning is let through.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Duplicate Operation ID", category=UserWarning)
+        document = client.get("/openapi.json")
+    assert document.status_code == 200, document.text[:300]
+    paths = document.json()["paths"]
+    post = paths["/api/v1/uploads"]["post"]
+    assert {p["name"] for p in post["parameters"]} >= {
+        "upload-length",
+        "upload-metadata",
+        "tus-resumable",
+    }
+    assert post["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/EntryOut"
+    )
+    patch = paths["/api/v1/uploads/{upload_id}"]["patch"]
+    assert {p["name"] for p in patch["parameters"]} >= {
+        "upload-offset",
+        "upload-checksum",
+        "repr-digest",
+    }
+    assert "/api/v1/uploads/batch" in paths

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import hashlib
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -28,12 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection
 
-from server import schema
-from server.blobs import BlobStore, new_blob_id
+from server.blobs import BlobStore
 from server.db import Database
-from server.file_events import record_upload_failed
 from server.files import Entry, FileService
 from server.identity import Principal
 from server.problems import Problem
@@ -50,6 +48,8 @@ from server.tus import (
     parse_repr_digest,
     target_from_metadata,
 )
+from server.upload_publish import Publisher
+from server.upload_rows import UploadRows, UploadState, state_of
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,6 @@ LOCK_WAIT_SECONDS = 10.0  # how long a request waits for another one on the same
 EARLY_CHECK_BYTES = 1024 * 1024  # above this, preconditions are checked before any byte
 BATCH_LEFTOVER_SECONDS = 3600.0
 
-_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
-
-U = schema.uploads
-_INSERT_UPLOAD = U.insert()  # built once: its compiled form is reused
 T = TypeVar("T")
 
 __all__ = [
@@ -81,20 +77,6 @@ __all__ = [
 
 class BodyCut(Exception):
     """The client went away in the middle of the request body."""
-
-
-@dataclass(frozen=True, slots=True)
-class UploadState:
-    """What a tus answer reports about one upload."""
-
-    id: str
-    length: int
-    offset: int
-    expires_at: float
-    metadata: str
-    entry_id: str | None = None
-    rev: str | None = None
-    entry: Entry | None = None  # the published entry, when this request published it
 
 
 @dataclass
@@ -123,6 +105,8 @@ class UploadService:
         self.upload_dir = upload_dir
         self.max_size = max_size
         self.expiry_seconds = expiry_seconds
+        self.rows = UploadRows(db)
+        self.publisher = Publisher(db, blobs, files)
         self._live: dict[str, _Live] = {}
         # Our own pool: a slow disk must not starve the request thread pool, and
         # pipelined writes need a future we can start and await later.
@@ -144,83 +128,10 @@ class UploadService:
     def _staged_path(self, upload_id: str) -> Path:
         return self.upload_dir / f"{upload_id}.part"
 
-    # -- database ----------------------------------------------------------------
-
-    def _load(self, principal: Principal, upload_id: str) -> Any:
-        if not _UPLOAD_ID.match(upload_id):
-            raise Problem("not-found", "no such upload")
-        with self.db.read() as conn:
-            row = conn.execute(
-                select(U).where(
-                    U.c.id == upload_id,
-                    U.c.tenant_id == principal.tenant_id,
-                    U.c.user_id == principal.user_id,
-                )
-            ).first()
-        if row is None:
-            raise Problem("not-found", "no such upload")
-        return row
-
-    def _insert_row(
-        self,
-        conn: Connection,
-        principal: Principal,
-        upload_id: str,
-        length: int,
-        offset: int,
-        target: UploadTarget,
-        metadata: str,
-        now: float,
-        entry: Entry | None = None,
-    ) -> None:
-        conn.execute(
-            _INSERT_UPLOAD,
-            {
-                "id": upload_id,
-                "tenant_id": principal.tenant_id,
-                "space_id": principal.space_id,
-                "user_id": principal.user_id,
-                "length": length,
-                "offset": offset,
-                "target_path": target.path,
-                "sha256": target.sha256,
-                "mtime": target.mtime,
-                "if_rev": target.if_rev,
-                "metadata": metadata,
-                "created_at": now,
-                "expires_at": now + self.expiry_seconds,
-                "entry_id": entry.id if entry else None,
-                "rev": entry.rev if entry else None,
-            },
-        )
-
-    def _record_offset(self, upload_id: str, offset: int, sha256: str | None = None) -> float:
-        """The new durable offset (and a whole-file SHA-256 the PATCH declared)."""
-        expires_at = time.time() + self.expiry_seconds
-        values: dict[str, Any] = {"offset": offset, "expires_at": expires_at}
-        if sha256 is not None:
-            values["sha256"] = sha256
-        with self.db.write() as conn:
-            conn.execute(update(U).where(U.c.id == upload_id).values(**values))
-        return expires_at
-
     def _forget(self, upload_id: str) -> None:
         """Drop an upload's row and staged bytes."""
-        with self.db.write() as conn:
-            conn.execute(delete(U).where(U.c.id == upload_id))
+        self.rows.delete(upload_id)
         remove_quietly(self._staged_path(upload_id))
-
-    @staticmethod
-    def _state(row: Any) -> UploadState:
-        return UploadState(
-            id=row.id,
-            length=int(row.length),
-            offset=int(row.offset),
-            expires_at=float(row.expires_at),
-            metadata=row.metadata,
-            entry_id=row.entry_id,
-            rev=row.rev,
-        )
 
     # -- receiving bytes ---------------------------------------------------------
 
@@ -321,61 +232,19 @@ class UploadService:
         live: _Live,
         length: int,
         target: UploadTarget,
-        in_transaction: Callable[[Connection, Entry], None],
+        record: Callable[[Connection, Entry], None],
     ) -> Entry:
-        digest = live.hasher.hexdigest()
-        staged = self._staged_path(upload_id)
-        if target.sha256 is not None and digest != target.sha256:
-            await self._run(self._forget, upload_id)
-            # upload.failed for webhooks (server.file_events).
-            await self._run(
-                record_upload_failed,
-                self.db,
-                principal,
-                upload_id,
-                target.path,
-                "integrity",
-                "the bytes do not match the declared SHA-256",
-            )
-            raise Problem(
-                "integrity",
-                f"the uploaded bytes have SHA-256 {digest}, not the declared {target.sha256}; "
-                "nothing was published and the upload was discarded",
-            )
-        blob_id = new_blob_id()
-
-        def publish() -> Entry:
-            self.blobs.put(blob_id, staged)
-            try:
-                return self.files.publish(
-                    principal,
-                    target.path,
-                    blob_id=blob_id,
-                    size=length,
-                    sha256=digest,
-                    mtime=target.mtime,
-                    if_rev=target.if_rev,
-                    in_transaction=in_transaction,
-                )
-            except BaseException:
-                self.blobs.delete(blob_id)
-                raise
-
-        try:
-            return await self._run(publish)
-        except Problem as problem:
-            await self._run(self._forget, upload_id)
-            # upload.failed for webhooks (server.file_events).
-            await self._run(
-                record_upload_failed,
-                self.db,
-                principal,
-                upload_id,
-                target.path,
-                problem.slug,
-                problem.detail or problem.title,
-            )
-            raise
+        return await self._run(
+            self.publisher.complete,
+            principal,
+            upload_id,
+            self._staged_path(upload_id),
+            live.hasher.hexdigest(),
+            length,
+            target,
+            record,
+            functools.partial(self._forget, upload_id),
+        )
 
     # -- the tus operations ------------------------------------------------------
 
@@ -437,10 +306,9 @@ class UploadService:
                     await self._run(StagedFile(self._staged_path(upload_id)).write, [], 0, (), True)
                 now = time.time()
                 if offset == length:
-                    entry_box: list[Entry] = []
 
                     def record(conn: Connection, entry: Entry) -> None:
-                        self._insert_row(
+                        self.rows.insert(
                             conn,
                             principal,
                             upload_id,
@@ -449,9 +317,9 @@ class UploadService:
                             target,
                             raw_metadata,
                             now,
+                            now + self.expiry_seconds,
                             entry,
                         )
-                        entry_box.append(entry)
 
                     entry = await self._complete(principal, upload_id, live, length, target, record)
                     persisted = True
@@ -468,8 +336,16 @@ class UploadService:
 
                 def insert() -> None:
                     with self.db.write() as conn:
-                        self._insert_row(
-                            conn, principal, upload_id, length, offset, target, raw_metadata, now
+                        self.rows.insert(
+                            conn,
+                            principal,
+                            upload_id,
+                            length,
+                            offset,
+                            target,
+                            raw_metadata,
+                            now,
+                            now + self.expiry_seconds,
                         )
 
                 await self._run(insert)
@@ -508,9 +384,31 @@ class UploadService:
         now = time.time()
         # Registered while it runs, so the expiry sweep leaves its staged bytes alone.
         self._live[upload_id] = _Live(offset=0, users=1)
+        expires_at = now + self.expiry_seconds
+
+        def record(conn: Connection, entry: Entry) -> None:
+            self.rows.insert(
+                conn,
+                principal,
+                upload_id,
+                length,
+                length,
+                target,
+                raw_metadata,
+                now,
+                expires_at,
+                entry,
+            )
+
         try:
             entry = await self._run(
-                self._publish_whole, principal, upload_id, chunks, target, raw_metadata, now
+                self.publisher.publish_whole,
+                principal,
+                upload_id,
+                self._staged_path(upload_id),
+                chunks,
+                target,
+                record,
             )
         finally:
             self._live.pop(upload_id, None)
@@ -524,83 +422,6 @@ class UploadService:
             entry.rev,
             entry,
         )
-
-    def _publish_whole(
-        self,
-        principal: Principal,
-        upload_id: str,
-        chunks: list[bytes],
-        target: UploadTarget,
-        raw_metadata: str,
-        now: float,
-    ) -> Entry:
-        """The worker-thread half of :meth:`_create_whole` (same checks, same order, same
-        rows as an upload completed by PATCH)."""
-        length = sum(len(c) for c in chunks)
-        self.files.check(principal, "upload", target.path, length)
-        path = self._staged_path(upload_id)
-        staged = StagedFile(path)
-        hasher = hashlib.sha256()
-        try:
-            staged.write(chunks, 0, (hasher,), True)
-        except BaseException:
-            remove_quietly(path)
-            raise
-        finally:
-            staged.close()
-        digest = hasher.hexdigest()
-        if target.sha256 is not None and digest != target.sha256:
-            remove_quietly(path)
-            record_upload_failed(
-                self.db,
-                principal,
-                upload_id,
-                target.path,
-                "integrity",
-                "the bytes do not match the declared SHA-256",
-            )
-            raise Problem(
-                "integrity",
-                f"the uploaded bytes have SHA-256 {digest}, not the declared {target.sha256}; "
-                "nothing was published and the upload was discarded",
-            )
-        blob_id = new_blob_id()
-        try:
-            self.blobs.put(blob_id, path)
-        except BaseException:
-            remove_quietly(path)
-            raise
-
-        def record(conn: Connection, entry: Entry) -> None:
-            self._insert_row(
-                conn, principal, upload_id, length, length, target, raw_metadata, now, entry
-            )
-
-        try:
-            return self.files.publish(
-                principal,
-                target.path,
-                blob_id=blob_id,
-                size=length,
-                sha256=digest,
-                mtime=target.mtime,
-                if_rev=target.if_rev,
-                in_transaction=record,
-            )
-        except Problem as problem:
-            self.blobs.delete(blob_id)
-            record_upload_failed(
-                self.db,
-                principal,
-                upload_id,
-                target.path,
-                problem.slug,
-                problem.detail or problem.title,
-            )
-            raise
-        except BaseException:
-            self.blobs.delete(blob_id)
-            raise
 
     async def _locked(self, upload_id: str) -> _Live:
         live = self._live.setdefault(upload_id, _Live())
@@ -619,7 +440,7 @@ class UploadService:
 
     async def _fresh_row(self, principal: Principal, upload_id: str, live: _Live) -> Any:
         """The upload's row, checked for expiry, with the running hash in step with it."""
-        row = await asyncio.to_thread(self._load, principal, upload_id)
+        row = await asyncio.to_thread(self.rows.load, principal, upload_id)
         if row.entry_id is None and row.expires_at < time.time():
             raise Problem("upload-expired", "this upload expired; start a new one")
         if row.entry_id is None and (live.hasher is None or live.offset != row.offset):
@@ -634,15 +455,15 @@ class UploadService:
         self._unuse(upload_id, live, keep)
 
     async def head(self, principal: Principal, upload_id: str) -> UploadState:
-        await asyncio.to_thread(self._load, principal, upload_id)  # 404 before any waiting
+        await asyncio.to_thread(self.rows.load, principal, upload_id)  # 404 before any waiting
         live = await self._locked(upload_id)
         keep = False
         try:
-            row = await asyncio.to_thread(self._load, principal, upload_id)
+            row = await asyncio.to_thread(self.rows.load, principal, upload_id)
             if row.entry_id is None and row.expires_at < time.time():
                 raise Problem("upload-expired", "this upload expired; start a new one")
             keep = live.hasher is not None and row.entry_id is None
-            return self._state(row)
+            return state_of(row)
         finally:
             self._release(upload_id, live, keep)
 
@@ -673,12 +494,12 @@ class UploadService:
             raise Problem("bad-request", "Upload-Offset is required")
         parsed_checksum = parse_checksum(checksum)
         declared = parse_repr_digest(repr_digest)
-        await asyncio.to_thread(self._load, principal, upload_id)  # 404 before any waiting
+        await asyncio.to_thread(self.rows.load, principal, upload_id)  # 404 before any waiting
         live = await self._locked(upload_id)
         keep = True
         try:
             row = await self._fresh_row(principal, upload_id, live)
-            state = self._state(row)
+            state = state_of(row)
             if offset != state.offset:
                 raise Problem(
                     "offset-mismatch",
@@ -702,8 +523,9 @@ class UploadService:
                 upload_id, live, offset, state.length, parsed_checksum, body
             )
             recorded = declared if row.sha256 is None else None
-            expires_at = await asyncio.to_thread(
-                self._record_offset, upload_id, new_offset, recorded
+            expires_at = time.time() + self.expiry_seconds
+            await asyncio.to_thread(
+                self.rows.record_offset, upload_id, new_offset, expires_at, recorded
             )
             state = UploadState(state.id, state.length, new_offset, expires_at, state.metadata)
             if new_offset == state.length:
@@ -712,11 +534,7 @@ class UploadService:
                 )
 
                 def record(conn: Connection, entry: Entry) -> None:
-                    conn.execute(
-                        update(U)
-                        .where(U.c.id == upload_id)
-                        .values(entry_id=entry.id, rev=entry.rev, offset=state.length)
-                    )
+                    self.rows.mark_published(conn, upload_id, entry, state.length)
 
                 keep = False
                 entry = await self._complete(
@@ -741,24 +559,19 @@ class UploadService:
             self._release(upload_id, live, keep)
 
     async def terminate(self, principal: Principal, upload_id: str) -> None:
-        await asyncio.to_thread(self._load, principal, upload_id)
+        await asyncio.to_thread(self.rows.load, principal, upload_id)
         live = await self._locked(upload_id)
         try:
-            await asyncio.to_thread(self._load, principal, upload_id)
+            await asyncio.to_thread(self.rows.load, principal, upload_id)
             await self._run(self._forget, upload_id)
         finally:
             self._release(upload_id, live, keep=False)
 
     # -- expiry --------------------------------------------------------------------
 
-    def _expired_ids(self, now: float) -> list[str]:
-        with self.db.read() as conn:
-            return [r.id for r in conn.execute(select(U.c.id).where(U.c.expires_at < now))]
-
     def _sweep_orphans(self, now: float, busy: set[str]) -> int:
         """Staged files with no upload row (a server stopped mid-POST) are removed once old."""
-        with self.db.read() as conn:
-            known = {r.id for r in conn.execute(select(U.c.id))}
+        known = self.rows.ids()
         removed = 0
         for path in self.upload_dir.glob("*.part"):
             upload_id = path.stem
@@ -785,7 +598,7 @@ class UploadService:
         """Remove expired uploads (rows and bytes); returns how many went."""
         now = time.time() if now is None else now
         removed = 0
-        for upload_id in await asyncio.to_thread(self._expired_ids, now):
+        for upload_id in await asyncio.to_thread(self.rows.expired_ids, now):
             live = self._live.get(upload_id)
             if live is not None and live.users > 0:
                 continue  # a request is using it right now; the next round decides

@@ -470,7 +470,8 @@ def test_leftovers_of_a_stopped_server_are_swept_once_old(live_server: LiveServe
     two_hours_ago = time.time() - 7200
     os.utime(old, (two_hours_ago, two_hours_ago))
     uploads = live_server.app.state.uploads  # type: ignore[attr-defined]
-    assert asyncio.run(uploads.cleanup_expired()) == 1
+    # (The server's own sweep, starting up, may get there first: only the end matters.)
+    asyncio.run(uploads.cleanup_expired())
     assert leftovers(live_server) == [fresh]
 
 

@@ -1,9 +1,11 @@
-"""Server layer benchmark: 1 GiB up (tus, chunked) and down, and 10,000 small uploads.
+"""Server layer benchmark: 1 GiB up (tus, chunked; a bare client and the SDK's
+``upload_file``) and down, and 10,000 small uploads (one POST each, and in batches).
 
 The server runs as a child process on 127.0.0.1 (``dropline-server serve``); the
 client here hashes everything it sends and receives, as the agent does. Peers in
 the same run: ``sha256sum`` and ``cp`` over the same data, and hashlib itself.
-Results replace the "Server layer" section of ``docs/performance.md``.
+Results replace the "Server layer" section of ``docs/performance.md``; ``--before``
+adds an earlier run's rates (its ``--json-out``) as a column beside them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import base64
 import collections
 import hashlib
+import json
 import os
 import random
 import re
@@ -38,7 +41,7 @@ PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
 START = "<!-- bench:server:start -->"
 END = "<!-- bench:server:end -->"
 READ = 4 * MIB
-PARTS = ("peers", "big", "down", "me", "small")
+PARTS = ("peers", "big", "sdk", "down", "me", "small", "batch")
 
 
 @dataclass
@@ -54,6 +57,10 @@ class Row:
     @property
     def rate(self) -> float:
         return (self.amount / MIB if self.unit == "MiB/s" else self.amount) / self.seconds
+
+    @property
+    def rate_text(self) -> str:
+        return f"{self.rate:,.0f} {self.unit}"
 
 
 # -- test data and the server ----------------------------------------------------
@@ -428,34 +435,32 @@ def fmt_cpu(value: float | None) -> str:
 
 def render(
     rows: list[Row],
-    profile: list[tuple[str, float]],
-    small_profile: list[tuple[str, float]],
+    profiles: list[tuple[str, list[tuple[str, float]]]],
     meta_line: str,
+    before: dict[str, str] | None = None,
 ) -> str:
+    """The section's Markdown: the table (with a column of an earlier run's rates when
+    ``before`` maps row names to them) and each profile under its heading."""
+    head = "| What | Time (s) | Rate |" + (" Before |" if before else "")
+    rule = "|---|---:|---:|" + ("---:|" if before else "")
     lines = [
         "## Server layer",
         "",
         meta_line,
         "",
-        "| What | Time (s) | Rate | Server CPU (s) | Client CPU (s) | Notes |",
-        "|---|---:|---:|---:|---:|---|",
+        head + " Server CPU (s) | Client CPU (s) | Notes |",
+        rule + "---:|---:|---|",
     ]
     for row in rows:
+        earlier = f" {before.get(row.what, '')} |" if before else ""
         lines.append(
-            f"| {row.what} | {row.seconds:.2f} | {row.rate:,.0f} {row.unit} | "
+            f"| {row.what} | {row.seconds:.2f} | {row.rate_text} |{earlier} "
             f"{fmt_cpu(row.server_cpu)} | {fmt_cpu(row.client_cpu)} | {row.note} |"
         )
-    if profile:
-        lines += [
-            "",
-            "Where the server's time goes during the big upload (py-spy, share of GIL-holding "
-            "samples by innermost frame):",
-            "",
-        ]
-        lines += [f"- {share:.0f}% `{name}`" for name, share in profile]
-    if small_profile:
-        lines += ["", "And during the small-file uploads:", ""]
-        lines += [f"- {share:.0f}% `{name}`" for name, share in small_profile]
+    for heading, profile in profiles:
+        if profile:
+            lines += ["", heading, ""]
+            lines += [f"- {share:.0f}% `{name}`" for name, share in profile]
     return "\n".join(lines) + "\n"
 
 
@@ -494,6 +499,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile-dir", type=Path, default=None, help="keep py-spy's raw profiles here"
     )
+    parser.add_argument("--batch-files", type=int, default=200, help="files per batch request")
+    parser.add_argument("--batch-concurrency", type=int, default=4)
+    parser.add_argument(
+        "--json-out", type=Path, default=None, help="also write the rows' rates as JSON here"
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="an earlier run's --json-out: its rates become a 'Before' column",
+    )
     parser.add_argument(
         "--only",
         default=",".join(PARTS),
@@ -515,6 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     profiles.mkdir(parents=True, exist_ok=True)
     profile_raw = profiles / "profile-big.txt"
     profile_small_raw = profiles / "profile-small.txt"
+    profile_batch_raw = profiles / "profile-batch.txt"
     try:
         big = work / "big.bin"
         needs_big = bool(parts & {"peers", "big", "down"})
@@ -537,6 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if "big" in parts:
             rows += big_upload_rows(server, key, big, size, args, profile_raw)
+        if "sdk" in parts:
+            rows += sdk_upload_rows(server, key, big, size, args)
         if "down" in parts:
             rows += download_rows(server, key, big, size, args, uploaded="big" in parts)
 
@@ -574,6 +593,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
 
+        if "batch" in parts:
+            profiler = start_profile(server.proc.pid, profile_batch_raw)
+            s0, c0 = server.cpu(), client_cpu()
+            seconds, count = asyncio.run(
+                upload_batches(
+                    server.url, key, small_files, args.batch_files, args.batch_concurrency
+                )
+            )
+            stop_profile(profiler)
+            rows.append(
+                Row(
+                    f"{args.small:,} uploads of {args.small_kib} KiB, batches of "
+                    f"{args.batch_files}, {args.batch_concurrency} concurrent (SDK upload_batch)",
+                    seconds,
+                    count,
+                    "files/s",
+                    server.cpu() - s0,
+                    client_cpu() - c0,
+                    note="fsync per file, one transaction and one directory fsync per batch",
+                )
+            )
+
         load = Path("/proc/loadavg").read_text().split()[0]
         meta_line = (
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores (load average {load} "
@@ -581,9 +622,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{sys.version.split()[0]}, server and client on the same machine over loopback, "
             f"median of {args.runs} runs for the big transfers; page cache warm."
         )
+        gil = "(py-spy, share of GIL-holding samples by innermost frame)"
         text = render(
-            rows, summarize_profile(profile_raw), summarize_profile(profile_small_raw), meta_line
+            rows,
+            [
+                (
+                    f"Where the server's time goes during the big upload {gil}:",
+                    summarize_profile(profile_raw),
+                ),
+                (
+                    "During the small uploads, one POST each:",
+                    summarize_profile(profile_small_raw),
+                ),
+                ("During the batch uploads:", summarize_profile(profile_batch_raw)),
+            ],
+            meta_line,
+            json.loads(args.before.read_text()) if args.before else None,
         )
+        if args.json_out:
+            args.json_out.write_text(json.dumps({r.what: r.rate_text for r in rows}, indent=1))
         print(text)
         if not args.no_write:
             write_section(text)
@@ -666,6 +723,50 @@ def big_upload_rows(
                 "MiB/s",
                 s_cpu,
                 c_cpu,
+            )
+        )
+    return rows
+
+
+def sdk_upload_rows(
+    server: Server, key: str, big: Path, size: int, args: argparse.Namespace
+) -> list[Row]:
+    """The SDK's ``upload_file``: 16 MiB chunks, each with a sha256 ``Upload-Checksum``."""
+    from sync.client import ApiKeyCredentials, DroplineClient
+    from sync.transfer_primitives import upload_file
+
+    expected = hashlib.sha256(big.read_bytes()).hexdigest()
+
+    async def once(target: str, known: bool) -> float:
+        async with DroplineClient(server.url, ApiKeyCredentials(key), timeout=600) as client:
+            start = time.perf_counter()
+            entry = await upload_file(client, big, target, sha256=expected if known else None)
+            seconds = time.perf_counter() - start
+        if entry.sha256 != expected:
+            raise SystemExit("bench: the server's sha256 differs from the file's")
+        return seconds
+
+    rows: list[Row] = []
+    for label, known in (
+        ("sha256 given (as the engine knows it)", True),
+        ("sha256 not given", False),
+    ):
+        results = []
+        for run in range(args.runs):
+            s0, c0 = server.cpu(), client_cpu()
+            seconds = asyncio.run(once(f"/sdk/{int(known)}-{run}.bin", known))
+            results.append((seconds, server.cpu() - s0, client_cpu() - c0))
+        seconds, s_cpu, c_cpu = sorted(results)[len(results) // 2]
+        rows.append(
+            Row(
+                f"{args.size_mib} MiB up, SDK upload_file, 16 MiB chunks with sha256 "
+                f"Upload-Checksum, {label}",
+                seconds,
+                size,
+                "MiB/s",
+                s_cpu,
+                c_cpu,
+                note="each byte read once",
             )
         )
     return rows

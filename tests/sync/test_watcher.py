@@ -58,13 +58,25 @@ def test_creates_moves_and_deletes_arrive_as_relative_paths(tmp_path: Path) -> N
         await wait_for(lambda: "last.txt" in rec.paths())
 
     rec = run(tmp_path, body)
-    assert {"sub", "sub/a.txt", "b.txt", "last.txt"} <= rec.paths()
+    # "sub/a.txt" is reported only when watchdog had added the new directory's watch
+    # before the file appeared, which a busy machine does not promise; the directory
+    # itself is always reported, and the engine scans a new directory whole.
+    assert {"sub", "b.txt", "last.txt"} <= rec.paths()
     assert not any(p.startswith(".dropline") for p in rec.paths())
     kinds = [k for p, k in rec.events if p == "last.txt"]
     assert kinds == [Kind.WRITING, Kind.CLOSED]  # created (held as open), then closed
-    # A file in a folder that just appeared is not held for a close it may never see.
-    assert next(k for p, k in rec.events if p == "sub/a.txt") is not Kind.WRITING
     assert rec.troubles == []
+
+
+def test_file_in_a_folder_that_just_appeared_is_not_held_for_a_close(tmp_path: Path) -> None:
+    async def body(rec: Recorder) -> None:
+        (tmp_path / "new").mkdir()
+        (tmp_path / "new" / "a.txt").write_text("a")  # stays: seen by event or by the new
+        await wait_for(lambda: "new/a.txt" in rec.paths())  # folder's first listing
+
+    rec = run(tmp_path, body)
+    # Whether the watch or the listing saw it first, its close may never be reported.
+    assert next(k for p, k in rec.events if p == "new/a.txt") is not Kind.WRITING
 
 
 def test_burst_of_ten_thousand_creates_is_never_lost_silently(tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check sync agent ui server tests bench tools
-	$(BIN)/ruff format --check sync agent ui server tests bench tools
+	$(BIN)/ruff check dropline sdk sync agent ui server tests bench tools
+	$(BIN)/ruff format --check dropline sdk sync agent ui server tests bench tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.paths import HOME_ENV, AgentPaths
+from dropline.agent.paths import HOME_ENV, AgentPaths
 
 log = logging.getLogger(__name__)
 

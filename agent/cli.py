@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.config import ConfigError, LockedError, NotAllowedError
-from agent.configedit import ConfigEditor
-from agent.control import protocol as p
-from agent.control.client import AgentNotRunning, ControlClient
-from agent.paths import AgentPaths
+from dropline.agent.config import ConfigError, LockedError, NotAllowedError
+from dropline.agent.configedit import ConfigEditor
+from dropline.agent.control import protocol as p
+from dropline.agent.control.client import AgentNotRunning, ControlClient
+from dropline.agent.paths import AgentPaths
 
 PROG = "dropline-agent"
 
@@ -154,9 +154,9 @@ def _json_out(obj: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent import logs
-    from agent.instance import AlreadyRunning
-    from agent.service import AgentService
+    from dropline.agent import logs
+    from dropline.agent.instance import AlreadyRunning
+    from dropline.agent.service import AgentService
 
     paths = _paths(args)
     paths.ensure()
@@ -344,8 +344,8 @@ async def _login_here(paths: AgentPaths, device: bool) -> dict[str, Any]:
 
     import httpx
 
-    from agent.credentials import CredentialStore, NoKeyringError
-    from agent.signin import BrowserSignIn, DeviceSignIn, SignInError
+    from dropline.agent.credentials import CredentialStore, NoKeyringError
+    from dropline.agent.signin import BrowserSignIn, DeviceSignIn, SignInError
 
     url = ConfigEditor(paths.config).current().server_url
     if not url:
@@ -379,7 +379,7 @@ async def _login_here(paths: AgentPaths, device: bool) -> dict[str, Any]:
 
 
 def _login_api_key(paths: AgentPaths) -> int:
-    from agent.credentials import CredentialStore
+    from dropline.agent.credentials import CredentialStore
 
     url = ConfigEditor(paths.config).current().server_url
     if not url:
@@ -395,8 +395,8 @@ def _login_api_key(paths: AgentPaths) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    from agent.credentials import CredentialStore
-    from agent.service import sign_out
+    from dropline.agent.credentials import CredentialStore
+    from dropline.agent.service import sign_out
 
     paths = _paths(args)
     try:
@@ -413,7 +413,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from agent.doctor import run_checks
+    from dropline.agent.doctor import run_checks
 
     checks = run_checks(_paths(args))
     if args.json:
@@ -428,7 +428,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_autostart(args: argparse.Namespace) -> int:
-    from agent import autostart
+    from dropline.agent import autostart
 
     paths = _paths(args)
     if args.action == "enable":

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sync.types import AfterUpload, EngineSettings, FolderMode, FolderSpec, LocalEdits
+from dropline.sync.types import AfterUpload, EngineSettings, FolderMode, FolderSpec, LocalEdits
 
 POLICY_ENV = "DROPLINE_POLICY_FILE"
 LOCKED_MESSAGE = "set by your administrator"

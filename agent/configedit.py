@@ -16,7 +16,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT
 
-from agent.config import (
+from dropline.agent.config import (
     POLICY_ONLY_KEYS,
     USER_KEYS,
     AgentConfig,

@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 
-from agent.config import AgentConfig, ConfigError, load
-from agent.control.client import AgentNotRunning, ControlClient
-from agent.control.protocol import ControlError
-from agent.credentials import API_KEY_ENV, CredentialStore
-from agent.paths import AgentPaths
+from dropline.agent.config import AgentConfig, ConfigError, load
+from dropline.agent.control.client import AgentNotRunning, ControlClient
+from dropline.agent.control.protocol import ControlError
+from dropline.agent.credentials import API_KEY_ENV, CredentialStore
+from dropline.agent.paths import AgentPaths
 
 MAX_SKEW = 60.0  # seconds; access tokens are checked against their issue and expiry times
 MIN_FREE_BYTES = 1024**3

@@ -1,6 +1,6 @@
 """``dropline-agent run``: owns the engine, the control server, config reloads, sign-in and signals.
 
-One instance per home (see :mod:`agent.instance`). Without a server URL or an
+One instance per home (see :mod:`dropline.agent.instance`). Without a server URL or an
 accepted credential the agent stays up in the ``signed_out`` state with the
 journal's queue kept, and starts the engine as soon as it can.
 """
@@ -21,18 +21,18 @@ from typing import Any, Protocol
 
 import httpx
 
-from agent import __version__
-from agent.config import AgentConfig, ConfigError, FolderConfig
-from agent.configedit import ConfigEditor
-from agent.control import encode
-from agent.control import protocol as p
-from agent.control.server import ControlServer, EventHub, ServerInfo
-from agent.credentials import Credential, CredentialStore, NoKeyringError
-from agent.instance import InstanceLock, sd_notify
-from agent.paths import AgentPaths
-from agent.reload import ConfigWatcher
-from agent.signin import BrowserSignIn, DeviceSignIn, SignInError, Tokens, revoke
-from sync.types import EngineSettings, FolderSpec, HistoryQuery, Issue, State, StateChanged
+from dropline.agent import __version__
+from dropline.agent.config import AgentConfig, ConfigError, FolderConfig
+from dropline.agent.configedit import ConfigEditor
+from dropline.agent.control import encode
+from dropline.agent.control import protocol as p
+from dropline.agent.control.server import ControlServer, EventHub, ServerInfo
+from dropline.agent.credentials import Credential, CredentialStore, NoKeyringError
+from dropline.agent.instance import InstanceLock, sd_notify
+from dropline.agent.paths import AgentPaths
+from dropline.agent.reload import ConfigWatcher
+from dropline.agent.signin import BrowserSignIn, DeviceSignIn, SignInError, Tokens, revoke
+from dropline.sync.types import EngineSettings, FolderSpec, HistoryQuery, Issue, State, StateChanged
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ AGENT_ISSUE_BASE = 1 << 40  # agent-level issues (config problems) never clash w
 
 
 class EngineLike(Protocol):
-    """The part of ``sync.engine.Engine`` the agent drives."""
+    """The part of ``dropline.sync.engine.Engine`` the agent drives."""
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -64,7 +64,7 @@ EngineFactory = Callable[[Path, Any, Sequence[FolderSpec], EngineSettings], Engi
 def default_engine_factory(
     home: Path, client: Any, folders: Sequence[FolderSpec], settings: EngineSettings
 ) -> EngineLike:
-    from sync.engine import Engine  # imported late: the agent runs signed out without it
+    from dropline.sync.engine import Engine  # imported late: the agent runs signed out without it
 
     engine: EngineLike = Engine(home, client, folders, settings)
     return engine
@@ -80,7 +80,7 @@ async def _call(value: Any) -> Any:
 def sdk_credentials(
     cred: Credential, server_url: str, store: CredentialStore, tokens: Tokens | None = None
 ) -> Any:
-    from sync.credentials import ApiKeyCredentials, OAuthCredentials
+    from dropline.sdk.credentials import ApiKeyCredentials, OAuthCredentials
 
     if cred.kind == "api_key":
         return ApiKeyCredentials(cred.secret)
@@ -193,7 +193,7 @@ class AgentService:
                     log.warning("%s", store.status().problem)
                 return
             self._signin = {"state": "signed_in", "method": cred.kind}
-            from sync.client import DroplineClient
+            from dropline.sdk.client import DroplineClient
 
             self._client = DroplineClient(url, sdk_credentials(cred, url, store, tokens))
             engine = self.engine_factory(
@@ -580,7 +580,7 @@ async def sign_out(store: CredentialStore, url: str) -> None:
 
 
 def config_control_error(exc: ConfigError) -> p.ControlError:
-    from agent.config import LockedError, NotAllowedError
+    from dropline.agent.config import LockedError, NotAllowedError
 
     if isinstance(exc, LockedError):
         return p.ControlError(p.LOCKED, p.LOCKED_MESSAGE, key=exc.key)

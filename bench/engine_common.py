@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from bench.server_transfer import Server, create_key
-from sync.breaker import CircuitBreaker
-from sync.client import ApiKeyCredentials, DroplineClient, RetryPolicy
-from sync.engine import Engine
-from sync.types import EngineSettings, FolderSpec, State
+from dropline.sdk.breaker import CircuitBreaker
+from dropline.sdk.client import ApiKeyCredentials, DroplineClient, RetryPolicy
+from dropline.sync.engine import Engine
+from dropline.sync.types import EngineSettings, FolderSpec, State
 
 ROOT = Path(__file__).resolve().parent.parent
 PERFORMANCE_DOC = ROOT / "docs" / "performance.md"

@@ -32,10 +32,10 @@ from bench.engine_common import (
     until,
     write_section,
 )
-from sync import fs
-from sync.journal import Journal
-from sync.planner import Base
-from sync.types import FolderSpec
+from dropline.sync import fs
+from dropline.sync.journal import Journal
+from dropline.sync.planner import Base
+from dropline.sync.types import FolderSpec
 
 
 def make_tree(root: Path, count: int, per_dir: int = 1000) -> None:

@@ -38,7 +38,7 @@ from bench.engine_common import (
     until,
     write_section,
 )
-from sync.types import FolderSpec, HistoryAdded
+from dropline.sync.types import FolderSpec, HistoryAdded
 
 Row = tuple[str, str, str, str]  # what, engine, peer, note
 

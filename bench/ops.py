@@ -98,10 +98,10 @@ class Receiver:
 
 
 def create_key(data_dir: Path) -> str:
-    from server.db import Database
-    from server.identity import Identity
-    from server.migrations import migrate
-    from server.settings import Settings
+    from dropline.server.identity.accounts import Identity
+    from dropline.server.settings import Settings
+    from dropline.server.storage.db import Database
+    from dropline.server.storage.migrations import migrate
 
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(Settings(data_dir=data_dir).database_url)
@@ -116,10 +116,10 @@ def create_key(data_dir: Path) -> str:
 
 def add_events(data_dir: Path, count: int) -> None:
     """``count`` file.uploaded events in the outbox, as the file service would write them."""
-    from server.db import Database
-    from server.events import record_event
-    from server.identity import Identity
-    from server.settings import Settings
+    from dropline.server.audit.events import record_event
+    from dropline.server.identity.accounts import Identity
+    from dropline.server.settings import Settings
+    from dropline.server.storage.db import Database
 
     db = Database(Settings(data_dir=data_dir).database_url)
     tenant_id = Identity(db).tenant_id("bench")

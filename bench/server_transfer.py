@@ -91,10 +91,10 @@ def make_small_files(folder: Path, count: int, size: int) -> list[Path]:
 
 
 def create_key(data_dir: Path) -> str:
-    from server.db import Database
-    from server.identity import Identity
-    from server.migrations import migrate
-    from server.settings import Settings
+    from dropline.server.identity.accounts import Identity
+    from dropline.server.settings import Settings
+    from dropline.server.storage.db import Database
+    from dropline.server.storage.migrations import migrate
 
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(Settings(data_dir=data_dir).database_url)
@@ -113,7 +113,7 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "server.cli",
+                "dropline.server.cli",
                 "serve",
                 "--data-dir",
                 str(data_dir),
@@ -353,9 +353,9 @@ async def upload_batches(
     """The SDK's ``upload_batch``: ``batch_size`` files a request, ``concurrency`` requests
     in flight, sha256 known up front as the engine knows it from its scan. Returns
     (seconds, files published)."""
-    from sync.batch import BatchItem, upload_batch
-    from sync.client import ApiKeyCredentials, DroplineClient
-    from sync.models import Entry
+    from dropline.sdk.batch import BatchItem, upload_batch
+    from dropline.sdk.client import ApiKeyCredentials, DroplineClient
+    from dropline.sdk.models import Entry
 
     items = []
     for p in files:
@@ -617,7 +617,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 s0, c0 = server.cpu(), client_cpu()
                 seconds, count = asyncio.run(
                     upload_batches(
-                        server.url, key, small_files, args.batch_files, args.batch_concurrency
+                        server.url,
+                        key,
+                        small_files,
+                        args.batch_files,
+                        args.batch_concurrency,
                     )
                 )
                 stop_profile(profiler)
@@ -750,8 +754,8 @@ def sdk_upload_rows(
     server: Server, key: str, big: Path, size: int, args: argparse.Namespace
 ) -> list[Row]:
     """The SDK's ``upload_file``: 16 MiB chunks, each with a sha256 ``Upload-Checksum``."""
-    from sync.client import ApiKeyCredentials, DroplineClient
-    from sync.transfer_primitives import upload_file
+    from dropline.sdk.client import ApiKeyCredentials, DroplineClient
+    from dropline.sdk.resumable import upload_file
 
     expected = hashlib.sha256(big.read_bytes()).hexdigest()
 

@@ -1,16 +1,17 @@
 """The Dropline MFT server: REST API, tus uploads, change feed, identity and storage.
 
-It imports nothing from ``sync``, ``agent`` or ``ui``; its wire contract is its
-OpenAPI document plus the tus protocol.
+It is built in rooms, one subpackage per job; each room's ``__init__`` says what
+it owns and what it may import:
+
+- ``http``: the app factory (:func:`dropline.server.http.app.create_app`),
+  middleware and the thin routes; the only room that knows HTTP.
+- ``files``, ``uploads``, ``transfers``, ``webhooks``: the domain.
+- ``identity``, ``guard``, ``audit``, ``admin``: who may do what, and the record of it.
+- ``storage``: the database, schema, migrations, blobs and encryption at rest.
+- ``cli``: the ``dropline-server`` commands.
+
+Beside the rooms stand three modules every room may use: ``problems`` (the one
+error type, RFC 9457), ``settings`` and ``metrics`` (the Prometheus registry).
+The server imports nothing from ``sync``, ``sdk``, ``agent`` or ``ui``; its wire
+contract is its OpenAPI document plus the tus protocol.
 """
-
-from __future__ import annotations
-
-__all__ = ["create_app"]
-
-
-def create_app(*args: object, **kwargs: object) -> object:
-    """Build the ASGI application (see :func:`server.app.create_app`)."""
-    from server.app import create_app as _create_app
-
-    return _create_app(*args, **kwargs)  # type: ignore[arg-type]

@@ -83,7 +83,7 @@ class Settings:
     change_retention_days: int = 90
     longpoll_max_seconds: int = 120
     page_size_max: int = 1000
-    # Security (server.oauth, server.ratelimit, server.defender, server.audit).
+    # Security (identity.oauth, guard.ratelimit, guard.defender, audit.trail).
     # Proxies whose X-Forwarded-For and client-certificate header are believed (CIDRs).
     trusted_proxies: tuple[str, ...] = ()
     client_cert_header: str = "x-client-cert"
@@ -97,7 +97,7 @@ class Settings:
     defender_window_seconds: int = 300
     defender_ban_seconds: int = 60
     audit_retention_days: int = 365
-    # Operations (server.transfers, server.webhooks, server.outbound, server.access_log).
+    # Operations (transfers, webhooks, guard.outbound, http.access_log).
     # Outbound calls (webhooks, push transfers) to private, loopback or link-local
     # addresses, and over plain http, are refused unless an admin allows them (tests, demo).
     allow_private_targets: bool = False

@@ -1,5 +1,6 @@
-"""Dropline's sync engine and the Python SDK for the Dropline API.
+"""Dropline's sync engine: journal, watcher, scanner, planner, transfers and folder loops.
 
-No Qt and no server imports here: ``agent`` and ``bench`` use :mod:`sync.engine`,
-integrators use :mod:`sync.client`.
+No Qt and no server imports here. The agent and the benchmarks use
+:mod:`dropline.sync.engine`; the engine talks to the server through
+:mod:`dropline.sdk` like any other client.
 """

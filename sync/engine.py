@@ -7,7 +7,7 @@
     engine.status() -> EngineStatus       # overall and per-folder state, pending, issues
     engine.pause(local=None); engine.resume(local=None); engine.sync_now(local=None)
     await engine.add_folder(spec); await engine.remove_folder(local); engine.folders()
-    sub = engine.subscribe()              # async iterator of sync.types events
+    sub = engine.subscribe()              # async iterator of dropline.sync.types events
     engine.unsubscribe(sub)
     engine.history(HistoryQuery(...)); engine.issues()
     engine.retry_issue(id); engine.dismiss_issue(id)
@@ -37,13 +37,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from sync.client import DroplineClient
-from sync.conflicts import host_name
-from sync.errors import DroplineError
-from sync.folder import FolderLoop
-from sync.journal import Journal
-from sync.transfer import Counters, Shared, Slots, TokenBucket
-from sync.types import (
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.errors import DroplineError
+from dropline.sync.conflicts import host_name
+from dropline.sync.folder import FolderLoop
+from dropline.sync.journal import Journal
+from dropline.sync.transfer import Counters, Shared, Slots, TokenBucket
+from dropline.sync.types import (
     EngineCounters,
     EngineSettings,
     EngineStatus,

@@ -1,7 +1,7 @@
 """One sync folder's loop: it alone owns the folder's state; others only post to it.
 
 Local events (watcher -> aggregator) and remote changes (the long-poll in
-:mod:`sync.remote`) land in the journal's queue first. Each round the loop takes the
+:mod:`dropline.sync.remote`) land in the journal's queue first. Each round the loop takes the
 queued paths, looks at them (stat; hash only what the base cannot vouch for; wait
 until a new file has settled), asks the planner, and carries out the plan: folder
 moves and conflict copies first, transfers in the background (shared slots, small
@@ -19,18 +19,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from sync import fs
-from sync.aggregator import Aggregator, Kind
-from sync.client import DroplineClient
-from sync.errors import AuthenticationError, DroplineError, RateLimitedError
-from sync.folder_actions import _Finished, collect_finished, display_path, storable
-from sync.folder_round import run_round
-from sync.ignore import IgnoreRules
-from sync.planner import Local
-from sync.remote import RemoteFeed
-from sync.scanner import walk
-from sync.transfer import Shared
-from sync.types import (
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.errors import AuthenticationError, DroplineError, RateLimitedError
+from dropline.sync import fs
+from dropline.sync.aggregator import Aggregator, Kind
+from dropline.sync.folder_actions import _Finished, collect_finished, display_path, storable
+from dropline.sync.folder_round import run_round
+from dropline.sync.ignore import IgnoreRules
+from dropline.sync.planner import Local
+from dropline.sync.remote import RemoteFeed
+from dropline.sync.scanner import walk
+from dropline.sync.transfer import Shared
+from dropline.sync.types import (
     AfterUpload,
     EngineSettings,
     Event,
@@ -42,7 +42,7 @@ from sync.types import (
     State,
     StateChanged,
 )
-from sync.watcher import FolderWatcher, Trouble
+from dropline.sync.watcher import FolderWatcher, Trouble
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 (small files that are ready together go up in batch requests), deletes last; and
 sorting every failure, per file, into a wait, a retry or an issue.
 
-A mixin of :class:`sync.folder.FolderLoop`, kept apart so each file has one job.
+A mixin of :class:`dropline.sync.folder.FolderLoop`, kept apart so each file has one job.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sync import batch, fs, planner
-from sync.client import DroplineClient
-from sync.errors import (
+from dropline.sdk import batch
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.errors import (
     AuthenticationError,
     AuthorizationError,
     DroplineError,
@@ -27,10 +27,11 @@ from sync.errors import (
     TooLargeError,
     UnavailableError,
 )
-from sync.journal import QueueItem
-from sync.planner import Base, Local, PathState, Plan, Remote
-from sync.remote import remote_path
-from sync.transfer import (
+from dropline.sync import fs, planner
+from dropline.sync.journal import QueueItem
+from dropline.sync.planner import Base, Local, PathState, Plan, Remote
+from dropline.sync.remote import remote_path
+from dropline.sync.transfer import (
     BatchFile,
     BatchResult,
     ChangedDuringUpload,
@@ -39,10 +40,17 @@ from sync.transfer import (
     upload,
     upload_many,
 )
-from sync.types import AfterUpload, Direction, FolderMode, HistoryAdded, Result, TransferProgress
+from dropline.sync.types import (
+    AfterUpload,
+    Direction,
+    FolderMode,
+    HistoryAdded,
+    Result,
+    TransferProgress,
+)
 
 if TYPE_CHECKING:
-    from sync.folder import FolderLoop
+    from dropline.sync.folder import FolderLoop
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One round of a folder's loop: take the queued paths, look at them (stat; hash only
 what the base cannot vouch for; hold what has not settled), and plan.
 
-A mixin of :class:`sync.folder.FolderLoop`, kept apart so each file has one job.
+A mixin of :class:`dropline.sync.folder.FolderLoop`, kept apart so each file has one job.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sync import fs, planner
-from sync.folder_actions import carry_out
-from sync.journal import QueueItem
-from sync.planner import Base, Local, PathState, Plan, Remote
-from sync.scanner import FileBusyError, hash_file, walk
-from sync.types import Direction, FolderMode
+from dropline.sync import fs, planner
+from dropline.sync.folder_actions import carry_out
+from dropline.sync.journal import QueueItem
+from dropline.sync.planner import Base, Local, PathState, Plan, Remote
+from dropline.sync.scanner import FileBusyError, hash_file, walk
+from dropline.sync.types import Direction, FolderMode
 
 if TYPE_CHECKING:
-    from sync.folder import FolderLoop
+    from dropline.sync.folder import FolderLoop
 
 ROUND_SIZE = 5_000  # queued paths planned together
 RETRY_CAP = 300.0  # seconds: the longest wait before a failed path is tried again

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pathspec
 
-from sync.fs import ENGINE_DIR
+from dropline.sync.fs import ENGINE_DIR
 
 DEFAULT_PATTERNS: tuple[str, ...] = (
     "~$*",  # Office owner files

@@ -21,9 +21,9 @@ from typing import Any
 
 import sqlite_utils
 
-from sync.journal_migrations import migrate
-from sync.planner import Base, Remote
-from sync.types import Direction, HistoryQuery, HistoryRow, Issue, Result
+from dropline.sync.journal_migrations import migrate
+from dropline.sync.planner import Base, Remote
+from dropline.sync.types import Direction, HistoryQuery, HistoryRow, Issue, Result
 
 FILE_NAME = "journal.sqlite3"
 

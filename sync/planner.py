@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sync.conflicts import conflict_path
-from sync.types import FolderMode, LocalEdits
+from dropline.sync.conflicts import conflict_path
+from dropline.sync.types import FolderMode, LocalEdits
 
 MASS_DELETE_FRACTION = 0.5  # deleting more than this share of a folder's files pauses it
 MASS_DELETE_MIN = 10  # ...once at least this many files go (deleting one of two is not mass)

@@ -13,19 +13,19 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from sync.errors import (
+from dropline.sdk.errors import (
     AuthenticationError,
     CursorExpiredError,
     DroplineError,
     NotFoundError,
 )
-from sync.models import Change, ChangeAction, Entry
-from sync.planner import Base, Remote
-from sync.transfer import remote_of
-from sync.types import FolderMode
+from dropline.sdk.models import Change, ChangeAction, Entry
+from dropline.sync.planner import Base, Remote
+from dropline.sync.transfer import remote_of
+from dropline.sync.types import FolderMode
 
 if TYPE_CHECKING:
-    from sync.folder import FolderLoop
+    from dropline.sync.folder import FolderLoop
 
 log = logging.getLogger(__name__)
 

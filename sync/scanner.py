@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sync import fs
-from sync.hashing import READ_SIZE
-from sync.ignore import IgnoreRules
-from sync.planner import Base, Local
+from dropline.sdk.hashing import READ_SIZE
+from dropline.sync import fs
+from dropline.sync.ignore import IgnoreRules
+from dropline.sync.planner import Base, Local
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ bandwidth limits, batches of small files in one request each, and the journal
 bookkeeping that lets a transfer resume after a restart (the tus URL before the first
 byte goes; the partial download's key).
 
-The byte-moving itself is the SDK's (:mod:`sync.transfer_primitives`); this module
+The byte-moving itself is the SDK's (:mod:`dropline.sdk.resumable`); this module
 decides when a transfer may run, at what speed, and what is remembered about it.
 """
 
@@ -20,15 +20,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync import fs
-from sync.batch import BatchItem, upload_batch
-from sync.client import DroplineClient
-from sync.errors import DroplineError, IntegrityError
-from sync.journal import Journal, TransferRow
-from sync.models import Entry, EntryType
-from sync.planner import Base, Local, Remote
-from sync.transfer_primitives import download_file, upload_file
-from sync.types import Direction
+from dropline.sdk.batch import BatchItem, upload_batch
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.errors import DroplineError, IntegrityError
+from dropline.sdk.models import Entry, EntryType
+from dropline.sdk.resumable import download_file, upload_file
+from dropline.sync import fs
+from dropline.sync.journal import Journal, TransferRow
+from dropline.sync.planner import Base, Local, Remote
+from dropline.sync.types import Direction
 
 log = logging.getLogger(__name__)
 

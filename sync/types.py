@@ -1,7 +1,7 @@
 """Neutral records shared by the engine, the agent and the benchmarks.
 
 Frozen dataclasses and enums only: no I/O, no HTTP types (the SDK's models stay
-in ``sync.models``), so the engine's picture of the world never depends on the
+in ``dropline.sdk.models``), so the engine's picture of the world never depends on the
 wire format.
 """
 

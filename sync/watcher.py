@@ -36,8 +36,8 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from sync.aggregator import Kind
-from sync.fs import ENGINE_DIR
+from dropline.sync.aggregator import Kind
+from dropline.sync.fs import ENGINE_DIR
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import Settings
+from dropline.server.settings import Settings
 from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Receiver
 

@@ -46,5 +46,5 @@ def test_package_imports_only_what_its_layer_allows(package: str) -> None:
 
 def test_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("from server.app import create_app\nimport PySide6.QtCore\n")
+    bad.write_text("from dropline.server.http.app import create_app\nimport PySide6.QtCore\n")
     assert {"server", "PySide6"} <= imported_roots(bad)

@@ -57,10 +57,10 @@ def port_is_free(port: int) -> bool:
 
 def ensure_api_key(data_dir: Path, key_file: Path) -> str:
     """The demo user's API key: the saved one while it still works, else a new one."""
-    from server.db import Database
-    from server.identity import Identity, IdentityError
-    from server.migrations import migrate
-    from server.settings import Settings
+    from dropline.server.identity.accounts import Identity, IdentityError
+    from dropline.server.settings import Settings
+    from dropline.server.storage.db import Database
+    from dropline.server.storage.migrations import migrate
 
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(Settings(data_dir=data_dir).database_url)
@@ -100,7 +100,7 @@ def start_server(demo_dir: Path) -> Part:
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "dropline.server.cli",
             "serve",
             "--data-dir",
             str(data_dir),
@@ -194,9 +194,9 @@ def start_sync_agent(demo_dir: Path, server: Part) -> Part:
 
     The API key reaches the agent through its environment only, never its config file.
     """
-    from agent.configedit import ConfigEditor
-    from agent.control import AgentNotRunning, ControlClient, ControlError
-    from agent.paths import AgentPaths
+    from dropline.agent.configedit import ConfigEditor
+    from dropline.agent.control import AgentNotRunning, ControlClient, ControlError
+    from dropline.agent.paths import AgentPaths
 
     home = (demo_dir / "agent").absolute()
     folder = (demo_dir / "Dropline").absolute()
@@ -276,7 +276,14 @@ def has_display(env: dict[str, str] | None = None) -> bool:
 def start_tray(agent: Part) -> Part:
     """``dropline-tray`` for the demo agent's home; it leaves the agent to the demo."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.app", "--home", agent.info["home"], "--no-start-agent"],
+        [
+            sys.executable,
+            "-m",
+            "dropline.ui.app",
+            "--home",
+            agent.info["home"],
+            "--no-start-agent",
+        ],
         stdin=subprocess.DEVNULL,
     )
 

@@ -137,7 +137,7 @@ def server(data: Path) -> Iterator[tuple[str, str]]:
     """A server on 127.0.0.1 (port picked by the system); yields (url, api key)."""
     env = {**os.environ, "DROPLINE_PASSWORD": "correct horse battery staple"}
     run = lambda *a: subprocess.run(  # noqa: E731
-        _python("-m", "server.cli", *a, "--data-dir", str(data)),
+        _python("-m", "dropline.server.cli", *a, "--data-dir", str(data)),
         check=True,
         capture_output=True,
         text=True,
@@ -160,7 +160,7 @@ def server(data: Path) -> Iterator[tuple[str, str]]:
     proc = subprocess.Popen(
         _python(
             "-m",
-            "server.cli",
+            "dropline.server.cli",
             "serve",
             "--data-dir",
             str(data),
@@ -269,7 +269,7 @@ def framed(shot: Any, title: str, dark: bool = False) -> Any:
     from PySide6.QtCore import QRectF, Qt
     from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath
 
-    from ui.icons import app_icon
+    from dropline.ui.icons import app_icon
 
     ratio = shot.devicePixelRatio()
     w, h = int(shot.width() / ratio), int(shot.height() / ratio)
@@ -314,7 +314,7 @@ def menu_shot(tray: Any, dark: bool = False) -> Any:
     from PySide6.QtCore import QPoint, QRectF, Qt
     from PySide6.QtGui import QColor, QImage, QPainter
 
-    from ui.icons import tray_icon
+    from dropline.ui.icons import tray_icon
 
     menu = tray.menu
     menu.popup(QPoint(200, 60))
@@ -386,7 +386,7 @@ def save(image: Any, name: str, out: Path) -> None:
 def take(out: Path, work: Path) -> None:
     from PySide6.QtWidgets import QApplication
 
-    from ui.app import make_application
+    from dropline.ui.app import make_application
 
     home_dir = Path(os.environ["HOME"])
     reports, inbox = home_dir / "Reports", home_dir / "Inbox"
@@ -415,11 +415,11 @@ def take(out: Path, work: Path) -> None:
 def shoot(out: Path, home: Path, url: str, reports: Path) -> None:
     from PySide6.QtWidgets import QApplication
 
-    from agent.control import ControlClient
-    from agent.paths import AgentPaths
-    from ui.app import apply_theme, dark_palette
-    from ui.controller import TrayApp
-    from ui.workers import AgentLink, LinkOptions
+    from dropline.agent.control import ControlClient
+    from dropline.agent.paths import AgentPaths
+    from dropline.ui.app import apply_theme, dark_palette
+    from dropline.ui.controller import TrayApp
+    from dropline.ui.workers import AgentLink, LinkOptions
 
     app = QApplication.instance()
     assert isinstance(app, QApplication)

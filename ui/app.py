@@ -17,9 +17,9 @@ from PySide6.QtCore import QSocketNotifier, Qt, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-from ui.controller import TrayApp
-from ui.icons import app_icon
-from ui.workers import AgentLink, LinkOptions
+from dropline.ui.controller import TrayApp
+from dropline.ui.icons import app_icon
+from dropline.ui.workers import AgentLink, LinkOptions
 
 log = logging.getLogger(__name__)
 

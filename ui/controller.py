@@ -16,20 +16,20 @@ from urllib.parse import urlsplit
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-from agent.control import ControlError
-from agent.control.protocol import HistoryRowJSON, IssueJSON, ProgressJSON
-from ui.desktop import Opener, open_path
-from ui.history import HistoryWindow
-from ui.issues import IssuesWindow
-from ui.models import HistoryModel, IssuesModel, TransfersModel
-from ui.notifications import Level, Notice, Notifier
-from ui.settings import SettingsWindow
-from ui.signin import SignInWindow
-from ui.status import Moving, summarize
-from ui.transfers import TransfersWindow
-from ui.tray import MenuState, Tray
-from ui.widgets import ERROR_ACCENT, ToolWindow
-from ui.workers import AgentLink
+from dropline.agent.control import ControlError
+from dropline.agent.control.protocol import HistoryRowJSON, IssueJSON, ProgressJSON
+from dropline.ui.desktop import Opener, open_path
+from dropline.ui.history import HistoryWindow
+from dropline.ui.issues import IssuesWindow
+from dropline.ui.models import HistoryModel, IssuesModel, TransfersModel
+from dropline.ui.notifications import Level, Notice, Notifier
+from dropline.ui.settings import SettingsWindow
+from dropline.ui.signin import SignInWindow
+from dropline.ui.status import Moving, summarize
+from dropline.ui.transfers import TransfersWindow
+from dropline.ui.tray import MenuState, Tray
+from dropline.ui.widgets import ERROR_ACCENT, ToolWindow
+from dropline.ui.workers import AgentLink
 
 log = logging.getLogger(__name__)
 

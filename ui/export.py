@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.control.protocol import HistoryRowJSON
+from dropline.agent.control.protocol import HistoryRowJSON
 
 HEADER = (
     "time_utc",

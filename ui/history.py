@@ -25,12 +25,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from agent.control.protocol import HistoryRowJSON
-from ui import format as fmt
-from ui.desktop import Opener, containing_folder, local_file, open_or_explain, open_path
-from ui.export import write_history_csv
-from ui.models import HistoryFilter, HistoryModel, folder_name
-from ui.widgets import ERROR_ACCENT, OK_ACCENT, EmptyState, ToolWindow, muted
+from dropline.agent.control.protocol import HistoryRowJSON
+from dropline.ui import format as fmt
+from dropline.ui.desktop import Opener, containing_folder, local_file, open_or_explain, open_path
+from dropline.ui.export import write_history_csv
+from dropline.ui.models import HistoryFilter, HistoryModel, folder_name
+from dropline.ui.widgets import ERROR_ACCENT, OK_ACCENT, EmptyState, ToolWindow, muted
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ def _icon(stem: str) -> QIcon:
 
 @cache
 def tray_icon(state: str) -> QIcon:
-    """The tray icon for a state name of ``ui.status`` (``"idle"``, ``"syncing"``, ...)."""
+    """The tray icon for a state name of ``dropline.ui.status`` (``"idle"``, ``"syncing"``, ...)."""
     return _icon(f"tray-{state}")
 
 

@@ -21,11 +21,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from agent.control.protocol import IssueJSON
-from ui.desktop import Opener, containing_folder, local_file, open_or_explain, open_path
-from ui.models import IssuesModel, display_path
-from ui.status import attention_words
-from ui.widgets import ERROR_ACCENT, EmptyState, ToolWindow, heading, muted
+from dropline.agent.control.protocol import IssueJSON
+from dropline.ui.desktop import Opener, containing_folder, local_file, open_or_explain, open_path
+from dropline.ui.models import IssuesModel, display_path
+from dropline.ui.status import attention_words
+from dropline.ui.widgets import ERROR_ACCENT, EmptyState, ToolWindow, heading, muted
 
 
 def versions(issue: IssueJSON) -> list[str]:

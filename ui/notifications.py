@@ -16,8 +16,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ui import format as fmt
-from ui.models import file_name, folder_name
+from dropline.ui import format as fmt
+from dropline.ui.models import file_name, folder_name
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui import format as fmt
-from ui.models import folder_name
-from ui.widgets import ERROR_ACCENT, ToolWindow, muted
+from dropline.ui import format as fmt
+from dropline.ui.models import folder_name
+from dropline.ui.widgets import ERROR_ACCENT, ToolWindow, muted
 
 LOCKED_TEXT = "Set by your administrator"
 

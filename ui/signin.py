@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.icons import app_icon
-from ui.widgets import ERROR_ACCENT, OK_ACCENT, ToolWindow, heading, make_primary, muted
+from dropline.ui.icons import app_icon
+from dropline.ui.widgets import ERROR_ACCENT, OK_ACCENT, ToolWindow, heading, make_primary, muted
 
 
 class SignInWindow(ToolWindow):

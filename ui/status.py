@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ui import format as fmt
+from dropline.ui import format as fmt
 
 # Icon names, as in assets/tray-<name>.svg.
 IDLE = "idle"

@@ -20,10 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui import format as fmt
-from ui.models import OpacityRole, ProgressRole, RowRole, TransfersModel
-from ui.status import Moving, moving_words
-from ui.widgets import ERROR_ACCENT, OK_ACCENT, EmptyState, ToolWindow, heading, muted
+from dropline.ui import format as fmt
+from dropline.ui.models import OpacityRole, ProgressRole, RowRole, TransfersModel
+from dropline.ui.status import Moving, moving_words
+from dropline.ui.widgets import ERROR_ACCENT, OK_ACCENT, EmptyState, ToolWindow, heading, muted
 
 FAILED_BAR = ERROR_ACCENT
 DONE_BAR = OK_ACCENT

@@ -12,9 +12,9 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from ui.icons import tray_icon
-from ui.models import folder_name
-from ui.status import Summary
+from dropline.ui.icons import tray_icon
+from dropline.ui.models import folder_name
+from dropline.ui.status import Summary
 
 FOLDERS_INLINE = 4  # more sync folders than this go into an "Open folder" submenu
 

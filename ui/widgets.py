@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.icons import app_icon
+from dropline.ui.icons import app_icon
 
 # Accent colours that read on light and dark backgrounds; text stays the palette's.
 INFO_ACCENT = "#1a73e8"

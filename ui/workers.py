@@ -23,7 +23,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from agent.control import (
+from dropline.agent.control import (
     AgentNotRunning,
     ControlClient,
     ControlError,
@@ -31,7 +31,7 @@ from agent.control import (
     Subscription,
     start_agent,
 )
-from agent.paths import AgentPaths
+from dropline.agent.paths import AgentPaths
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ The tray may import this package (clients, protocol, launcher) and nothing else 
 
 from __future__ import annotations
 
-from agent.control.client import (
+from dropline.agent.control.client import (
     AgentNotRunning,
     AsyncControlClient,
     ConnectionLost,
@@ -14,8 +14,8 @@ from agent.control.client import (
     Event,
     Subscription,
 )
-from agent.control.launch import LaunchFailed, agent_command, start_agent
-from agent.control.protocol import (
+from dropline.agent.control.launch import LaunchFailed, agent_command, start_agent
+from dropline.agent.control.protocol import (
     LOCKED_MESSAGE,
     PROTOCOL_VERSION,
     ControlError,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from agent.control import protocol as p
+from dropline.agent.control import protocol as p
 
 REPLY_LIMIT = 64 * 1024 * 1024  # replies are larger than requests (a page of history)
 

@@ -1,4 +1,4 @@
-"""Engine records (``sync.types``) as the control protocol's JSON; used by the agent only.
+"""Engine records (``dropline.sync.types``) as the control protocol's JSON; used by the agent only.
 
 Kept apart from ``protocol`` so the tray, which imports the protocol, never
 imports the engine's modules.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.control.protocol import EventName
-from sync.types import (
+from dropline.agent.control.protocol import EventName
+from dropline.sync.types import (
     EngineStatus,
     Event,
     FolderStatus,

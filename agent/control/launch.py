@@ -9,9 +9,9 @@ import threading
 import time
 from pathlib import Path
 
-from agent.control import protocol as p
-from agent.control.client import AgentNotRunning, ControlClient
-from agent.paths import AgentPaths
+from dropline.agent.control import protocol as p
+from dropline.agent.control.client import AgentNotRunning, ControlClient
+from dropline.agent.paths import AgentPaths
 
 
 class LaunchFailed(p.ControlError):

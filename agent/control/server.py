@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.control import protocol as p
+from dropline.agent.control import protocol as p
 
 log = logging.getLogger(__name__)
 

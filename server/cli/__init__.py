@@ -13,12 +13,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from server.admin import NotFound, Refused
-from server.cli import accounts, secure, serve
-from server.cli._common import CliError, open_services
-from server.identity import IdentityError
+from dropline.server.admin.service import NotFound, Refused
+from dropline.server.cli import accounts, secure, serve
+from dropline.server.cli._common import CliError, open_services
+from dropline.server.identity.accounts import IdentityError
 
-log = logging.getLogger("server.cli")
+log = logging.getLogger("dropline.server.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

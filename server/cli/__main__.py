@@ -1,9 +1,9 @@
-"""``python -m server.cli``: the same as ``dropline-server``."""
+"""``python -m dropline.server.cli``: the same as ``dropline-server``."""
 
 from __future__ import annotations
 
 import sys
 
-from server.cli import main
+from dropline.server.cli import main
 
 sys.exit(main())

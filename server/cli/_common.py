@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server import audit
-from server.admin import Actor, Admin
-from server.db import Database
-from server.identity import Identity, IdentityError
-from server.migrations import migrate
-from server.oauth.store import OAuthStore
-from server.settings import Settings
+from dropline.server.admin.service import Actor, Admin
+from dropline.server.audit import trail
+from dropline.server.identity.accounts import Identity, IdentityError
+from dropline.server.identity.oauth.store import OAuthStore
+from dropline.server.settings import Settings
+from dropline.server.storage.db import Database
+from dropline.server.storage.migrations import migrate
 
 
 class CliError(Exception):
@@ -43,7 +43,7 @@ class Services:
     def actor(self, tenant: str | None) -> Actor:
         """The operator at this terminal, acting in ``tenant`` (by name) as super-admin."""
         tenant_id = self.tenant_id(tenant) if tenant else ""
-        ctx = audit.AuditContext(
+        ctx = trail.AuditContext(
             actor=f"cli:{getpass.getuser()}", credential_kind="cli", source_ip="local"
         )
         return Actor(ctx, tenant_id, super_admin=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from server.cli._common import (
+from dropline.server.cli._common import (
     Services,
     add_data_dir,
     emit_json,
@@ -17,7 +17,7 @@ from server.cli._common import (
     password_from_env_or_prompt,
     say,
 )
-from server.identity import DEFAULT_KEY_SCOPES, parse_duration
+from dropline.server.identity.accounts import DEFAULT_KEY_SCOPES, parse_duration
 
 if TYPE_CHECKING:
     Sub = argparse._SubParsersAction[argparse.ArgumentParser]

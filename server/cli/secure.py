@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from server import audit, schema
-from server.cli._common import CliError, Services, add_data_dir, emit_json, say
-from server.defender import Defender
-from server.encryption import ENV_MASTER_KEY, TenantKeys, load_master_key
-from server.identity import DEFAULT_KEY_SCOPES
-from server.tokens import SigningKeys
+from dropline.server.audit import trail
+from dropline.server.cli._common import CliError, Services, add_data_dir, emit_json, say
+from dropline.server.guard.defender import Defender
+from dropline.server.identity.accounts import DEFAULT_KEY_SCOPES
+from dropline.server.identity.tokens import SigningKeys
+from dropline.server.storage import schema
+from dropline.server.storage.encryption import ENV_MASTER_KEY, TenantKeys, load_master_key
 
 if TYPE_CHECKING:
     Sub = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -207,13 +208,13 @@ def bans_lift(args: argparse.Namespace, svc: Services) -> int:
     if not _defender(svc).lift(args.ip):
         raise CliError(f"no ban for {args.ip}")
     with svc.db.write() as conn:
-        audit.record(conn, svc.actor(None).ctx, "admin.ban.lift", "success", f"ip:{args.ip}")
+        trail.record(conn, svc.actor(None).ctx, "admin.ban.lift", "success", f"ip:{args.ip}")
     say(f"lifted the ban on {args.ip}")
     return 0
 
 
 def certs_map(args: argparse.Namespace, svc: Services) -> int:
-    from server.security import Security
+    from dropline.server.guard.security import Security
 
     pem = args.cert.read_text(encoding="utf-8")
     security = Security(svc.settings, svc.db, svc.identity)
@@ -259,7 +260,7 @@ def keys_rotate(args: argparse.Namespace, svc: Services) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     with svc.db.write() as conn:
-        audit.record(conn, svc.actor(None).ctx, "admin.signing_key.rotate", "success", f"kid:{kid}")
+        trail.record(conn, svc.actor(None).ctx, "admin.signing_key.rotate", "success", f"kid:{kid}")
     say(f"signing key {kid} is now current; older keys keep verifying until retired")
     return 0
 
@@ -270,7 +271,7 @@ def keys_retire(args: argparse.Namespace, svc: Services) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     with svc.db.write() as conn:
-        audit.record(
+        trail.record(
             conn, svc.actor(None).ctx, "admin.signing_key.retire", "success", f"kid:{args.kid}"
         )
     say(f"retired signing key {args.kid}")
@@ -282,7 +283,7 @@ def encryption_enable(args: argparse.Namespace, svc: Services) -> int:
     keys = TenantKeys(svc.db, svc.settings.data_dir)
     if keys.enable(tenant_id):
         with svc.db.write() as conn:
-            audit.record(
+            trail.record(
                 conn,
                 svc.actor(args.tenant).ctx,
                 "admin.encryption.enable",
@@ -315,7 +316,7 @@ def encryption_status(args: argparse.Namespace, svc: Services) -> int:
 
 
 def audit_verify(args: argparse.Namespace, svc: Services) -> int:
-    report = audit.verify_chain(svc.db)
+    report = trail.verify_chain(svc.db)
     if report.ok:
         say(f"audit chain intact: {report.rows} rows, head {report.head}")
         return 0
@@ -329,10 +330,10 @@ def audit_verify(args: argparse.Namespace, svc: Services) -> int:
 def audit_export(args: argparse.Namespace, svc: Services) -> int:
     tenant_id = svc.tenant_id(args.tenant) if args.tenant else None
     with svc.db.read() as conn:
-        rows = audit.iter_rows(conn, tenant_id)
+        rows = trail.iter_rows(conn, tenant_id)
         if args.format == "csv":
             writer = csv.DictWriter(
-                sys.stdout, fieldnames=list(audit.PUBLIC_FIELDS), lineterminator="\n"
+                sys.stdout, fieldnames=list(trail.PUBLIC_FIELDS), lineterminator="\n"
             )
             writer.writeheader()
             for row in rows:
@@ -347,6 +348,6 @@ def audit_prune(args: argparse.Namespace, svc: Services) -> int:
     days = args.days if args.days is not None else svc.settings.audit_retention_days
     if days < 1:
         raise CliError("--days must be at least 1")
-    count = audit.prune(svc.db, days)
+    count = trail.prune(svc.db, days)
     say(f"pruned {count} audit rows older than {days} days")
     return 0

@@ -7,8 +7,8 @@ import socket
 import sys
 from pathlib import Path
 
-from server.cli._common import CliError, add_data_dir, settings
-from server.tls import uvicorn_tls_options
+from dropline.server.cli._common import CliError, add_data_dir, settings
+from dropline.server.identity.tls import uvicorn_tls_options
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,9 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from server.access_log import configure as configure_logging
-    from server.app import create_app
-    from server.serving import DroplineServer
+    from dropline.server.http.access_log import configure as configure_logging
+    from dropline.server.http.app import create_app
+    from dropline.server.http.serving import DroplineServer
 
     s = settings(
         args,
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app,
         log_level=args.log_level,
-        access_log=False,  # server.access_log writes them, with the request id
+        access_log=False,  # dropline.server.http.access_log writes them, with the request id
         log_config=None,  # logging was configured above
         **uvicorn_tls_options(s.tls_cert, s.tls_key, s.client_ca),
     )

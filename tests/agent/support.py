@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.control import AgentNotRunning, ControlClient, ControlError
-from agent.paths import AgentPaths
+from dropline.agent.control import AgentNotRunning, ControlClient, ControlError
+from dropline.agent.paths import AgentPaths
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import autostart
-from agent.paths import AgentPaths
+from dropline.agent import autostart
+from dropline.agent.paths import AgentPaths
 
 
 @pytest.fixture(autouse=True)

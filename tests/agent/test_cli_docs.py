@@ -6,8 +6,8 @@ import argparse
 import re
 from pathlib import Path
 
-from agent import cli
-from agent.config import load, parse_policy, read_toml
+from dropline.agent import cli
+from dropline.agent.config import load, parse_policy, read_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "deployment.md").read_text()
@@ -38,7 +38,7 @@ def test_every_exit_code_is_documented() -> None:
 
 
 def test_every_protocol_operation_is_documented() -> None:
-    from agent.control.protocol import OPS
+    from dropline.agent.control.protocol import OPS
 
     text = (ROOT / "docs" / "control-protocol.md").read_text()
     assert not [op for op in OPS if f"| `{op}` |" not in text]

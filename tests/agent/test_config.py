@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, LockedError, NotAllowedError, load
-from agent.configedit import ConfigEditor
-from sync.types import FolderMode
+from dropline.agent.config import ConfigError, LockedError, NotAllowedError, load
+from dropline.agent.configedit import ConfigEditor
+from dropline.sync.types import FolderMode
 
 
 def write(path: Path, text: str) -> Path:

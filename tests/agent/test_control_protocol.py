@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.control import AsyncControlClient, ControlClient, ControlError
-from agent.control import protocol as p
-from agent.control.server import ControlServer, EventHub, ProgressThrottle, ServerInfo
-from agent.paths import AgentPaths
+from dropline.agent.control import AsyncControlClient, ControlClient, ControlError
+from dropline.agent.control import protocol as p
+from dropline.agent.control.server import ControlServer, EventHub, ProgressThrottle, ServerInfo
+from dropline.agent.paths import AgentPaths
 
 
 class Handler:

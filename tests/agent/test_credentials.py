@@ -8,7 +8,7 @@ import keyring.backend
 import pytest
 from keyring.backends import chainer, fail
 
-from agent.credentials import CredentialStore, NoKeyringError, keyring_status
+from dropline.agent.credentials import CredentialStore, NoKeyringError, keyring_status
 from tests.agent.keyring_backend import MemoryKeyring
 
 URL = "https://mft.example.com"

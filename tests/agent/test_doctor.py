@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent import doctor
-from agent.config import AgentConfig, FolderConfig
-from agent.paths import AgentPaths
+from dropline.agent import doctor
+from dropline.agent.config import AgentConfig, FolderConfig
+from dropline.agent.paths import AgentPaths
 from tests.support.live import LiveServer
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import logs
+from dropline.agent import logs
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.control import ControlError
+from dropline.agent.control import ControlError
 from tests.agent.support import AgentEnv, wait_for
 
 
@@ -205,7 +205,7 @@ def test_real_agent_survives_malformed_oversized_and_unknown_messages(env: Agent
 
 
 def test_start_agent_launches_a_detached_agent_once(env: AgentEnv) -> None:
-    from agent.control import start_agent
+    from dropline.agent.control import start_agent
 
     pid = start_agent(env.home, env=env.env())
     try:

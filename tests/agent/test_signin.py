@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
-from agent.signin import BrowserSignIn, SignInError
+from dropline.agent.signin import BrowserSignIn, SignInError
 from tests.agent.scripted_browser import FormParser
 from tests.agent.support import ROOT, AgentEnv, wait_for
 from tests.support.live import LiveServer

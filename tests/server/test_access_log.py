@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.access_log import ACCESS_LOGGER, JsonFormatter, configure, safe_path
+from dropline.server.http.access_log import ACCESS_LOGGER, JsonFormatter, configure, safe_path
 from tests.server.ops_helpers import ops_client, upload
 from tests.support.live import LiveServer
 from tests.support.receiver import wait_until
@@ -109,7 +109,7 @@ def test_the_server_writes_json_access_lines_with_the_request_id(tmp_path: Path)
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "dropline.server.cli",
             "serve",
             "--data-dir",
             str(tmp_path / "data"),

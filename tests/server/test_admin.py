@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import insert, select
 
-from server import schema
+from dropline.server.storage import schema
 from tests.support.live import LiveServer
 
 _open: list[httpx.Client] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from server.cli import build_parser
+from dropline.server.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8") + (
@@ -24,7 +24,7 @@ def cli(
     data: Path, *args: str, ok: bool = True, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args, "--data-dir", str(data)],
+        [sys.executable, "-m", "dropline.server.cli", *args, "--data-dir", str(data)],
         capture_output=True,
         text=True,
         timeout=60,

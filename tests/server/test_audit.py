@@ -15,8 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from server import audit, schema
-from server.routes import audit as audit_routes
+from dropline.server.audit import trail
+from dropline.server.http.routes import audit as audit_routes
+from dropline.server.storage import schema
 from tests.server import tus
 from tests.support.live import LiveServer
 
@@ -125,21 +126,21 @@ def test_the_chain_verifies_and_an_edited_row_is_detected(
     for i in range(3):
         tus.upload(client, f"/f{i}.txt", b"x")
     db = live_server.app.state.db  # type: ignore[attr-defined]
-    report = audit.verify_chain(db)
+    report = trail.verify_chain(db)
     assert report.ok and report.rows >= 3
     target = rows(live_server)[1]
     with db.write() as conn:
         conn.execute(
             text("UPDATE audit_events SET actor = 'someone-else' WHERE seq = :s"), {"s": target.seq}
         )
-    broken = audit.verify_chain(db)
+    broken = trail.verify_chain(db)
     assert not broken.ok
     assert broken.first_bad_seq == target.seq
     cli = subprocess.run(
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "dropline.server.cli",
             "audit",
             "verify",
             "--data-dir",
@@ -160,7 +161,7 @@ def test_a_deleted_row_is_detected(live_server: LiveServer, client: httpx.Client
     middle = rows(live_server)[1]
     with db.write() as conn:
         conn.execute(text("DELETE FROM audit_events WHERE seq = :s"), {"s": middle.seq})
-    report = audit.verify_chain(db)
+    report = trail.verify_chain(db)
     assert not report.ok and report.first_bad_seq == middle.seq + 1
 
 
@@ -173,10 +174,10 @@ def test_pruning_keeps_the_rest_of_the_chain_verifiable(
     all_rows = rows(live_server)
     cutoff = all_rows[1].at + 0.000001
     # Prune as if "now" were a day after the second row: the first two go.
-    assert audit.prune(db, 1, now=cutoff + 86400) == 2
-    assert audit.verify_chain(db).ok
+    assert trail.prune(db, 1, now=cutoff + 86400) == 2
+    assert trail.verify_chain(db).ok
     tus.upload(client, "/after.txt", b"x")
-    assert audit.verify_chain(db).ok
+    assert trail.verify_chain(db).ok
 
 
 def test_audit_events_api_filters_pages_and_formats(
@@ -262,7 +263,7 @@ def test_bad_audit_queries_are_400(auditor: httpx.Client, params: dict[str, str]
 
 
 def test_csv_cells_cannot_become_formulas() -> None:
-    row = {name: None for name in audit.PUBLIC_FIELDS}
+    row = {name: None for name in trail.PUBLIC_FIELDS}
     row.update(actor='=HYPERLINK("http://x")', resource="/ok.txt", action="-1+1", detail={})
     table = list(csv.DictReader(io.StringIO(audit_routes._csv([row]))))
     assert table[0]["actor"] == '\'=HYPERLINK("http://x")'

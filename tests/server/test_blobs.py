@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from server.blobs import LocalBlobStore, new_blob_id
+from dropline.server.storage.blobs import LocalBlobStore, new_blob_id
 
 
 def staged(tmp_path: Path, data: bytes) -> Path:

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from server.settings import Settings
+from dropline.server.settings import Settings
 from tests.server.tus import upload
 from tests.support.live import LiveServer, running_server
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.encryption import MAGIC, EncryptionError, TenantKeys
+from dropline.server.storage.encryption import MAGIC, EncryptionError, TenantKeys
 from tests.server import tus
 from tests.support.live import LiveServer
 
@@ -29,7 +29,7 @@ def enable_with_cli(live: LiveServer, tenant: str) -> subprocess.CompletedProces
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "dropline.server.cli",
             "encryption",
             "enable",
             "--tenant",

@@ -227,7 +227,7 @@ def test_delete_moves_to_trash_and_keeps_revisions(
     # The trash keeps both revisions: their blobs and rows are still there.
     from sqlalchemy import select
 
-    from server import schema
+    from dropline.server.storage import schema
 
     app = live_server.app  # type: ignore[attr-defined]
     with app.state.db.read() as conn:

@@ -17,7 +17,7 @@ import pytest
 import trustme
 from fastapi.routing import APIRoute
 
-from server.identity import ALL_SCOPES
+from dropline.server.identity.accounts import ALL_SCOPES
 from tests.server import tus
 from tests.support.live import LiveServer
 

@@ -4,8 +4,14 @@ import unicodedata
 
 import pytest
 
-from server.names import ancestors, join_path, normalize_name, normalize_path, split_path
-from server.problems import Problem
+from dropline.server.files.names import (
+    ancestors,
+    join_path,
+    normalize_name,
+    normalize_path,
+    split_path,
+)
+from dropline.server.problems import Problem
 
 # Names the server must refuse; the API tests send the same list over HTTP.
 HOSTILE_NAMES = [

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from server import schema
+from dropline.server.storage import schema
 from tests.support.browser import (
     PASSWORD,
     LoopbackListener,

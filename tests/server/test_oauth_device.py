@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from server import schema
+from dropline.server.storage import schema
 from tests.support.browser import PASSWORD, parse_form
 from tests.support.live import LiveServer
 

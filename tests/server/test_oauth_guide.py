@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trustme
 
-from server.settings import Settings
+from dropline.server.settings import Settings
 from tests.server.test_oauth_device import enter_code
 from tests.support.browser import PASSWORD
 from tests.support.live import LiveServer, running_server

@@ -16,7 +16,7 @@ import anyio
 import pytest
 import trustme
 
-from server import outbound
+from dropline.server.guard import outbound
 
 
 class _Echo(BaseHTTPRequestHandler):

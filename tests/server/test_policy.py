@@ -11,7 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from server import policy, schema
+from dropline.server.guard import policy
+from dropline.server.storage import schema
 from tests.server import tus
 from tests.support.live import LiveServer
 

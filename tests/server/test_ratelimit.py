@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from server.settings import Settings
+from dropline.server.settings import Settings
 from tests.support.live import LiveServer, running_server
 
 
@@ -124,7 +124,7 @@ def test_wrong_passwords_on_the_sign_in_page_count_too(server_settings: Settings
 def test_admins_list_and_lift_bans(strict: LiveServer) -> None:
     from sqlalchemy import insert
 
-    from server import schema
+    from dropline.server.storage import schema
 
     strict.identity.create_tenant("ops")
     strict.identity.create_user("ops", "root@ops.example", "long enough pw", admin=True)

@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from server.db import Database
-from server.identity import Identity
-from server.migrations import migrate
-from server.settings import Settings
+from dropline.server.identity.accounts import Identity
+from dropline.server.settings import Settings
+from dropline.server.storage.db import Database
+from dropline.server.storage.migrations import migrate
 from tests.server import tus
 from tests.support.live import LiveServer, ServerProcess
 

@@ -20,8 +20,8 @@ import pytest
 import trustme
 from sqlalchemy import select
 
-from server import schema
-from server.settings import Settings
+from dropline.server.settings import Settings
+from dropline.server.storage import schema
 from tests.server import tus
 from tests.support.live import LiveServer, running_server
 

@@ -14,9 +14,9 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from server.db import Database
-from server.identity import Identity
-from server.migrations import migrate
+from dropline.server.identity.accounts import Identity
+from dropline.server.storage.db import Database
+from dropline.server.storage.migrations import migrate
 from tests.server.ops_helpers import OPS_SCOPES, start_transfer, upload, wait_transfer
 from tests.support.live import ServerProcess
 from tests.support.receiver import Receiver

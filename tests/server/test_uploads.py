@@ -11,7 +11,7 @@ import warnings
 import httpx
 import pytest
 
-from server.events import events_after
+from dropline.server.audit.events import events_after
 from tests.server import tus
 from tests.support.live import LiveServer
 

@@ -17,9 +17,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-import server.batch
-from server import policy, schema
-from server.events import events_after
+import dropline.server.uploads.batch
+from dropline.server.audit.events import events_after
+from dropline.server.guard import policy
+from dropline.server.storage import schema
 from tests.server import tus
 from tests.server.conftest import api_client
 from tests.support.live import LiveServer
@@ -404,25 +405,28 @@ def test_limits_refuse_the_whole_batch(
     client: httpx.Client, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     one = b"1"
-    too_many = [(spec(f"/lim/{i}.txt", one), one) for i in range(server.batch.MAX_FILES + 1)]
+    too_many = [
+        (spec(f"/lim/{i}.txt", one), one)
+        for i in range(dropline.server.uploads.batch.MAX_FILES + 1)
+    ]
     assert_refused(batch(client, too_many), 413, "too-large")
     # Refused from its Content-Length alone, before any of the body is read.
     key = client.headers["Authorization"].split(" ", 1)[1]
     head = (
         f"POST {BATCH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
         "Content-Type: multipart/form-data; boundary=XyZ\r\n"
-        f"Content-Length: {server.batch.MAX_BODY + 1}\r\n\r\n"
+        f"Content-Length: {dropline.server.uploads.batch.MAX_BODY + 1}\r\n\r\n"
     )
     port = int(live_server.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(head.encode() + b"--XyZ\r\n")
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
-    monkeypatch.setattr(server.batch, "MAX_BYTES", 10_000)
+    monkeypatch.setattr(dropline.server.uploads.batch, "MAX_BYTES", 10_000)
     big = [(spec(f"/lim/b{i}.bin", d), d) for i, d in enumerate(os.urandom(4000) for _ in range(3))]
     assert_refused(batch(client, big), 413, "too-large")
     assert slugs(batch(client, big[:2])) == ["ok", "ok"]
-    monkeypatch.setattr(server.batch, "MAX_MANIFEST_BYTES", 100)
+    monkeypatch.setattr(dropline.server.uploads.batch, "MAX_MANIFEST_BYTES", 100)
     assert_refused(batch(client, big[2:]), 413, "too-large")
     assert [c["entry"]["path"] for c in client.get("/api/v1/changes").json()["changes"]] == [
         "/lim",

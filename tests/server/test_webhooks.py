@@ -11,7 +11,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from server.settings import Settings
+from dropline.server.settings import Settings
 from tests.server.ops_helpers import create_webhook, deliveries, ops_client, upload
 from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Received, Receiver, Reply, wait_until

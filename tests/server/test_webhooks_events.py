@@ -11,8 +11,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from server import policy
-from server.settings import Settings
+from dropline.server.guard import policy
+from dropline.server.settings import Settings
 from tests.server import tus
 from tests.server.ops_helpers import (
     create_webhook,

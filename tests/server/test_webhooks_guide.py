@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.settings import Settings
+from dropline.server.settings import Settings
 from tests.server.ops_helpers import OPS_SCOPES, deliveries, upload
 from tests.server.test_transfers_guide import doc_block
 from tests.support.live import LiveServer, running_server

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from server import schema
-from server.db import Database
-from server.events import record_event
-from server.migrations import migrate
-from server.webhook_delivery import LOG_RETENTION_SECONDS, WebhookDispatcher
-from server.webhooks import enqueue
+from dropline.server.audit.events import record_event
+from dropline.server.storage import schema
+from dropline.server.storage.db import Database
+from dropline.server.storage.migrations import migrate
+from dropline.server.webhooks.delivery import LOG_RETENTION_SECONDS, WebhookDispatcher
+from dropline.server.webhooks.subscriptions import enqueue
 
 
 def test_prune_keeps_what_is_still_owed(tmp_path: Path) -> None:

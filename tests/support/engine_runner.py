@@ -19,10 +19,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sync.breaker import CircuitBreaker
-from sync.client import ApiKeyCredentials, DroplineClient, RetryPolicy
-from sync.engine import Engine
-from sync.types import EngineSettings, FolderMode, FolderSpec
+from dropline.sdk.breaker import CircuitBreaker
+from dropline.sdk.client import ApiKeyCredentials, DroplineClient, RetryPolicy
+from dropline.sync.engine import Engine
+from dropline.sync.types import EngineSettings, FolderMode, FolderSpec
 
 
 def _write_state(engine: Engine, target: Path) -> None:

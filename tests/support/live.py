@@ -23,11 +23,11 @@ from pathlib import Path
 
 import uvicorn
 
-from server.app import create_app
-from server.identity import Identity
-from server.serving import DroplineServer
-from server.settings import Settings
-from server.tls import uvicorn_tls_options
+from dropline.server.http.app import create_app
+from dropline.server.http.serving import DroplineServer
+from dropline.server.identity.accounts import Identity
+from dropline.server.identity.tls import uvicorn_tls_options
+from dropline.server.settings import Settings
 
 ALL_TEST_SCOPES = ("files:read", "files:write", "transfers", "webhooks", "audit:read", "admin")
 
@@ -78,7 +78,7 @@ def running_server(settings: Settings) -> Iterator[LiveServer]:
     sock = _bound_socket()
     port = sock.getsockname()[1]
     # With settings.tls_cert/tls_key (and client_ca) the server speaks TLS exactly as
-    # `dropline-server serve` does (server.tls), and the URL is https.
+    # `dropline-server serve` does (dropline.server.identity.tls), and the URL is https.
     tls = uvicorn_tls_options(settings.tls_cert, settings.tls_key, settings.client_ca)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **tls)
     server = DroplineServer(config, app.state.changes.notifier)
@@ -124,7 +124,7 @@ class ServerProcess:
             [
                 sys.executable,
                 "-m",
-                "server.cli",
+                "dropline.server.cli",
                 "serve",
                 "--data-dir",
                 str(self.data_dir),

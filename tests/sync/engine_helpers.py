@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sync.breaker import CircuitBreaker
-from sync.client import ApiKeyCredentials, DroplineClient, RetryPolicy
-from sync.engine import Engine
-from sync.errors import NotFoundError
-from sync.models import Entry
-from sync.types import EngineSettings, FolderSpec, State
+from dropline.sdk.breaker import CircuitBreaker
+from dropline.sdk.client import ApiKeyCredentials, DroplineClient, RetryPolicy
+from dropline.sdk.errors import NotFoundError
+from dropline.sdk.models import Entry
+from dropline.sync.engine import Engine
+from dropline.sync.types import EngineSettings, FolderSpec, State
 from tests.support.live import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,7 +114,7 @@ def server_cli(data: Path, *args: str, password: bool = False) -> str:
     """``dropline-server ARGS --data-dir DATA``; its standard output."""
     env = {**os.environ, "DROPLINE_PASSWORD": "correct horse battery staple"} if password else None
     out = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args, "--data-dir", str(data)],
+        [sys.executable, "-m", "dropline.server.cli", *args, "--data-dir", str(data)],
         check=True,
         capture_output=True,
         text=True,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sync import aggregator
-from sync.aggregator import Aggregator, Kind
+from dropline.sync import aggregator
+from dropline.sync.aggregator import Aggregator, Kind
 
 
 def test_burst_of_creates_becomes_one_batch() -> None:

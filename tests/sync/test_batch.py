@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-import server.batch
-from sync.batch import BatchItem, upload_batch
-from sync.client import DroplineClient
-from sync.credentials import ApiKeyCredentials
-from sync.errors import (
+import dropline.server.uploads.batch
+from dropline.sdk.batch import BatchItem, upload_batch
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.credentials import ApiKeyCredentials
+from dropline.sdk.errors import (
     AuthenticationError,
     IntegrityError,
     InvalidNameError,
@@ -22,8 +22,8 @@ from sync.errors import (
     TooLargeError,
     ValidationError,
 )
-from sync.models import Entry
-from sync.retry import RetryPolicy
+from dropline.sdk.models import Entry
+from dropline.sdk.retry import RetryPolicy
 from tests.support.faults import FaultTransport, route
 from tests.support.live import LiveServer
 
@@ -98,7 +98,7 @@ async def test_each_file_fails_on_its_own(api: DroplineClient) -> None:
         BatchItem("/own/lie.txt", b"the bytes", sha256=sha(b"other bytes")),
         BatchItem("/own/kept.txt", b"v2", if_rev="0123456789abcdef"),
         BatchItem("/own/new.txt", b"n", if_rev="none"),
-        BatchItem("/own/huge.bin", b"x" * (server.batch.MAX_BYTES + 1)),
+        BatchItem("/own/huge.bin", b"x" * (dropline.server.uploads.batch.MAX_BYTES + 1)),
     ]
     outcomes = await upload_batch(api, items)
     assert isinstance(outcomes[0], Entry)
@@ -166,7 +166,9 @@ async def test_a_refused_request_is_every_files_outcome(
     ) as bad:
         outcomes = await upload_batch(bad, items)
     assert all(isinstance(o, AuthenticationError) for o in outcomes)
-    monkeypatch.setattr(server.batch, "MAX_BYTES", 250)  # the server's limit, shrunk
+    monkeypatch.setattr(
+        dropline.server.uploads.batch, "MAX_BYTES", 250
+    )  # the server's limit, shrunk
     outcomes = await upload_batch(api, items)
     assert all(isinstance(o, TooLargeError) and o.status == 413 for o in outcomes)
 

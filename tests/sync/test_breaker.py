@@ -7,11 +7,11 @@ import socket
 
 import pytest
 
-from sync.breaker import BreakerState, CircuitBreaker
-from sync.client import DroplineClient
-from sync.credentials import ApiKeyCredentials
-from sync.errors import CircuitOpenError, NotFoundError, UnavailableError
-from sync.retry import NO_RETRY
+from dropline.sdk.breaker import BreakerState, CircuitBreaker
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.credentials import ApiKeyCredentials
+from dropline.sdk.errors import CircuitOpenError, NotFoundError, UnavailableError
+from dropline.sdk.retry import NO_RETRY
 from tests.support.faults import FaultTransport, route
 from tests.support.live import LiveServer
 

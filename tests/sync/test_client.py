@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from sync.client import DroplineClient
-from sync.credentials import ApiKeyCredentials
-from sync.errors import (
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.credentials import ApiKeyCredentials
+from dropline.sdk.errors import (
     ConflictError,
     CursorExpiredError,
     IntegrityError,
@@ -22,9 +22,9 @@ from sync.errors import (
     PreconditionFailedError,
     ValidationError,
 )
-from sync.models import ChangeAction, Entry, EntryType
-from sync.retry import RetryPolicy
-from sync.wire import chunk_checksum
+from dropline.sdk.models import ChangeAction, Entry, EntryType
+from dropline.sdk.retry import RetryPolicy
+from dropline.sdk.wire import chunk_checksum
 from tests.support.faults import FaultTransport, route
 from tests.support.live import LiveServer
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from sync.errors import ProtocolError
-from sync.models import ChangeAction, ChangePage, Entry, EntryPage, EntryType
-from sync.wire import decode_upload_metadata, encode_upload_metadata
+from dropline.sdk.errors import ProtocolError
+from dropline.sdk.models import ChangeAction, ChangePage, Entry, EntryPage, EntryType
+from dropline.sdk.wire import decode_upload_metadata, encode_upload_metadata
 
 ENTRY: dict[str, Any] = {
     "id": "2b0c6a5e-0000-4000-8000-000000000001",

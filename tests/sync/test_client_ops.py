@@ -1,5 +1,5 @@
-"""The SDK's transfers and webhooks (sync.client_ops) against the real server, and the
-receiver helper (sync.webhooks) checking real deliveries."""
+"""The SDK's transfers and webhooks (dropline.sdk.client_ops) against the real server, and the
+receiver helper (dropline.sdk.webhooks) checking real deliveries."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sync.client import DroplineClient
-from sync.client_ops import (
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.client_ops import (
     Transfers,
     TransferWaitTimeout,
     Webhooks,
@@ -19,11 +19,11 @@ from sync.client_ops import (
     to_folder,
     to_inbox,
 )
-from sync.credentials import ApiKeyCredentials
-from sync.errors import ConflictError, NotFoundError, ValidationError
-from sync.models import Entry
-from sync.retry import RetryPolicy
-from sync.webhooks import WebhookDeduplicator, WebhookVerificationError, verify_webhook
+from dropline.sdk.credentials import ApiKeyCredentials
+from dropline.sdk.errors import ConflictError, NotFoundError, ValidationError
+from dropline.sdk.models import Entry
+from dropline.sdk.retry import RetryPolicy
+from dropline.sdk.webhooks import WebhookDeduplicator, WebhookVerificationError, verify_webhook
 from tests.support.live import LiveServer
 from tests.support.receiver import Receiver
 

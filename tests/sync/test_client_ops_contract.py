@@ -1,4 +1,4 @@
-"""The SDK's transfer and webhook records (sync.client_ops) held against the live
+"""The SDK's transfer and webhook records (dropline.sdk.client_ops) held against the live
 server's OpenAPI document: every field the SDK reads exists there, with the same JSON
 type and no null the SDK does not expect. (These records are views: the server may
 send more.)"""
@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sync.client_ops import Transfer, TransferError, WebhookDelivery, WebhookSubscription
+from dropline.sdk.client_ops import Transfer, TransferError, WebhookDelivery, WebhookSubscription
 from tests.support.live import LiveServer
 from tests.sync.test_contract import resolve, schema_shape
 

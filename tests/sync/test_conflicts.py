@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sync.conflicts import conflict_name, conflict_path, host_name, is_conflict_copy
+from dropline.sync.conflicts import conflict_name, conflict_path, host_name, is_conflict_copy
 
 WHEN = datetime(2026, 3, 9, 14, 5, 7)
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sync.models import Change, ChangePage, Entry, EntryPage
+from dropline.sdk.models import Change, ChangePage, Entry, EntryPage
 from tests.support.live import LiveServer
 
 JSON_TYPES: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}

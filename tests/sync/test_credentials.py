@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sync.client import DroplineClient
-from sync.credentials import ApiKeyCredentials, OAuthCredentials
-from sync.errors import AuthenticationError, UnavailableError
-from sync.retry import RetryPolicy
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.credentials import ApiKeyCredentials, OAuthCredentials
+from dropline.sdk.errors import AuthenticationError, UnavailableError
+from dropline.sdk.retry import RetryPolicy
 from tests.support.browser import pkce_tokens
 from tests.support.live import LiveServer
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sync.journal import Journal
-from sync.types import AfterUpload, FolderMode, FolderSpec, HistoryQuery, Result
+from dropline.sync.journal import Journal
+from dropline.sync.types import AfterUpload, FolderMode, FolderSpec, HistoryQuery, Result
 from tests.support.live import LiveServer
 from tests.sync.engine_helpers import (
     FAST,

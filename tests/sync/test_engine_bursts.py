@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.types import FolderSpec
+from dropline.sync.types import FolderSpec
 from tests.support.live import LiveServer
 from tests.sync.engine_helpers import (
     FAST,

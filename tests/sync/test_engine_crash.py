@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from sync.transfer_primitives import upload_file
-from sync.types import FolderSpec, State
+from dropline.sdk.resumable import upload_file
+from dropline.sync.types import FolderSpec, State
 from tests.support.live import LiveServer, ServerProcess
 from tests.sync.engine_helpers import (
     client_for,

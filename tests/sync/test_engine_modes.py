@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sync.conflicts import is_conflict_copy
-from sync.remote import RemoteFeed
-from sync.transfer_primitives import upload_file
-from sync.types import AfterUpload, FolderMode, FolderSpec, LocalEdits, State
+from dropline.sdk.resumable import upload_file
+from dropline.sync.conflicts import is_conflict_copy
+from dropline.sync.remote import RemoteFeed
+from dropline.sync.types import AfterUpload, FolderMode, FolderSpec, LocalEdits, State
 from tests.support.live import LiveServer
 from tests.sync.engine_helpers import (
     client_for,

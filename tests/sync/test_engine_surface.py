@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sync import folder as folder_mod
-from sync import watcher as watcher_mod
-from sync.engine import Engine, Subscription
-from sync.types import (
+from dropline.sync import folder as folder_mod
+from dropline.sync import watcher as watcher_mod
+from dropline.sync.engine import Engine, Subscription
+from dropline.sync.types import (
     Direction,
     FolderSpec,
     HistoryAdded,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sync.transfer_primitives import upload_file
-from sync.types import FolderSpec
+from dropline.sdk.resumable import upload_file
+from dropline.sync.types import FolderSpec
 from tests.support.live import LiveServer
 from tests.sync.engine_helpers import (
     client_for,

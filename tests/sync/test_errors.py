@@ -7,8 +7,8 @@ import email.utils
 import httpx
 import pytest
 
-from sync import errors
-from sync.errors import (
+from dropline.sdk import errors
+from dropline.sdk.errors import (
     AuthenticationError,
     AuthorizationError,
     CircuitOpenError,

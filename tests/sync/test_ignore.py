@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync.ignore import IgnoreRules
+from dropline.sync.ignore import IgnoreRules
 
 
 @pytest.mark.parametrize(

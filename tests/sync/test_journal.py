@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from sync import journal_migrations
-from sync.journal import Journal, TransferRow
-from sync.planner import Base, Remote
-from sync.types import Direction, HistoryQuery, Result
+from dropline.sync import journal_migrations
+from dropline.sync.journal import Journal, TransferRow
+from dropline.sync.planner import Base, Remote
+from dropline.sync.types import Direction, HistoryQuery, Result
 
 
 def b(rid: str = "r", d: bool = False) -> Base:

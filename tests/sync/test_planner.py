@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from sync import planner
-from sync.planner import (
+from dropline.sync import planner
+from dropline.sync.planner import (
     NONE_REV,
     Base,
     ConflictCopy,
@@ -25,7 +25,7 @@ from sync.planner import (
     Upload,
     plan,
 )
-from sync.types import FolderMode, LocalEdits
+from dropline.sync.types import FolderMode, LocalEdits
 
 NOW = datetime(2026, 1, 2, 3, 4, 5)
 

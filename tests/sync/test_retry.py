@@ -10,15 +10,15 @@ import time
 import httpx
 import pytest
 
-from sync.client import DroplineClient
-from sync.credentials import ApiKeyCredentials
-from sync.errors import (
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.credentials import ApiKeyCredentials
+from dropline.sdk.errors import (
     DroplineError,
     RateLimitedError,
     UnavailableError,
     from_transport_error,
 )
-from sync.retry import RetryPolicy
+from dropline.sdk.retry import RetryPolicy
 from tests.support.faults import FaultTransport, route
 from tests.support.live import LiveServer
 
@@ -151,10 +151,10 @@ async def test_every_retry_is_logged_with_attempt_and_reason(
     retry, _sleep = policy(attempts=4)
     client, transport = await client_for(live_server, api_key, retry)
     transport.inject(ME, times=2, status=503, slug="unavailable")
-    caplog.set_level(logging.WARNING, logger="sync.retry")
+    caplog.set_level(logging.WARNING, logger="dropline.sdk.retry")
     async with client:
         await client.me()
-    messages = [r.getMessage() for r in caplog.records if r.name == "sync.retry"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "dropline.sdk.retry"]
     assert len(messages) == 2
     assert "attempt 1 of 4" in messages[0] and "attempt 2 of 4" in messages[1]
     assert all("HTTP 503" in m and "GET /api/v1/me" in m for m in messages)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from sync import fs
-from sync.ignore import IgnoreRules
-from sync.journal import Journal
-from sync.planner import Base
-from sync.scanner import FileBusyError, ScanResult, hash_file, walk
+from dropline.sync import fs
+from dropline.sync.ignore import IgnoreRules
+from dropline.sync.journal import Journal
+from dropline.sync.planner import Base
+from dropline.sync.scanner import FileBusyError, ScanResult, hash_file, walk
 
 
 def record(j: Journal, fid: int, root: Path, rel: str, sha: str | None = "x") -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sync import transfer_primitives
-from sync.client import DroplineClient
-from sync.credentials import ApiKeyCredentials
-from sync.errors import IntegrityError, NotFoundError, PreconditionFailedError
-from sync.models import Entry
-from sync.retry import RetryPolicy
-from sync.transfer_primitives import default_partial_path, download_file, upload_file
+from dropline.sdk import resumable
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.credentials import ApiKeyCredentials
+from dropline.sdk.errors import IntegrityError, NotFoundError, PreconditionFailedError
+from dropline.sdk.models import Entry
+from dropline.sdk.resumable import default_partial_path, download_file, upload_file
+from dropline.sdk.retry import RetryPolicy
 from tests.support.faults import FaultTransport, route
 from tests.support.live import LiveServer
 
@@ -116,8 +116,8 @@ class ReadCounter:
         def no_prehash(*_args: object, **_kwargs: object) -> str:
             raise AssertionError("the file was hashed in a pass of its own")
 
-        monkeypatch.setattr(transfer_primitives.os, "pread", pread)
-        monkeypatch.setattr(transfer_primitives, "sha256_file", no_prehash)
+        monkeypatch.setattr(resumable.os, "pread", pread)
+        monkeypatch.setattr(resumable, "sha256_file", no_prehash)
 
 
 @pytest.mark.anyio

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from sync import transfer
-from sync.transfer import Slots, TokenBucket
+from dropline.sync import transfer
+from dropline.sync.transfer import Slots, TokenBucket
 
 pytestmark = pytest.mark.anyio
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sync.journal import Journal
-from sync.planner import Base, Local, Remote
-from sync.scanner import hash_file
-from sync.transfer import (
+from dropline.sync.journal import Journal
+from dropline.sync.planner import Base, Local, Remote
+from dropline.sync.scanner import hash_file
+from dropline.sync.transfer import (
     BatchFile,
     ChangedDuringUpload,
     Counters,

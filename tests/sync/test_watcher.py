@@ -8,8 +8,8 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from sync.aggregator import Kind
-from sync.watcher import FolderWatcher, Trouble, process_watch_count
+from dropline.sync.aggregator import Kind
+from dropline.sync.watcher import FolderWatcher, Trouble, process_watch_count
 
 
 class Recorder:

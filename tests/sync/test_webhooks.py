@@ -14,10 +14,10 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from sync.client import DroplineClient
-from sync.credentials import ApiKeyCredentials
-from sync.errors import ValidationError
-from sync.webhooks import WebhookDeduplicator, WebhookVerificationError, verify_webhook
+from dropline.sdk.client import DroplineClient
+from dropline.sdk.credentials import ApiKeyCredentials
+from dropline.sdk.errors import ValidationError
+from dropline.sdk.webhooks import WebhookDeduplicator, WebhookVerificationError, verify_webhook
 from tests.support.live import LiveServer
 from tests.support.receiver import Receiver
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent.control.protocol import HistoryRowJSON, IssueJSON, ProgressJSON
-from ui.models import HistoryFilter
+from dropline.agent.control.protocol import HistoryRowJSON, IssueJSON, ProgressJSON
+from dropline.ui.models import HistoryFilter
 
 Deliver = Callable[[Sequence[HistoryRowJSON] | None], None]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
+from dropline.ui.controller import TrayApp
+from dropline.ui.workers import AgentLink, LinkOptions
 from tests.agent.support import AgentEnv
-from ui.controller import TrayApp
-from ui.workers import AgentLink, LinkOptions
 
 WAIT_MS = 60_000  # generous: two shared cores, and the agent is a separate process
 

@@ -18,7 +18,7 @@ def test_tray_process_waits_for_the_agent_and_quits_cleanly_on_sigterm(tmp_path:
         [
             sys.executable,
             "-m",
-            "ui.app",
+            "dropline.ui.app",
             "--home",
             str(tmp_path / "agent"),
             "--no-start-agent",
@@ -54,7 +54,7 @@ def test_tray_process_waits_for_the_agent_and_quits_cleanly_on_sigterm(tmp_path:
 
 def test_help_names_the_agent_home_option() -> None:
     answer = subprocess.run(
-        [sys.executable, "-m", "ui.app", "--help"],
+        [sys.executable, "-m", "dropline.ui.app", "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,

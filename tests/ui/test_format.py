@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from ui import format as fmt
+from dropline.ui import format as fmt
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QModelIndex, Qt
 
-from tests.ui.fakes import FakeHistory, history_row, issue, progress
-from ui.models import (
+from dropline.ui.models import (
     HistoryFilter,
     HistoryModel,
     IssuesModel,
@@ -17,6 +16,7 @@ from ui.models import (
     RowRole,
     TransfersModel,
 )
+from tests.ui.fakes import FakeHistory, history_row, issue, progress
 
 
 def loaded_ids(model: HistoryModel) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pytestqt.qtbot import QtBot
 
-from ui.notifications import Level, Notice, NotificationBatcher, Notifier
+from dropline.ui.notifications import Level, Notice, NotificationBatcher, Notifier
 
 
 class Clock:

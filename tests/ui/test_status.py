@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from ui import icons, status
-from ui.status import Moving, summarize
+from dropline.ui import icons, status
+from dropline.ui.status import Moving, summarize
 
 
 def agent_status(state: str, **extra: Any) -> dict[str, Any]:

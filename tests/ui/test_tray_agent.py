@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
+from dropline.ui import status
+from dropline.ui.settings import LOCKED_TEXT
 from tests.agent.support import AgentEnv
 from tests.support.live import LiveServer
 from tests.ui.support import WAIT_MS, tray_for, write_agent_config
-from ui import status
-from ui.settings import LOCKED_TEXT
 
 
 @pytest.fixture

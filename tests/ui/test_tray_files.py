@@ -17,11 +17,11 @@ import pytest
 from PySide6.QtGui import QAction
 from pytestqt.qtbot import QtBot
 
+from dropline.ui import status
+from dropline.ui.controller import TrayApp
 from tests.agent.support import AgentEnv
 from tests.support.live import LiveServer
 from tests.ui.support import WAIT_MS, tray_for, write_agent_config
-from ui import status
-from ui.controller import TrayApp
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pytestqt.qtbot import QtBot
 
-from ui.status import Summary
-from ui.tray import FOLDERS_INLINE, MenuState, Tray
+from dropline.ui.status import Summary
+from dropline.ui.tray import FOLDERS_INLINE, MenuState, Tray
 
 IDLE = Summary("idle", "Up to date")
 

@@ -12,15 +12,15 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
 
-from agent.control.protocol import IssueJSON
+from dropline.agent.control.protocol import IssueJSON
+from dropline.ui.app import apply_theme
+from dropline.ui.history import HistoryWindow, date_range
+from dropline.ui.issues import IssuesWindow
+from dropline.ui.models import HistoryModel, IssuesModel, TransfersModel
+from dropline.ui.settings import AddFolderDialog
+from dropline.ui.transfers import TransfersWindow
 from tests.ui.fakes import FakeHistory, history_row, issue, progress
 from tests.ui.support import Opened
-from ui.app import apply_theme
-from ui.history import HistoryWindow, date_range
-from ui.issues import IssuesWindow
-from ui.models import HistoryModel, IssuesModel, TransfersModel
-from ui.settings import AddFolderDialog
-from ui.transfers import TransfersWindow
 
 
 def test_history_filters_become_the_agents_query(qtbot: QtBot) -> None:

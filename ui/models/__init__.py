@@ -7,7 +7,7 @@ so every model can be tested on its own.
 
 from __future__ import annotations
 
-from ui.models._base import (
+from dropline.ui.models._base import (
     OpacityRole,
     ProgressRole,
     RowRole,
@@ -16,9 +16,9 @@ from ui.models._base import (
     file_name,
     folder_name,
 )
-from ui.models.history import HistoryFilter, HistoryModel, PageFetcher
-from ui.models.issues import IssuesModel
-from ui.models.transfers import Transfer, TransfersModel
+from dropline.ui.models.history import HistoryFilter, HistoryModel, PageFetcher
+from dropline.ui.models.issues import IssuesModel
+from dropline.ui.models.transfers import Transfer, TransfersModel
 
 __all__ = [
     "HistoryFilter",

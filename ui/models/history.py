@@ -8,9 +8,9 @@ from typing import Any
 
 from PySide6.QtCore import QModelIndex, Qt, Signal
 
-from agent.control.protocol import HistoryRowJSON
-from ui import format as fmt
-from ui.models._base import (
+from dropline.agent.control.protocol import HistoryRowJSON
+from dropline.ui import format as fmt
+from dropline.ui.models._base import (
     CONFLICT_COLOUR,
     DIRECTION_WORDS,
     FAILED_COLOUR,

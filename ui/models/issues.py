@@ -7,9 +7,9 @@ from typing import Any
 
 from PySide6.QtCore import QModelIndex, Qt
 
-from agent.control.protocol import IssueJSON
-from ui import format as fmt
-from ui.models._base import (
+from dropline.agent.control.protocol import IssueJSON
+from dropline.ui import format as fmt
+from dropline.ui.models._base import (
     CONFLICT_COLOUR,
     Index,
     RowRole,

@@ -8,9 +8,9 @@ from typing import Any
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
 
-from agent.control.protocol import ProgressJSON
-from ui import format as fmt
-from ui.models._base import (
+from dropline.agent.control.protocol import ProgressJSON
+from dropline.ui import format as fmt
+from dropline.ui.models._base import (
     Clock,
     Index,
     OpacityRole,

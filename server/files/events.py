@@ -1,0 +1,79 @@
+"""File events for webhooks: ``file.uploaded``, ``file.moved``, ``file.deleted`` and
+``upload.failed`` written to the events outbox.
+
+:class:`FileEvents` plugs into the file service as a
+:class:`dropline.server.files.entries.FileHook`, so
+each event is written inside the transaction of the change it reports (a change
+and its event commit together or not at all).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection
+
+from dropline.server.audit.events import record_event
+from dropline.server.files.entries import CREATED, DELETED, FILE, MODIFIED, MOVED, Change
+from dropline.server.identity.accounts import Principal
+from dropline.server.storage.db import Database
+
+
+def _actor(principal: Principal) -> dict[str, Any]:
+    return {
+        "user_id": principal.user_id,
+        "credential_id": principal.credential_id,
+        "credential_kind": principal.kind,
+    }
+
+
+class FileEvents:
+    """The change feed's rows, as outbox events."""
+
+    def check(self, principal: Principal, action: str, path: str, size: int | None) -> None:
+        return None  # events never refuse an operation
+
+    def recorded(self, conn: Connection, principal: Principal, change: Change) -> None:
+        entry = change.entry
+        if change.action in (CREATED, MODIFIED):
+            if entry.type != FILE:
+                return  # a new folder is not an upload
+            event = "file.uploaded"
+        elif change.action == MOVED:
+            event = "file.moved"
+        elif change.action == DELETED:
+            event = "file.deleted"
+        else:
+            return
+        payload: dict[str, Any] = {
+            "entry": entry.to_json(),
+            "action": change.action,
+            "seq": change.seq,
+            **_actor(principal),
+        }
+        if change.action == MOVED:
+            payload["old_path"] = change.old_path
+        record_event(conn, principal.tenant_id, event, payload)
+
+
+def record_upload_failed(
+    db: Database, principal: Principal, upload_id: str, path: str, code: str, reason: str
+) -> None:
+    """``upload.failed``: a finished upload that could not be published (checksum
+    mismatch, stale ``if_rev``, a name taken, a policy) and was discarded."""
+    with db.write() as conn:
+        record_event(
+            conn,
+            principal.tenant_id,
+            "upload.failed",
+            {
+                "upload_id": upload_id,
+                "path": path,
+                "code": code,
+                "reason": reason,
+                **_actor(principal),
+            },
+        )
+
+
+__all__ = ["FileEvents", "record_upload_failed"]

@@ -1,0 +1,136 @@
+"""The security hook of the file service: policy before and after, an audit row for each
+file operation.
+
+Plugged into :class:`dropline.server.files.entries.FileService` as a ``FileHook``. ``check`` runs
+before an operation (classified folders; size, extension and quota for uploads)
+and writes a ``file.download`` row for a download. ``recorded`` runs inside the
+write transaction of every change: it checks a finished upload again (size,
+quota and the content's first bytes against its extension) and writes the
+``file.<action>`` audit row that commits with the change.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from dropline.server.audit import trail
+from dropline.server.guard import policy
+from dropline.server.guard.security import Security, request_facts
+from dropline.server.identity.accounts import Principal
+from dropline.server.storage import schema
+from dropline.server.storage.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+class SecurityFileHook:
+    def __init__(self, security: Security, blobs: BlobStore) -> None:
+        self.security = security
+        self.blobs = blobs
+
+    def _subject(self, principal: Principal) -> policy.Subject:
+        facts = request_facts.get()
+        via_mtls = principal.kind == "mtls" or bool(facts and facts.via_mtls)
+        return policy.Subject(principal.tenant_id, principal.user_id, principal.scopes, via_mtls)
+
+    def _rules(self, principal: Principal) -> policy.Rules:
+        facts = request_facts.get()
+        if facts is not None and facts.rules is not None and facts.tenant_id == principal.tenant_id:
+            return facts.rules
+        return policy.effective_cached(self.security.db, principal.tenant_id, principal.user_id)
+
+    def check(self, principal: Principal, action: str, path: str, size: int | None) -> None:
+        rules = self._rules(principal)
+        subject = self._subject(principal)
+        try:
+            if action == "upload" and rules.storage_quota is not None and size is not None:
+                # Only the quota needs the database: what is used, and what this replaces.
+                with self.security.db.read() as conn:
+                    replaces = _existing_size(conn, principal, path)
+                    policy.check_upload(conn, rules, subject, path, size, replaces)
+            elif action == "upload":
+                policy.check_upload(None, rules, subject, path, size)
+            elif action == "move":
+                # A rename into a blocked extension is refused like an upload of it.
+                policy.check_upload(None, rules, subject, path, None)
+            else:
+                policy.check_path(rules, subject, path)
+        except policy.PolicyDenied as denied:
+            raise self.security.deny(None, principal, denied, resource=path) from None
+        if action == "download":
+            self._audit_download(principal, path, size)
+
+    def _audit_download(self, principal: Principal, path: str, size: int | None) -> None:
+        facts = request_facts.get()
+        if facts is not None:
+            if facts.method == "HEAD" or ("download", path) in facts.audited:
+                return
+            facts.audited.add(("download", path))
+        with self.security.db.write() as conn:
+            trail.record(
+                conn,
+                self.security.context_for(principal),
+                "file.download",
+                "success",
+                path,
+                {"size": size},
+            )
+
+    def recorded(self, conn: Connection, principal: Principal, change: Any) -> None:
+        entry = change.entry
+        if change.action in ("created", "modified") and entry.type == "file":
+            self._check_finished_upload(conn, principal, entry)
+        detail: dict[str, Any] = {"entry_id": entry.id, "type": entry.type, "rev": entry.rev}
+        if entry.type == "file":
+            detail.update(size=entry.size, sha256=entry.sha256)
+        if change.old_path:
+            detail["old_path"] = change.old_path
+        trail.record(
+            conn,
+            self.security.context_for(principal),
+            f"file.{change.action}",
+            "success",
+            entry.path,
+            detail,
+        )
+
+    def _check_finished_upload(self, conn: Connection, principal: Principal, entry: Any) -> None:
+        rules = self._rules(principal)
+        if not (rules.max_file_size or rules.storage_quota or rules.blocked_extensions) and not (
+            rules.content_must_match_extension or rules.folders
+        ):
+            return
+        try:
+            # The new size is already counted in this transaction: ``replaces`` takes it out
+            # of the usage so the quota sees it exactly once.
+            policy.check_upload(
+                conn, rules, self._subject(principal), entry.path, entry.size, replaces=entry.size
+            )
+            if rules.content_must_match_extension and entry.blob_id:
+                with self.blobs.open(entry.blob_id) as fh:
+                    head = fh.read(policy.SNIFF_BYTES)
+                policy.check_content(rules, entry.path, head)
+        except policy.PolicyDenied as denied:
+            # Raising rolls the publish back; the denial's audit row is written after.
+            raise self.security.deny(None, principal, denied, resource=entry.path) from None
+
+
+def _existing_size(conn: Connection, principal: Principal, path: str) -> int:
+    """The size of the file an upload would replace (it stops counting against the quota)."""
+    e = schema.entries
+    row = conn.execute(
+        select(e.c.size).where(
+            e.c.tenant_id == principal.tenant_id,
+            e.c.space_id == principal.space_id,
+            e.c.path == path,
+            e.c.trashed_at.is_(None),
+            e.c.type == "file",
+        )
+    ).first()
+    return int(row.size) if row is not None else 0
+
+
+__all__ = ["SecurityFileHook"]

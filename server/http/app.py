@@ -1,0 +1,132 @@
+"""``create_app(settings)``: wires settings, database, storage and routes into one ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from dropline.server.admin.service import Admin
+from dropline.server.files.changes import ChangeFeed, ChangeNotifier
+from dropline.server.files.entries import FileService
+from dropline.server.guard.file_guard import SecurityFileHook
+from dropline.server.guard.security import Security, current_tenant
+from dropline.server.http import errors
+from dropline.server.http.middleware import RequestContextMiddleware
+from dropline.server.http.operations import Operations
+from dropline.server.http.routes import admin as admin_routes
+from dropline.server.http.routes import audit as audit_routes
+from dropline.server.http.routes import changes as changes_routes
+from dropline.server.http.routes import files as files_routes
+from dropline.server.http.routes import health, me
+from dropline.server.http.routes import oauth as oauth_routes
+from dropline.server.http.routes import uploads as uploads_routes
+from dropline.server.http.security_middleware import SecurityMiddleware
+from dropline.server.identity.accounts import Identity, Principal
+from dropline.server.identity.oauth.csrf import Csrf, load_secret
+from dropline.server.settings import Settings
+from dropline.server.storage.blobs import LocalBlobStore
+from dropline.server.storage.db import Database
+from dropline.server.storage.encryption import EncryptedBlobStore, TenantKeys
+from dropline.server.storage.migrations import migrate
+from dropline.server.uploads.batch import BatchUploads
+from dropline.server.uploads.sessions import UploadService
+
+log = logging.getLogger(__name__)
+
+API_TITLE = "Dropline MFT API"
+API_VERSION = "1.0.0"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.blob_dir.mkdir(parents=True, exist_ok=True)
+    settings.upload_dir.mkdir(parents=True, exist_ok=True)
+
+    db = Database(settings.database_url)
+    migrate(db)
+    identity = Identity(db)
+    # Encryption at rest for tenants that turned it on (dropline.server.storage.encryption).
+    blobs = EncryptedBlobStore(
+        LocalBlobStore(settings.blob_dir), TenantKeys(db, settings.data_dir), current_tenant
+    )
+    notifier = ChangeNotifier()
+    files = FileService(db, blobs, on_change=notifier.notify)
+    changes = ChangeFeed(
+        db,
+        notifier,
+        retention_seconds=settings.change_retention_days * 86400,
+        max_wait=settings.longpoll_max_seconds,
+    )
+    uploads = UploadService(
+        db,
+        blobs,
+        files,
+        settings.upload_dir,
+        max_size=settings.max_upload_bytes,
+        expiry_seconds=settings.upload_expiry_seconds,
+    )
+    batches = BatchUploads(db, blobs, files, settings.upload_dir, uploads.executor)
+    operations = Operations.build(settings, db, files, blobs)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        notifier.bind(asyncio.get_running_loop())
+        cleanup_every = min(600.0, max(1.0, settings.upload_expiry_seconds / 4))
+        background = [
+            asyncio.create_task(uploads.expiry_loop(cleanup_every), name="upload-expiry"),
+            asyncio.create_task(changes.retention_loop(), name="change-retention"),
+        ]
+        background += operations.start()
+        yield
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        uploads.close()
+        db.dispose()
+
+    app = FastAPI(title=API_TITLE, version=API_VERSION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.identity = identity
+    app.state.blobs = blobs
+    app.state.files = files
+    app.state.changes = changes
+    app.state.uploads = uploads
+    app.state.batches = batches
+
+    def api_key_authenticator(_request: Request, token: str) -> Principal | None:
+        return identity.authenticate_api_key(token)
+
+    # Security (guard.security): OAuth server, JWTs, mTLS, defender, rate limits, policy.
+    security = Security(settings, db, identity)
+    app.state.security = security
+    app.state.csrf = Csrf(load_secret(settings.data_dir))
+    app.state.admin = Admin(db, identity, security.store)
+    # Policy checks and file audit rows for every file operation.
+    files.hooks.append(SecurityFileHook(security, blobs))
+    app.state.authenticators = [api_key_authenticator, security.jwt_authenticator]
+    # The last added runs first: request id and source address exist before anything else.
+    app.add_middleware(SecurityMiddleware, security=security)
+    app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies)
+    # Transfers, webhooks, metrics and access logs; their middlewares wrap all of the above.
+    operations.install(app)
+
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(me.router)
+    app.include_router(oauth_routes.router)
+    app.include_router(admin_routes.router)
+    app.include_router(audit_routes.router)
+    app.include_router(files_routes.router)
+    app.include_router(uploads_routes.router)
+    uploads_routes.install_fast_lane(app)  # tus POST and PATCH without FastAPI's overhead
+    app.include_router(changes_routes.router)
+    return app

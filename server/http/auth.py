@@ -1,0 +1,93 @@
+"""Request authentication: turns ``Authorization: Bearer ...`` into a :class:`Principal`.
+
+Route modules depend on :func:`require` with the scope they need. Credential kinds
+plug in through :data:`Authenticator` callables kept on ``app.state.authenticators``
+(API keys, OAuth JWTs); client certificates, failure handling, per-request policy
+and rate limits come from ``app.state.security`` (dropline.server.guard.security).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from dropline.server.identity.accounts import Principal
+from dropline.server.problems import Problem
+
+Authenticator = Callable[[Request, str], Principal | None]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(
+            "unauthenticated",
+            "send 'Authorization: Bearer <API key or access token>'",
+            headers={"WWW-Authenticate": 'Bearer realm="dropline"'},
+        )
+    return token.strip()
+
+
+def _accept(request: Request, principal: Principal) -> Principal:
+    security = getattr(request.app.state, "security", None)
+    if security is not None:
+        # Per-request policy (source address, hours) and the credential's rate limit.
+        security.after_authenticate(request, principal)
+    request.state.principal = principal
+    return principal
+
+
+def authenticate(request: Request) -> Principal:
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    security = getattr(request.app.state, "security", None)
+    if security is not None and "authorization" not in request.headers:
+        # Mutual TLS: a verified client certificate mapped to a service principal.
+        by_certificate = security.certificate_principal(request)
+        if by_certificate is not None:
+            return _accept(request, by_certificate)
+    token = _bearer(request)
+    authenticators: list[Authenticator] = request.app.state.authenticators
+    for authenticator in authenticators:
+        principal = authenticator(request, token)
+        if principal is not None:
+            return _accept(request, principal)
+    if security is not None:
+        # Audit row, auth.failed event, and a strike towards a ban for the address.
+        security.on_auth_failure(request, "unknown, expired or revoked credential")
+    raise Problem(
+        "invalid-token",
+        "the credential is unknown, expired or revoked",
+        headers={"WWW-Authenticate": 'Bearer realm="dropline", error="invalid_token"'},
+    )
+
+
+def require(*scopes: str) -> Callable[[Request], Principal]:
+    """A dependency that authenticates and checks every scope in ``scopes``."""
+
+    def dependency(request: Request) -> Principal:
+        principal = authenticate(request)
+        missing = [s for s in scopes if s not in principal.scopes]
+        if missing:
+            raise Problem(
+                "insufficient-scope",
+                f"this operation needs the scope(s): {' '.join(missing)}",
+                headers={
+                    "WWW-Authenticate": (
+                        f'Bearer realm="dropline", error="insufficient_scope", '
+                        f'scope="{" ".join(scopes)}"'
+                    )
+                },
+            )
+        return principal
+
+    return dependency
+
+
+ReadPrincipal = Annotated[Principal, Depends(require("files:read"))]
+WritePrincipal = Annotated[Principal, Depends(require("files:write"))]
+AnyPrincipal = Annotated[Principal, Depends(authenticate)]

@@ -1,0 +1,316 @@
+"""Files API routes: metadata, listing, folders, move/rename, delete, content download.
+
+Thin: parse and check the HTTP parts (JSON bodies, ``If-Match``, ``Range``), call
+:class:`dropline.server.files.entries.FileService` off the event loop, shape the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, BinaryIO, Literal, TypeVar
+from urllib.parse import quote
+
+import anyio.to_thread
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from dropline.server.files.entries import Entry, FileService
+from dropline.server.http.auth import ReadPrincipal, WritePrincipal
+from dropline.server.problems import Problem
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1", tags=["files"])
+
+READ_SIZE = 1024 * 1024
+MAX_NUMBER_DIGITS = 19  # below 2**63: no huge-integer parsing from a header
+
+
+class EntryOut(BaseModel):
+    id: str
+    name: str
+    path: str
+    type: Literal["file", "folder"]
+    size: int
+    sha256: str | None
+    rev: str
+    mtime: float | None
+    parent_id: str | None
+
+
+class EntryList(BaseModel):
+    entries: list[EntryOut]
+    next_cursor: str | None
+
+
+class FolderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+
+
+class EntryUpdate(BaseModel):
+    """Exactly one of the three: a new absolute path, a new name, or a new parent folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str | None = None
+    name: str | None = None
+    parent_id: str | None = None
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _files(request: Request) -> FileService:
+    service: FileService = request.app.state.files
+    return service
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+async def json_body(request: Request, model: type[Model]) -> Model:
+    """Parse a JSON body by hand so malformed JSON is ``bad-request`` and a wrong field
+    is ``validation``, as the API guide promises."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise Problem("bad-request", "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise Problem("validation", "the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        raise Problem("validation", "the request body is invalid", errors=errors) from None
+
+
+def etag_value(header: str | None) -> str | None:
+    """``If-Match``/``If-Range`` value as a rev: quotes and a weak prefix removed; ``*`` is None."""
+    if header is None:
+        return None
+    value = header.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    return None if value in ("", "*") else value
+
+
+def _entry_response(entry: Entry, status: int = 200) -> JSONResponse:
+    return JSONResponse(entry.to_json(), status_code=status, headers={"ETag": f'"{entry.rev}"'})
+
+
+@router.get("/metadata", response_model=EntryOut)
+def metadata(
+    principal: ReadPrincipal, request: Request, path: Annotated[str, Query()]
+) -> JSONResponse:
+    return _entry_response(_files(request).lookup(principal, path))
+
+
+@router.get("/files", response_model=EntryList)
+def list_files(
+    principal: ReadPrincipal,
+    request: Request,
+    path: str | None = None,
+    parent_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    if path is not None and parent_id is not None:
+        raise Problem("validation", "give 'path' or 'parent_id', not both")
+    entries, next_cursor = _files(request).list_folder(
+        principal, path=path, parent_id=parent_id, limit=limit, cursor=cursor
+    )
+    return {"entries": [e.to_json() for e in entries], "next_cursor": next_cursor}
+
+
+@router.post(
+    "/folders",
+    response_model=EntryOut,
+    status_code=201,
+    openapi_extra=_body_schema(FolderCreate),
+    responses={200: {"model": EntryOut, "description": "the folder already existed"}},
+)
+async def create_folder(principal: WritePrincipal, request: Request) -> JSONResponse:
+    body = await json_body(request, FolderCreate)
+    folder, created = await anyio.to_thread.run_sync(
+        _files(request).create_folder, principal, body.path
+    )
+    return _entry_response(folder, 201 if created else 200)
+
+
+@router.get("/files/{entry_id}", response_model=EntryOut)
+def get_entry(principal: ReadPrincipal, request: Request, entry_id: str) -> JSONResponse:
+    return _entry_response(_files(request).get(principal, entry_id))
+
+
+@router.patch("/files/{entry_id}", response_model=EntryOut, openapi_extra=_body_schema(EntryUpdate))
+async def update_entry(
+    principal: WritePrincipal,
+    request: Request,
+    entry_id: str,
+    if_match: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    body = await json_body(request, EntryUpdate)
+
+    def move() -> Entry:
+        return _files(request).move(
+            principal,
+            entry_id,
+            path=body.path,
+            name=body.name,
+            parent_id=body.parent_id,
+            if_match=etag_value(if_match),
+        )
+
+    return _entry_response(await anyio.to_thread.run_sync(move))
+
+
+@router.delete("/files/{entry_id}", status_code=204)
+def delete_entry(
+    principal: WritePrincipal,
+    request: Request,
+    entry_id: str,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    _files(request).delete(principal, entry_id, if_match=etag_value(if_match))
+    return Response(status_code=204)
+
+
+def _number(text: str) -> int:
+    text = text.strip()
+    if not text or not text.isascii() or not text.isdigit() or len(text) > MAX_NUMBER_DIGITS:
+        raise Problem("bad-request", "the Range header is malformed")
+    return int(text)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range as (start, end inclusive), or None to send the whole file.
+
+    Other units and multi-range requests are ignored (RFC 9110 allows it); broken
+    syntax is a 400; a range outside the file is a 416.
+    """
+    if header is None:
+        return None
+    unit, sep, spec = header.partition("=")
+    if not sep:
+        raise Problem("bad-request", "the Range header is malformed")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        raise Problem("bad-request", "the Range header is malformed")
+    unsatisfiable = Problem(
+        "range-not-satisfiable",
+        f"the file has {size} bytes",
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+    if first.strip() == "":
+        suffix = _number(last)
+        if suffix == 0 or size == 0:
+            raise unsatisfiable
+        return max(0, size - suffix), size - 1
+    start = _number(first)
+    end = _number(last) if last.strip() else None
+    if end is not None and end < start:
+        raise Problem("bad-request", "the Range header is malformed (end before start)")
+    if end is None:
+        end = size - 1
+    if start >= size:
+        raise unsatisfiable
+    return start, min(end, size - 1)
+
+
+def _content_headers(entry: Entry) -> dict[str, str]:
+    assert entry.sha256 is not None
+    digest = base64.b64encode(bytes.fromhex(entry.sha256)).decode("ascii")
+    headers = {
+        "ETag": f'"{entry.rev}"',
+        "Repr-Digest": f"sha-256=:{digest}:",
+        "Accept-Ranges": "bytes",
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(entry.name, safe='')}",
+        "Cache-Control": "private, no-cache",
+    }
+    if entry.mtime is not None:
+        headers["Last-Modified"] = email.utils.formatdate(entry.mtime, usegmt=True)
+    return headers
+
+
+async def _stream(handle: BinaryIO, length: int) -> AsyncIterator[bytes]:
+    try:
+        remaining = length
+        while remaining > 0:
+            chunk = await anyio.to_thread.run_sync(handle.read, min(READ_SIZE, remaining))
+            if not chunk:
+                log.error("blob ended %s bytes early", remaining)
+                break
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        handle.close()
+
+
+_CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the whole file"},
+    206: {"content": {"application/octet-stream": {}}, "description": "one byte range"},
+}
+
+
+# GET and HEAD are two routes (one handler) so each has its own OpenAPI operation id.
+@router.get(
+    "/files/{entry_id}/content",
+    response_class=StreamingResponse,
+    responses=_CONTENT_RESPONSES,
+    operation_id="download_content",
+)
+@router.head(
+    "/files/{entry_id}/content",
+    response_class=StreamingResponse,
+    responses=_CONTENT_RESPONSES,
+    operation_id="download_content_head",
+)
+async def download(
+    principal: ReadPrincipal,
+    request: Request,
+    entry_id: str,
+    range_header: Annotated[str | None, Header(alias="range")] = None,
+    if_range: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    files = _files(request)
+    entry = await anyio.to_thread.run_sync(files.get, principal, entry_id)
+    if entry.type != "file":
+        raise Problem("conflict", f"{entry.path} is a folder; only files have content")
+    headers = _content_headers(entry)
+    if if_none_match is not None and etag_value(if_none_match) == entry.rev:
+        return Response(status_code=304, headers=headers)
+    if if_range is not None and etag_value(if_range) != entry.rev:
+        range_header = None  # the file changed: send all of it (RFC 9110 If-Range)
+    span = parse_range(range_header, entry.size)
+    start, end = span if span is not None else (0, entry.size - 1)
+    length = end - start + 1
+    status = 200
+    if span is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
+    headers["Content-Length"] = str(length)
+    if request.method == "HEAD":
+        files.check(principal, "download", entry.path, entry.size)
+        return Response(status_code=status, headers=headers)
+    handle = await anyio.to_thread.run_sync(files.open_content, principal, entry, start)
+    return StreamingResponse(_stream(handle, length), status_code=status, headers=headers)

@@ -1,0 +1,325 @@
+"""Encryption at rest: blobs sealed with AES-256-GCM under a per-tenant data key.
+
+:class:`EncryptedBlobStore` wraps any ``BlobStore``. A tenant with encryption on
+gets a random data key, stored only wrapped (AES-GCM) by the master key, which
+comes from ``DROPLINE_MASTER_KEY`` (base64 of 32 bytes) or ``<data dir>/keys/master.key``
+(0600). A blob is a header and 1 MiB chunks, each sealed with its index and a
+last-chunk flag in the nonce and associated data, so chunks cannot be reordered,
+swapped between blobs or cut off unnoticed, and a Range read decrypts only the
+chunks it touches. Work with no tenant in sight (background copies) is sealed
+under the master key itself: nothing is ever written in plain text once a master
+key exists, except for tenants that keep encryption off.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select
+
+from dropline.server.storage import schema
+from dropline.server.storage.blobs import BlobStore
+from dropline.server.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"DLBLOB1\x00"
+CHUNK = 1024 * 1024
+TAG = 16
+ENV_MASTER_KEY = "DROPLINE_MASTER_KEY"
+MASTER_REF = "master"
+
+
+class EncryptionError(Exception):
+    """Missing master key, or a blob that fails authentication (tampered or truncated)."""
+
+
+def _master_path(data_dir: Path) -> Path:
+    return data_dir / "keys" / "master.key"
+
+
+def load_master_key(data_dir: Path, create: bool = False) -> bytes | None:
+    env = os.environ.get(ENV_MASTER_KEY)
+    if env:
+        key = base64.b64decode(env)
+        if len(key) != 32:
+            raise EncryptionError(f"{ENV_MASTER_KEY} must be base64 of 32 bytes")
+        return key
+    path = _master_path(data_dir)
+    if path.exists():
+        key = base64.b64decode(path.read_bytes())
+        if len(key) != 32:
+            raise EncryptionError(f"{path} does not hold a 32-byte key")
+        return key
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    key = AESGCM.generate_key(bit_length=256)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(base64.b64encode(key))
+    log.info("created the master key file %s", path)
+    return key
+
+
+class TenantKeys:
+    """Per-tenant data keys, unwrapped on first use and kept in memory."""
+
+    def __init__(self, db: Database, data_dir: Path) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self._lock = threading.Lock()
+        self._cache: dict[str, bytes | None] = {}
+        self._master = load_master_key(data_dir)
+
+    @property
+    def master(self) -> bytes | None:
+        return self._master
+
+    def enable(self, tenant_id: str) -> bool:
+        """Give the tenant a data key (creating the master key file if needed).
+
+        Returns False when it already had one. Existing blobs stay readable as they are;
+        new ones are sealed.
+        """
+        if self._master is None:
+            self._master = load_master_key(self.data_dir, create=True)
+        assert self._master is not None
+        data_key = AESGCM.generate_key(bit_length=256)
+        nonce = os.urandom(12)
+        wrapped = nonce + AESGCM(self._master).encrypt(nonce, data_key, tenant_id.encode())
+        with self.db.write() as conn:
+            exists = conn.execute(
+                select(schema.tenant_keys.c.tenant_id).where(
+                    schema.tenant_keys.c.tenant_id == tenant_id
+                )
+            ).first()
+            if exists:
+                return False
+            conn.execute(
+                schema.tenant_keys.insert().values(
+                    tenant_id=tenant_id,
+                    wrapped_key=base64.b64encode(wrapped).decode(),
+                    created_at=time.time(),
+                )
+            )
+        with self._lock:
+            self._cache.pop(tenant_id, None)
+        return True
+
+    def key(self, ref: str) -> bytes | None:
+        """The data key for a tenant id (None: the tenant keeps encryption off)."""
+        if self._master is None:
+            # The CLI may have created the master key since this process started.
+            self._master = load_master_key(self.data_dir)
+        if ref == MASTER_REF:
+            return self._master
+        with self._lock:
+            if ref in self._cache:
+                return self._cache[ref]
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(schema.tenant_keys.c.wrapped_key).where(
+                    schema.tenant_keys.c.tenant_id == ref
+                )
+            ).first()
+        key: bytes | None = None
+        if row is not None:
+            if self._master is None:
+                raise EncryptionError(
+                    f"tenant data is encrypted but no master key is set ({ENV_MASTER_KEY} "
+                    f"or {_master_path(self.data_dir)})"
+                )
+            wrapped = base64.b64decode(row.wrapped_key)
+            key = AESGCM(self._master).decrypt(wrapped[:12], wrapped[12:], ref.encode())
+        if key is not None:
+            # Only keys are cached: a tenant that turns encryption on (from the CLI, in
+            # another process) is sealed from its next upload on.
+            with self._lock:
+                self._cache[ref] = key
+        return key
+
+
+def _header(ref: str, prefix: bytes) -> bytes:
+    raw = ref.encode()
+    return MAGIC + bytes([len(raw)]) + raw + struct.pack(">I", CHUNK) + prefix
+
+
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    return prefix + struct.pack(">I", index | (0x80000000 if last else 0))
+
+
+def _aad(header: bytes, index: int, last: bool) -> bytes:
+    return header + struct.pack(">I?", index, last)
+
+
+def seal_file(plain: Path, sealed: Path, key: bytes, ref: str) -> None:
+    """Write ``plain`` to ``sealed`` encrypted, fsynced (at least one chunk, even if empty)."""
+    aead = AESGCM(key)
+    prefix = os.urandom(8)
+    header = _header(ref, prefix)
+    size = plain.stat().st_size
+    chunks = max(1, -(-size // CHUNK))
+    with plain.open("rb") as src, sealed.open("wb") as dst:
+        dst.write(header)
+        for index in range(chunks):
+            last = index == chunks - 1
+            data = src.read(CHUNK)
+            dst.write(aead.encrypt(_nonce(prefix, index, last), data, _aad(header, index, last)))
+        dst.flush()
+        os.fsync(dst.fileno())
+
+
+class _SealedReader(io.RawIOBase):
+    """Plain bytes of a sealed blob from ``offset`` on, one chunk decrypted at a time."""
+
+    def __init__(
+        self, handle: BinaryIO, header: bytes, prefix: bytes, key: bytes, size: int, offset: int
+    ) -> None:
+        super().__init__()
+        self._handle = handle
+        self._header = header
+        self._prefix = prefix
+        self._aead = AESGCM(key)
+        self._size = size
+        self._chunks = max(1, -(-size // CHUNK))
+        self._pos = min(offset, size)
+        self._index = -1
+        self._plain = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def _load(self, index: int) -> None:
+        last = index == self._chunks - 1
+        self._handle.seek(len(self._header) + index * (CHUNK + TAG))
+        sealed = self._handle.read(CHUNK + TAG)
+        try:
+            self._plain = self._aead.decrypt(
+                _nonce(self._prefix, index, last), sealed, _aad(self._header, index, last)
+            )
+        except Exception as exc:  # cryptography's InvalidTag carries no message
+            raise EncryptionError(f"blob chunk {index} failed authentication") from exc
+        self._index = index
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._pos >= self._size:
+            return 0
+        index = self._pos // CHUNK
+        if index != self._index:
+            self._load(index)
+        start = self._pos - index * CHUNK
+        piece = self._plain[start : start + len(buffer)]
+        buffer[: len(piece)] = piece
+        self._pos += len(piece)
+        return len(piece)
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def _read_header(handle: BinaryIO) -> tuple[bytes, str, bytes] | None:
+    start = handle.read(len(MAGIC) + 1)
+    if len(start) < len(MAGIC) + 1 or not start.startswith(MAGIC):
+        return None
+    ref_len = start[-1]
+    rest = handle.read(ref_len + 4 + 8)
+    ref = rest[:ref_len].decode()
+    prefix = rest[ref_len + 4 :]
+    return start + rest, ref, prefix
+
+
+class EncryptedBlobStore:
+    """A ``BlobStore`` that seals new blobs of tenants with a data key and opens any blob."""
+
+    def __init__(
+        self, inner: BlobStore, keys: TenantKeys, tenant_of: Callable[[], str | None]
+    ) -> None:
+        self.inner = inner
+        self.keys = keys
+        self.tenant_of = tenant_of
+
+    def _key(self) -> tuple[str, bytes | None]:
+        tenant = self.tenant_of()
+        # A tenant's own key (None: that tenant keeps encryption off); with no tenant in
+        # sight, the master key (None: encryption is not configured at all).
+        return (tenant, self.keys.key(tenant)) if tenant else (MASTER_REF, self.keys.master)
+
+    def put(self, blob_id: str, staged: Path) -> None:
+        ref, key = self._key()
+        if key is None:
+            self.inner.put(blob_id, staged)
+            return
+        sealed = staged.with_name(staged.name + ".sealed")
+        try:
+            seal_file(staged, sealed, key, ref)
+            self.inner.put(blob_id, sealed)
+        except BaseException:
+            sealed.unlink(missing_ok=True)
+            raise
+        staged.unlink(missing_ok=True)
+
+    def put_many(self, items: Sequence[tuple[str, Path]]) -> None:
+        ref, key = self._key()  # one key lookup for the whole set
+        if key is None:
+            self.inner.put_many(items)
+            return
+        sealed = [(blob_id, staged.with_name(staged.name + ".sealed")) for blob_id, staged in items]
+        try:
+            for (_blob_id, staged), (_same, target) in zip(items, sealed, strict=True):
+                seal_file(staged, target, key, ref)
+            self.inner.put_many(sealed)
+        except BaseException:
+            for _blob_id, target in sealed:
+                target.unlink(missing_ok=True)
+            raise
+        for _blob_id, staged in items:
+            staged.unlink(missing_ok=True)
+
+    def _open_sealed(self, blob_id: str) -> tuple[BinaryIO, tuple[bytes, str, bytes] | None]:
+        handle = self.inner.open(blob_id)
+        return handle, _read_header(handle)
+
+    def open(self, blob_id: str, offset: int = 0) -> BinaryIO:
+        handle, header = self._open_sealed(blob_id)
+        if header is None:
+            handle.seek(offset)
+            return handle
+        raw, ref, prefix = header
+        key = self.keys.key(ref)
+        if key is None:
+            handle.close()
+            raise EncryptionError(f"no key for sealed blob {blob_id}")
+        size = self._plain_size(self.inner.size(blob_id), len(raw))
+        reader = _SealedReader(handle, raw, prefix, key, size, offset)
+        return io.BufferedReader(reader, buffer_size=CHUNK)
+
+    @staticmethod
+    def _plain_size(stored: int, header_len: int) -> int:
+        body = stored - header_len
+        chunks = max(1, -(-body // (CHUNK + TAG)))
+        return body - chunks * TAG
+
+    def size(self, blob_id: str) -> int:
+        handle, header = self._open_sealed(blob_id)
+        handle.close()
+        stored = self.inner.size(blob_id)
+        return stored if header is None else self._plain_size(stored, len(header[0]))
+
+    def delete(self, blob_id: str) -> None:
+        self.inner.delete(blob_id)
+
+
+__all__ = ["EncryptedBlobStore", "EncryptionError", "TenantKeys", "load_master_key", "seal_file"]

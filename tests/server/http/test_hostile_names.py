@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.server import tus
-from tests.server.test_names import HOSTILE_NAMES, HOSTILE_PATHS
+from tests.server.files.test_names import HOSTILE_NAMES, HOSTILE_PATHS
 
 
 def snapshot(client: httpx.Client) -> tuple[object, object]:

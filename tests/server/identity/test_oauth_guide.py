@@ -15,11 +15,11 @@ import pytest
 import trustme
 
 from dropline.server.settings import Settings
-from tests.server.test_oauth_device import enter_code
+from tests.server.identity.test_oauth_device import enter_code
 from tests.support.browser import PASSWORD
 from tests.support.live import LiveServer, running_server
 
-API_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+API_GUIDE = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 EMAIL = "alice@acme.example"
 
 

@@ -13,7 +13,7 @@ import httpx
 from tests.server.ops_helpers import OPS_SCOPES
 from tests.support.live import LiveServer
 
-API_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+API_GUIDE = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 
 
 def doc_block(name: str, fence: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 
 from dropline.server.settings import Settings
 from tests.server.ops_helpers import OPS_SCOPES, deliveries, upload
-from tests.server.test_transfers_guide import doc_block
+from tests.server.transfers.test_transfers_guide import doc_block
 from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Receiver, wait_until
 

@@ -14,7 +14,7 @@ import trustme
 
 from dropline.server.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOCS = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8") + (
     ROOT / "docs" / "api.md"
 ).read_text(encoding="utf-8")

@@ -16,7 +16,7 @@ import pytest
 
 from dropline.sdk.client_ops import Transfer, TransferError, WebhookDelivery, WebhookSubscription
 from tests.support.live import LiveServer
-from tests.sync.test_contract import resolve, schema_shape
+from tests.sdk.test_contract import resolve, schema_shape
 
 JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 

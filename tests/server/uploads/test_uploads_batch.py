@@ -25,7 +25,7 @@ from tests.server import tus
 from tests.server.conftest import api_client
 from tests.support.live import LiveServer
 
-API_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+API_GUIDE = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 BATCH = "/api/v1/uploads/batch"
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
 EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 200

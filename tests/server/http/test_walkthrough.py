@@ -13,7 +13,7 @@ import httpx
 
 from tests.support.live import LiveServer
 
-API_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
+API_GUIDE = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 
 
 def walkthrough_script() -> str:

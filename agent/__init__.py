@@ -3,7 +3,3 @@
 Configuration and IT policy, credentials, sign-in, the control socket, the CLI
 and logs; it imports the engine (``sync``) but never the server or the tray.
 """
-
-from __future__ import annotations
-
-__version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""``python -m agent`` is ``dropline-agent``."""
+"""``python -m dropline.agent`` is ``dropline-agent``."""
 
 from __future__ import annotations
 

@@ -61,7 +61,7 @@ def _home_arg() -> Path | None:
 
 
 def render_unit(paths: AgentPaths, home: Path | None, config: Path | None) -> str:
-    args = [sys.executable, "-m", "agent", "run"]
+    args = [sys.executable, "-m", "dropline.agent", "run"]
     if home is not None or os.environ.get(HOME_ENV):
         args += ["--home", str(paths.home)]
     if config is not None:

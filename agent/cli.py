@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from dropline import __version__
 from dropline.agent.config import ConfigError, LockedError, NotAllowedError
 from dropline.agent.configedit import ConfigEditor
 from dropline.agent.control import protocol as p
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="The Dropline sync agent", parents=[options(None)]
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from dropline.agent import __version__
+from dropline import __version__
 from dropline.agent.config import AgentConfig, ConfigError, FolderConfig
 from dropline.agent.configedit import ConfigEditor
 from dropline.agent.control import encode

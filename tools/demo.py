@@ -218,7 +218,7 @@ def start_sync_agent(demo_dir: Path, server: Part) -> Part:
         "DROPLINE_POLICY_FILE": str(policy),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "run", "--home", str(home)],
+        [sys.executable, "-m", "dropline.agent", "run", "--home", str(home)],
         env=env,
         stdin=subprocess.DEVNULL,
     )

@@ -248,7 +248,7 @@ def agent(home: Path, url: str, key: str, folders: dict[str, tuple[Path, str]]) 
         "BROWSER": "true",
     }
     proc = subprocess.Popen(
-        _python("-m", "agent", "run", "--home", str(home)),
+        _python("-m", "dropline.agent", "run", "--home", str(home)),
         env=env,
         cwd=ROOT,
         stdin=subprocess.DEVNULL,

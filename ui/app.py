@@ -17,6 +17,7 @@ from PySide6.QtCore import QSocketNotifier, Qt, QTimer
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
+from dropline import __version__
 from dropline.ui.controller import TrayApp
 from dropline.ui.icons import app_icon
 from dropline.ui.workers import AgentLink, LinkOptions
@@ -30,6 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="dropline-tray", description="The Dropline tray app: status, transfers, history."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--home",
         type=Path,

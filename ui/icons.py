@@ -12,7 +12,7 @@ SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
 
 def _icon(stem: str) -> QIcon:
     icon = QIcon()
-    folder = resources.files("ui") / "icons"
+    folder = resources.files("dropline.ui") / "icons"
     for size in SIZES:
         for suffix in ("", "@2x"):
             png = folder / f"{stem}-{size}{suffix}.png"

@@ -21,7 +21,7 @@ class LaunchFailed(p.ControlError):
 
 def agent_command(home: Path | None = None, config: Path | None = None) -> list[str]:
     """The command line that runs the agent in the foreground with this interpreter."""
-    cmd = [sys.executable, "-m", "agent", "run"]
+    cmd = [sys.executable, "-m", "dropline.agent", "run"]
     if home is not None:
         cmd += ["--home", str(home)]
     if config is not None:

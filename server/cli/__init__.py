@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from dropline import __version__
 from dropline.server.admin.service import NotFound, Refused
 from dropline.server.cli import accounts, secure, serve
 from dropline.server.cli._common import CliError, open_services
@@ -23,6 +24,7 @@ log = logging.getLogger("dropline.server.cli")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dropline-server", description="Dropline MFT server")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve.register(sub)
     accounts.register(sub)

@@ -1,5 +1,5 @@
 """Structured access logs: a pure ASGI middleware writing one record per request to the
-``server.access`` logger, and the formatter that prints records as JSON lines.
+``dropline.server.access`` logger, and the formatter that prints records as JSON lines.
 
 Each record carries the request id (set by :mod:`dropline.server.http.middleware`, returned as
 ``X-Request-Id`` and written to audit rows), so a log line, an error report and an
@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-ACCESS_LOGGER = "server.access"
+ACCESS_LOGGER = "dropline.server.access"
 log = logging.getLogger(ACCESS_LOGGER)
 
 # A share link's token is its credential: never write it down.

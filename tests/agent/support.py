@@ -58,7 +58,7 @@ class AgentEnv:
 
     def cli(self, *args: str, stdin: str | None = None, timeout: float = 120) -> CliResult:
         proc = subprocess.run(
-            [sys.executable, "-m", "agent", *args, "--home", str(self.home)],
+            [sys.executable, "-m", "dropline.agent", *args, "--home", str(self.home)],
             input=stdin.encode() if stdin is not None else None,
             stdin=None if stdin is not None else subprocess.DEVNULL,
             capture_output=True,
@@ -71,7 +71,7 @@ class AgentEnv:
 
     def start(self, wait: float = 30) -> subprocess.Popen[bytes]:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--home", str(self.home)],
+            [sys.executable, "-m", "dropline.agent", "run", "--home", str(self.home)],
             env=self.env(),
             cwd=ROOT,
             stdin=subprocess.DEVNULL,

@@ -26,7 +26,7 @@ def test_enable_writes_a_notify_unit_for_this_home_and_disable_removes_it(tmp_pa
     assert unit.name.startswith("dropline-agent-") and unit.suffix == ".service"
     text = unit.read_text()
     assert "Type=notify" in text and "WantedBy=default.target" in text
-    assert f'--home "{home}"' in text and " -m agent run" in text
+    assert f'--home "{home}"' in text and " -m dropline.agent run" in text
     assert "DROPLINE_API_KEY=" not in text.replace("# DROPLINE_API_KEY=...", "")
     assert autostart.disable(paths, home) == unit
     assert not unit.exists()

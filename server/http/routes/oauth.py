@@ -30,7 +30,7 @@ router = APIRouter(tags=["oauth"])
 T = TypeVar("T")
 
 _templates = Environment(
-    loader=PackageLoader("server", "templates"), autoescape=select_autoescape(["html"])
+    loader=PackageLoader("dropline.server", "templates"), autoescape=select_autoescape(["html"])
 )
 AUTHORIZE_PARAMS = (
     "response_type",

@@ -56,6 +56,10 @@ ROOM_MAY_IMPORT: dict[str, set[str]] = {
 }
 
 
+def within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
 def module_name(path: Path) -> str:
     """``sync/journal.py`` -> ``dropline.sync.journal``."""
     parts = path.relative_to(ROOT).with_suffix("").parts
@@ -129,7 +133,7 @@ def find_cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
 
 
 def room_of(module: str) -> str | None:
-    """``dropline.server.files.entries`` -> ``files``; ``dropline.server.problems`` -> ``problems``."""
+    """``dropline.server.files.entries`` -> ``files``; ``dropline.server.metrics`` -> ``metrics``."""
     parts = module.split(".")
     if parts[:2] != ["dropline", "server"] or len(parts) < 3:
         return None

@@ -133,7 +133,7 @@ def find_cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
 
 
 def room_of(module: str) -> str | None:
-    """``dropline.server.files.entries`` -> ``files``; ``dropline.server.metrics`` -> ``metrics``."""
+    """``dropline.server.files.entries`` -> ``files``; a shared module is a room of its own."""
     parts = module.split(".")
     if parts[:2] != ["dropline", "server"] or len(parts) < 3:
         return None

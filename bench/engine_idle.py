@@ -34,7 +34,7 @@ from bench.engine_common import (
 )
 from dropline.sync import fs
 from dropline.sync.journal import Journal
-from dropline.sync.planner import Base
+from dropline.sync.records import Base
 from dropline.sync.types import FolderSpec
 
 

@@ -17,23 +17,19 @@ import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
 
-from dropline.sdk.client import DroplineClient
 from dropline.sdk.errors import AuthenticationError, DroplineError, RateLimitedError
 from dropline.sync import fs
 from dropline.sync.aggregator import Aggregator, Kind
-from dropline.sync.folder_actions import _Finished, collect_finished, display_path, storable
+from dropline.sync.folder_actions import collect_finished, display_path, storable
 from dropline.sync.folder_round import run_round
+from dropline.sync.folder_state import Finished, Hooks
 from dropline.sync.ignore import IgnoreRules
-from dropline.sync.planner import Local
+from dropline.sync.records import Local
 from dropline.sync.remote import RemoteFeed
 from dropline.sync.scanner import walk
-from dropline.sync.transfer import Shared
 from dropline.sync.types import (
     AfterUpload,
-    EngineSettings,
-    Event,
     FolderMode,
     FolderSpec,
     FolderStatus,
@@ -53,20 +49,10 @@ ROUND_GAP = 0.1  # while transfers run, rounds start at most this often
 RETRY_CAP = 300.0  # seconds: the longest wait before a failed path is tried again
 
 
-class Hooks(Protocol):
-    """What a folder needs from its engine."""
-
-    host: str
-    settings: EngineSettings
-    shared: Shared
-
-    def client(self) -> DroplineClient: ...
-    def publish(self, event: Event) -> None: ...
-    def auth_failed(self, exc: DroplineError) -> None: ...
-    def signed_out(self) -> bool: ...
-
-
 class FolderLoop:
+    """One folder's loop; its round, actions and feed see it as a
+    :class:`dropline.sync.folder_state.FolderState`."""
+
     def __init__(self, spec: FolderSpec, folder_id: int, hooks: Hooks) -> None:
         self.spec = spec
         self.id = folder_id
@@ -96,8 +82,8 @@ class FolderLoop:
         self.pending = 0
         self.last_error: str | None = None
         self.in_flight: dict[str, asyncio.Task[None]] = {}
-        self._done: list[_Finished] = []
-        self._hold: dict[str, float] = {}
+        self.finished: list[Finished] = []
+        self.holds: dict[str, float] = {}
         # Paths whose writer closed them (inotify told us): complete, no settling needed.
         self.closed: set[str] = set()
         self._wake = asyncio.Event()
@@ -114,9 +100,9 @@ class FolderLoop:
         self._offline_probe_at = 0.0
         self._offline_backoff = 1.0
         self._task: asyncio.Task[None] | None = None
-        self._case_sensitive = True
+        self.case_sensitive = True
         # Hashes of files not synced yet, so a retried upload does not read them again.
-        self._hashes: dict[str, Local] = {}
+        self.hashes: dict[str, Local] = {}
 
     # -- posting (from the engine, the watcher and the remote feed) -------------------
 
@@ -140,11 +126,11 @@ class FolderLoop:
 
     def sync_now(self) -> None:
         self._rescan_at = time.monotonic()
-        self._hold.clear()
+        self.holds.clear()
         self.queue_changed()
 
     def clear_hold(self, path: str) -> None:
-        self._hold.pop(path, None)
+        self.holds.pop(path, None)
 
     def archive_dir(self) -> Path | None:
         if self.spec.mode is not FolderMode.UPLOAD_ONLY:
@@ -254,7 +240,7 @@ class FolderLoop:
         """An issue on ``path``, tried again after a backoff that grows with each attempt."""
         attempts = self.journal.attempts(self.id, path, kind)
         delay = min(RETRY_CAP, 2.0 ** min(attempts + 1, 9))
-        self._hold[path] = time.monotonic() + delay
+        self.holds[path] = time.monotonic() + delay
         self.raise_issue(path, kind, message, hint, retry_at=time.time() + delay)
 
     def clear_issues(self, path: str, kinds: tuple[str, ...] | None = None) -> None:
@@ -293,7 +279,7 @@ class FolderLoop:
     # -- the loop ---------------------------------------------------------------------
 
     async def _run(self) -> None:
-        self._case_sensitive = (
+        self.case_sensitive = (
             await asyncio.to_thread(fs.case_sensitive, self.root) if self.root.is_dir() else True
         )
         self._start_watcher()
@@ -325,8 +311,8 @@ class FolderLoop:
         deadline = self.agg.next_deadline()
         if deadline is not None:
             times.append(deadline)
-        if self._hold:
-            times.append(min(self._hold.values()))
+        if self.holds:
+            times.append(min(self.holds.values()))
         if self.offline or self.missing:
             times.append(self._offline_probe_at)
         if self.dirty and self.in_flight:
@@ -368,12 +354,12 @@ class FolderLoop:
                 return
             if not await self._probe():
                 return
-        for path in [p for p, t in self._hold.items() if t <= now]:
-            del self._hold[path]
+        for path in [p for p, t in self.holds.items() if t <= now]:
+            del self.holds[path]
             self.dirty = True
         # A round when something was queued, or when queued work is neither running
         # nor waiting (the safety net for anything that forgot to say so).
-        wanted = self.dirty or self.pending > len(self.in_flight) + len(self._hold)
+        wanted = self.dirty or self.pending > len(self.in_flight) + len(self.holds)
         if wanted and self.in_flight and now - self._round_at < ROUND_GAP:
             return  # transfers are running: gather what arrives meanwhile into one round
         if wanted:

@@ -2,7 +2,7 @@
 (small files that are ready together go up in batch requests), deletes last; and
 sorting every failure, per file, into a wait, a retry or an issue.
 
-A mixin of :class:`dropline.sync.folder.FolderLoop`, kept apart so each file has one job.
+It works on the loop through :class:`dropline.sync.folder_state.FolderState`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from dropline.sdk import batch
 from dropline.sdk.client import DroplineClient
@@ -27,9 +25,10 @@ from dropline.sdk.errors import (
     TooLargeError,
     UnavailableError,
 )
-from dropline.sync import fs, planner
+from dropline.sync import fs, planner, records
+from dropline.sync.folder_state import Finished, FolderState
 from dropline.sync.journal import QueueItem
-from dropline.sync.planner import Base, Local, PathState, Plan, Remote
+from dropline.sync.records import Base, Local, PathState, Plan
 from dropline.sync.remote import remote_path
 from dropline.sync.transfer import (
     BatchFile,
@@ -49,9 +48,6 @@ from dropline.sync.types import (
     TransferProgress,
 )
 
-if TYPE_CHECKING:
-    from dropline.sync.folder import FolderLoop
-
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 0.25  # seconds between progress events of one transfer
@@ -69,18 +65,8 @@ TRANSIENT = (
 )
 
 
-@dataclass
-class _Finished:
-    path: str
-    item_time: float | None
-    action: planner.Upload | planner.Download
-    started: float
-    result: tuple[Base, Remote] | Base | None = None
-    error: BaseException | None = None
-
-
 async def carry_out(
-    folder: FolderLoop,
+    folder: FolderState,
     plan: Plan,
     items: dict[str, QueueItem],
     states: dict[str, PathState],
@@ -88,33 +74,33 @@ async def carry_out(
 ) -> None:
     journal = folder.journal
     acted = {_path_of(a) for a in plan.actions} | set(plan.deferred) | waiting
-    acted |= {a.dst for a in plan.actions if isinstance(a, planner.MoveRemote | planner.MoveLocal)}
-    acted |= {a.copy for a in plan.actions if isinstance(a, planner.ConflictCopy)}
+    acted |= {a.dst for a in plan.actions if isinstance(a, records.MoveRemote | records.MoveLocal)}
+    acted |= {a.copy for a in plan.actions if isinstance(a, records.ConflictCopy)}
     with journal.transaction():
         for p in plan.problems:
             folder.raise_issue(p.path, p.kind, p.message, p.hint, related=p.related)
         for a in plan.actions:
-            if isinstance(a, planner.RecordBase):
+            if isinstance(a, records.RecordBase):
                 journal.put_base(folder.id, a.path, a.base)
-                folder._hashes.pop(a.path, None)
-        recorded = {a.path for a in plan.actions if isinstance(a, planner.RecordBase)}
+                folder.hashes.pop(a.path, None)
+        recorded = {a.path for a in plan.actions if isinstance(a, records.RecordBase)}
         for path, item in items.items():
             if path not in acted or path in recorded:
                 journal.dequeue(folder.id, item)
-    small: list[planner.Upload] = []
+    small: list[records.Upload] = []
     for a in plan.actions:
-        if isinstance(a, planner.RecordBase):
+        if isinstance(a, records.RecordBase):
             continue
-        if isinstance(a, planner.Upload) and _batchable(folder, a):
+        if isinstance(a, records.Upload) and _batchable(folder, a):
             small.append(a)
             continue
-        if isinstance(a, planner.Upload | planner.Download):
+        if isinstance(a, records.Upload | records.Download):
             queued = items.get(a.path)
             _spawn(folder, a, queued.added_at if queued else None)
             continue
         if folder.offline or folder.hooks.signed_out():
             break
-        if small and isinstance(a, planner.DeleteRemote | planner.DeleteLocal):
+        if small and isinstance(a, records.DeleteRemote | records.DeleteLocal):
             # Deletes come last and may take a while: the uploads need not wait for them.
             _spawn_batches(folder, small, items)
             small = []
@@ -123,7 +109,7 @@ async def carry_out(
         _spawn_batches(folder, small, items)
 
 
-def _done_with(folder: FolderLoop, items: dict[str, QueueItem], *paths: str) -> None:
+def _done_with(folder: FolderState, items: dict[str, QueueItem], *paths: str) -> None:
     for p in paths:
         item = items.get(p)
         if item is not None:
@@ -131,8 +117,8 @@ def _done_with(folder: FolderLoop, items: dict[str, QueueItem], *paths: str) -> 
 
 
 async def _act(
-    folder: FolderLoop,
-    a: planner.Action,
+    folder: FolderState,
+    a: records.Action,
     items: dict[str, QueueItem],
     states: dict[str, PathState],
 ) -> None:
@@ -140,11 +126,11 @@ async def _act(
     client = folder.hooks.client()
     path = _path_of(a)
     try:
-        if isinstance(a, planner.MkdirRemote):
+        if isinstance(a, records.MkdirRemote):
             entry = await client.create_folder(remote_path(folder.spec.remote, a.path))
             journal.put_base(fid, a.path, planner.base_of(a.local, remote_of(entry)))
             _done_with(folder, items, a.path)
-        elif isinstance(a, planner.MkdirLocal):
+        elif isinstance(a, records.MkdirLocal):
             st = fs.make_dirs(root, a.path)
             journal.put_base(
                 fid,
@@ -152,7 +138,7 @@ async def _act(
                 Base(True, 0, st.mtime_ns, st.inode, None, a.remote.id, a.remote.rev),
             )
             _done_with(folder, items, a.path)
-        elif isinstance(a, planner.MoveRemote):
+        elif isinstance(a, records.MoveRemote):
             entry = await client.move(
                 a.base.remote_id, remote_path(folder.spec.remote, a.dst), if_rev=a.base.rev
             )
@@ -168,7 +154,7 @@ async def _act(
             journal.move_base(fid, a.src, a.dst, moved)
             _done_with(folder, items, a.src, a.dst)
             journal.enqueue_local(fid, [a.dst])
-        elif isinstance(a, planner.MoveLocal):
+        elif isinstance(a, records.MoveLocal):
             if not fs.matches(fs.stat(root, a.src), _stat_of(a.expect)):
                 raise fs.ChangedMeanwhileError(0, "changed", a.src)
             st = fs.move(root, a.src, a.dst)
@@ -185,7 +171,7 @@ async def _act(
             journal.move_base(fid, a.src, a.dst, moved)
             _done_with(folder, items, a.src, a.dst)
             journal.enqueue_local(fid, [a.dst])
-        elif isinstance(a, planner.ConflictCopy):
+        elif isinstance(a, records.ConflictCopy):
             if not fs.matches(fs.stat(root, a.path), _stat_of(a.expect)):
                 raise fs.ChangedMeanwhileError(0, "changed", a.path)
             fs.move(root, a.path, a.copy)
@@ -195,7 +181,7 @@ async def _act(
             if state is not None and a.path in items and items[a.path].remote_known:
                 # The server's version still has to come down into the freed name.
                 journal.enqueue_remote(fid, [(a.path, state.remote)])
-        elif isinstance(a, planner.DeleteRemote):
+        elif isinstance(a, records.DeleteRemote):
             try:
                 if a.base.is_dir:
                     if await _remote_folder_has_unknowns(folder, client, a.path):
@@ -209,7 +195,7 @@ async def _act(
                 pass  # already gone: what we wanted
             journal.put_base(fid, a.path, None)
             _done_with(folder, items, a.path)
-        elif isinstance(a, planner.DeleteLocal):
+        elif isinstance(a, records.DeleteLocal):
             if a.expect.is_dir:
                 if not fs.remove_empty_dir(root, a.path):
                     journal.forget_subtree(fid, a.path)  # keeps files: they go up again
@@ -222,7 +208,7 @@ async def _act(
             journal.put_base(fid, a.path, None)
             _done_with(folder, items, a.path)
         folder.clear_issues(path, TRANSIENT)
-        if isinstance(a, planner.ConflictCopy):
+        if isinstance(a, records.ConflictCopy):
             folder.raise_issue(
                 a.path,
                 "conflict",
@@ -235,7 +221,7 @@ async def _act(
 
 
 async def _remote_folder_has_unknowns(
-    folder: FolderLoop, client: DroplineClient, path: str
+    folder: FolderState, client: DroplineClient, path: str
 ) -> bool:
     known = {
         remote_path(folder.spec.remote, p) for p in folder.journal.descendants(folder.id, path)
@@ -249,7 +235,7 @@ async def _remote_folder_has_unknowns(
     return False
 
 
-def _failed(folder: FolderLoop, path: str, exc: BaseException) -> None:
+def _failed(folder: FolderState, path: str, exc: BaseException) -> None:
     """Sort a failure: the network (wait), the credential (sign in), the remote state
     moved on (look again), the file itself (an issue, maybe retried)."""
     if isinstance(exc, AuthenticationError):
@@ -283,10 +269,10 @@ def _failed(folder: FolderLoop, path: str, exc: BaseException) -> None:
         exc,
         ChangedDuringUpload | fs.ChangedMeanwhileError | FileNotFoundError | FileExistsError,
     ):
-        folder._hold[path] = time.monotonic() + folder.hooks.settings.stable_seconds
+        folder.holds[path] = time.monotonic() + folder.hooks.settings.stable_seconds
     elif isinstance(exc, DroplineError) and exc.status in (409, 412):
         folder.feed.refresh(path)  # the server moved on: fetch its state, plan again
-        folder._hold[path] = time.monotonic() + 0.5
+        folder.holds[path] = time.monotonic() + 0.5
     elif isinstance(exc, DroplineError):
         folder.retry_later(
             path, "server-error", f"The server refused this: {exc}", "It is tried again later."
@@ -312,16 +298,16 @@ def _failed(folder: FolderLoop, path: str, exc: BaseException) -> None:
 
 
 def _spawn(
-    folder: FolderLoop, action: planner.Upload | planner.Download, item_time: float | None
+    folder: FolderState, action: records.Upload | records.Download, item_time: float | None
 ) -> None:
-    done = _Finished(action.path, item_time, action, time.monotonic())
+    done = Finished(action.path, item_time, action, time.monotonic())
     task = asyncio.create_task(_transfer(folder, done), name=f"transfer {action.path}")
     folder.in_flight[action.path] = task
-    if isinstance(action, planner.Upload) and action.local.sha256 is not None:
+    if isinstance(action, records.Upload) and action.local.sha256 is not None:
         folder.uploading[action.path] = action.local.sha256
 
 
-def _batchable(folder: FolderLoop, a: planner.Upload) -> bool:
+def _batchable(folder: FolderState, a: records.Upload) -> bool:
     settings = folder.hooks.settings
     return a.local.sha256 is not None and a.local.size <= min(
         settings.batch_file_size, settings.batch_bytes, batch.MAX_BYTES
@@ -329,7 +315,7 @@ def _batchable(folder: FolderLoop, a: planner.Upload) -> bool:
 
 
 def _spawn_batches(
-    folder: FolderLoop, uploads: list[planner.Upload], items: dict[str, QueueItem]
+    folder: FolderState, uploads: list[records.Upload], items: dict[str, QueueItem]
 ) -> None:
     """Small files ready together go up together: up to ``batch_files`` files and
     ``batch_bytes`` bytes a request. A lone one takes the single-file path."""
@@ -340,33 +326,33 @@ def _spawn_batches(
     settings = folder.hooks.settings
     most_files = max(1, min(settings.batch_files, batch.MAX_FILES))
     most_bytes = min(settings.batch_bytes, batch.MAX_BYTES)
-    group: list[_Finished] = []
+    group: list[Finished] = []
     size = 0
     for a in sorted(uploads, key=lambda u: u.path):  # neighbours travel together
         if group and (len(group) >= most_files or size + a.local.size > most_bytes):
             _spawn_batch(folder, group)
             group, size = [], 0
         queued = items.get(a.path)
-        group.append(_Finished(a.path, queued.added_at if queued else None, a, time.monotonic()))
+        group.append(Finished(a.path, queued.added_at if queued else None, a, time.monotonic()))
         size += a.local.size
     if group:
         _spawn_batch(folder, group)
 
 
-def _spawn_batch(folder: FolderLoop, group: list[_Finished]) -> None:
+def _spawn_batch(folder: FolderState, group: list[Finished]) -> None:
     task = asyncio.create_task(_batch_transfer(folder, group), name=f"batch {group[0].path}")
     for done in group:
-        assert isinstance(done.action, planner.Upload) and done.action.local.sha256 is not None
+        assert isinstance(done.action, records.Upload) and done.action.local.sha256 is not None
         folder.in_flight[done.path] = task
         folder.uploading[done.path] = done.action.local.sha256
 
 
-async def _batch_transfer(folder: FolderLoop, group: list[_Finished]) -> None:
+async def _batch_transfer(folder: FolderState, group: list[Finished]) -> None:
     """One batch request; each file's result is then applied like a single upload's."""
     files = []
     for done in group:
         a = done.action
-        assert isinstance(a, planner.Upload)
+        assert isinstance(a, records.Upload)
         files.append(BatchFile(a.path, remote_path(folder.spec.remote, a.path), a.local, a.if_rev))
     results: list[BatchResult]
     try:
@@ -381,19 +367,19 @@ async def _batch_transfer(folder: FolderLoop, group: list[_Finished]) -> None:
         else:
             done.result = result
             _progress(folder, f.rel, Direction.UP)(f.local.size, f.local.size)
-        folder._done.append(done)
+        folder.finished.append(done)
     folder.wake()
 
 
-async def _transfer(folder: FolderLoop, done: _Finished) -> None:
+async def _transfer(folder: FolderState, done: Finished) -> None:
     a = done.action
-    direction = Direction.UP if isinstance(a, planner.Upload) else Direction.DOWN
-    size = a.local.size if isinstance(a, planner.Upload) else a.remote.size
+    direction = Direction.UP if isinstance(a, records.Upload) else Direction.DOWN
+    size = a.local.size if isinstance(a, records.Upload) else a.remote.size
     progress = _progress(folder, a.path, direction)
     try:
         client = folder.hooks.client()
         rpath = remote_path(folder.spec.remote, a.path)
-        if isinstance(a, planner.Upload):
+        if isinstance(a, records.Upload):
             done.result = await upload(
                 folder.hooks.shared,
                 client,
@@ -422,11 +408,11 @@ async def _transfer(folder: FolderLoop, done: _Finished) -> None:
         raise
     except BaseException as exc:  # handed to the loop, which sorts it
         done.error = exc
-    folder._done.append(done)
+    folder.finished.append(done)
     folder.wake()
 
 
-def _progress(folder: FolderLoop, path: str, direction: Direction) -> Callable[[int, int], None]:
+def _progress(folder: FolderState, path: str, direction: Direction) -> Callable[[int, int], None]:
     transfer_id = f"{folder.id}:{direction}:{path}"
     last = [0.0]
     started = time.monotonic()
@@ -444,8 +430,8 @@ def _progress(folder: FolderLoop, path: str, direction: Direction) -> Callable[[
     return report
 
 
-def collect_finished(folder: FolderLoop) -> None:
-    finished, folder._done = folder._done, []
+def collect_finished(folder: FolderState) -> None:
+    finished, folder.finished = folder.finished, []
     if not finished:
         return
     # One commit for all that finished since the last step (a batch's 200 files arrive
@@ -457,10 +443,10 @@ def collect_finished(folder: FolderLoop) -> None:
             _finish(folder, done)
 
 
-def _finish(folder: FolderLoop, done: _Finished) -> None:
+def _finish(folder: FolderState, done: Finished) -> None:
     a, journal = done.action, folder.journal
-    direction = Direction.UP if isinstance(a, planner.Upload) else Direction.DOWN
-    size = a.local.size if isinstance(a, planner.Upload) else a.remote.size
+    direction = Direction.UP if isinstance(a, records.Upload) else Direction.DOWN
+    size = a.local.size if isinstance(a, records.Upload) else a.remote.size
     duration = time.monotonic() - done.started
     if done.error is not None:
         folder.dirty = True
@@ -468,9 +454,9 @@ def _finish(folder: FolderLoop, done: _Finished) -> None:
         if not isinstance(done.error, ChangedDuringUpload | fs.ChangedMeanwhileError):
             _history(folder, a.path, direction, size, duration, Result.FAILED, str(done.error))
         return
-    folder._hashes.pop(a.path, None)
+    folder.hashes.pop(a.path, None)
     with journal.transaction():
-        if isinstance(a, planner.Upload):
+        if isinstance(a, records.Upload):
             assert isinstance(done.result, tuple)
             base, _remote = done.result
             _after_upload(folder, a.path, base)
@@ -485,7 +471,7 @@ def _finish(folder: FolderLoop, done: _Finished) -> None:
         _history(folder, a.path, direction, size, duration, Result.OK, None)
 
 
-def _after_upload(folder: FolderLoop, path: str, base: Base) -> None:
+def _after_upload(folder: FolderState, path: str, base: Base) -> None:
     spec = folder.spec
     if spec.mode is not FolderMode.UPLOAD_ONLY or spec.after_upload is AfterUpload.KEEP:
         folder.journal.put_base(folder.id, path, base)
@@ -508,7 +494,7 @@ def _after_upload(folder: FolderLoop, path: str, base: Base) -> None:
 
 
 def _history(
-    folder: FolderLoop,
+    folder: FolderState,
     path: str,
     direction: Direction,
     size: int,
@@ -535,8 +521,8 @@ def display_path(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _path_of(a: planner.Action) -> str:
-    return a.src if isinstance(a, planner.MoveRemote | planner.MoveLocal) else a.path
+def _path_of(a: records.Action) -> str:
+    return a.src if isinstance(a, records.MoveRemote | records.MoveLocal) else a.path
 
 
 def _stat_of(local: Local) -> fs.LocalStat:

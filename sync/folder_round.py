@@ -1,7 +1,7 @@
 """One round of a folder's loop: take the queued paths, look at them (stat; hash only
 what the base cannot vouch for; hold what has not settled), and plan.
 
-A mixin of :class:`dropline.sync.folder.FolderLoop`, kept apart so each file has one job.
+It works on the loop through :class:`dropline.sync.folder_state.FolderState`.
 """
 
 from __future__ import annotations
@@ -9,33 +9,30 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from dropline.sync import fs, planner
 from dropline.sync.folder_actions import carry_out
+from dropline.sync.folder_state import FolderState
 from dropline.sync.journal import QueueItem
-from dropline.sync.planner import Base, Local, PathState, Plan, Remote
+from dropline.sync.records import Base, Download, Local, PathState, Plan, RecordBase, Remote, Upload
 from dropline.sync.scanner import FileBusyError, hash_file, walk
 from dropline.sync.types import Direction, FolderMode
-
-if TYPE_CHECKING:
-    from dropline.sync.folder import FolderLoop
 
 ROUND_SIZE = 5_000  # queued paths planned together
 RETRY_CAP = 300.0  # seconds: the longest wait before a failed path is tried again
 
 
-async def run_round(folder: FolderLoop) -> None:
+async def run_round(folder: FolderState) -> None:
     now = time.monotonic()
     items = [
         i
         for i in folder.journal.pending(folder.id, ROUND_SIZE)
-        if i.path not in folder.in_flight and folder._hold.get(i.path, 0) <= now
+        if i.path not in folder.in_flight and folder.holds.get(i.path, 0) <= now
     ]
     if not items:
         return
     for item in items:
-        folder._hold.pop(item.path, None)
+        folder.holds.pop(item.path, None)
     states, waiting = await _look(folder, items)
     plan = planner.plan(
         states.values(),
@@ -45,7 +42,7 @@ async def run_round(folder: FolderLoop) -> None:
         now=datetime.now(),
         total_files=folder.journal.count_files(folder.id),
         allow_mass_delete=folder.allow_mass_delete,
-        case_sensitive=folder._case_sensitive,
+        case_sensitive=folder.case_sensitive,
     )
     if plan.mass_delete is not None:
         if folder.restore_deletes:
@@ -57,16 +54,13 @@ async def run_round(folder: FolderLoop) -> None:
         return
     folder.allow_mass_delete = False
     await carry_out(folder, plan, {i.path: i for i in items}, states, waiting)
-    structural = any(
-        not isinstance(a, planner.Upload | planner.Download | planner.RecordBase)
-        for a in plan.actions
-    )
+    structural = any(not isinstance(a, Upload | Download | RecordBase) for a in plan.actions)
     if len(items) >= ROUND_SIZE or plan.deferred or structural:
         folder.queue_changed()  # more queued, or follow-ups of what just ran
 
 
 async def _look(
-    folder: FolderLoop, items: list[QueueItem]
+    folder: FolderState, items: list[QueueItem]
 ) -> tuple[dict[str, PathState], set[str]]:
     """Build the three states of every queued path (and what hangs below folders)."""
     journal, root = folder.journal, folder.root
@@ -95,13 +89,13 @@ async def _look(
             return
         local = None if st is None else Local(st.is_dir, st.size, st.mtime_ns, st.inode)
         if local is not None and not local.is_dir:
-            if base is not None and not base.is_dir and planner._same_stat(local, base):
+            if base is not None and not base.is_dir and planner.same_stat(local, base):
                 local = Local(False, local.size, local.mtime_ns, local.inode, base.sha256)
             elif folder.spec.mode is not FolderMode.DOWNLOAD_ONLY or base is not None:
                 closed = path in folder.closed
                 folder.closed.discard(path)
                 if not closed and wall - local.mtime_ns / 1e9 < settle:
-                    folder._hold[path] = time.monotonic() + settle
+                    folder.holds[path] = time.monotonic() + settle
                     waiting.add(path)
                     return
                 cached = _known_hash(folder, path, local)
@@ -148,7 +142,7 @@ async def _look(
             del states[path]
             waiting.add(path)
             if isinstance(result, FileBusyError | FileNotFoundError):
-                folder._hold[path] = time.monotonic() + max(settle, 1.0)
+                folder.holds[path] = time.monotonic() + max(settle, 1.0)
             else:
                 folder.retry_later(
                     path,
@@ -159,10 +153,10 @@ async def _look(
     return states, waiting
 
 
-def _known_hash(folder: FolderLoop, path: str, local: Local) -> Local | None:
+def _known_hash(folder: FolderState, path: str, local: Local) -> Local | None:
     """A hash already computed for this very file: earlier in this run (an upload that
     failed and is tried again), or by an unfinished upload before a restart."""
-    cached = folder._hashes.get(path)
+    cached = folder.hashes.get(path)
     if cached is not None and (cached.size, cached.mtime_ns, cached.inode) == (
         local.size,
         local.mtime_ns,
@@ -177,7 +171,7 @@ def _known_hash(folder: FolderLoop, path: str, local: Local) -> Local | None:
     return Local(False, local.size, local.mtime_ns, local.inode, row.sha256)
 
 
-def _hash_all(folder: FolderLoop, files: list[tuple[str, Local]]) -> dict[str, Local | OSError]:
+def _hash_all(folder: FolderState, files: list[tuple[str, Local]]) -> dict[str, Local | OSError]:
     out: dict[str, Local | OSError] = {}
     counters = folder.hooks.shared.counters
 
@@ -186,13 +180,13 @@ def _hash_all(folder: FolderLoop, files: list[tuple[str, Local]]) -> dict[str, L
 
     for path, local in files:
         try:
-            out[path] = folder._hashes[path] = hash_file(folder.root, path, local, count)
+            out[path] = folder.hashes[path] = hash_file(folder.root, path, local, count)
         except OSError as exc:
             out[path] = exc
     return out
 
 
-def _restore(folder: FolderLoop, plan: Plan, states: dict[str, PathState]) -> None:
+def _restore(folder: FolderState, plan: Plan, states: dict[str, PathState]) -> None:
     """The user chose to bring back what a mass delete removed, instead of deleting."""
     folder.restore_deletes = False
     with folder.journal.transaction():

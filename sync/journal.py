@@ -22,7 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from dropline.sync.journal_migrations import migrate
-from dropline.sync.planner import Base, Remote
+from dropline.sync.records import Base, Remote
 from dropline.sync.types import Direction, HistoryQuery, HistoryRow, Issue, Result
 
 FILE_NAME = "journal.sqlite3"

@@ -5,171 +5,42 @@ a batch of paths so it can see across them: a delete plus a create of the same i
 (or the same content) is a move; a folder's root vanishing or more than half its
 files disappearing at once is a mass delete, answered with a pause, not deletes.
 
-Three states per path, each ``None`` when absent:
-
-* ``base``: what both sides agreed on at the last sync (the journal);
-* ``local``: what is on disk now (size, mtime_ns, inode, and the SHA-256 once hashed);
-* ``remote``: what the server has now (from the change feed, or the base if no
-  change arrived).
+What it takes and gives (the three states of a path, the actions, the plan) lives in
+:mod:`dropline.sync.records`.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from dropline.sync.conflicts import conflict_path
+from dropline.sync.records import (
+    NONE_REV,
+    Action,
+    Base,
+    ConflictCopy,
+    DeleteLocal,
+    DeleteRemote,
+    Download,
+    Local,
+    MkdirLocal,
+    MkdirRemote,
+    MoveLocal,
+    MoveRemote,
+    PathState,
+    Plan,
+    Problem,
+    RecordBase,
+    Remote,
+    Upload,
+)
 from dropline.sync.types import FolderMode, LocalEdits
 
 MASS_DELETE_FRACTION = 0.5  # deleting more than this share of a folder's files pauses it
 MASS_DELETE_MIN = 10  # ...once at least this many files go (deleting one of two is not mass)
-NONE_REV = "none"  # upload precondition: "only if nothing is there yet"
-
-
-@dataclass(frozen=True, slots=True)
-class Base:
-    is_dir: bool
-    size: int
-    mtime_ns: int
-    inode: int
-    sha256: str | None
-    remote_id: str
-    rev: str
-
-
-@dataclass(frozen=True, slots=True)
-class Local:
-    is_dir: bool
-    size: int
-    mtime_ns: int
-    inode: int
-    sha256: str | None = None  # files: always set when the stat differs from the base
-
-
-@dataclass(frozen=True, slots=True)
-class Remote:
-    id: str
-    is_dir: bool
-    size: int
-    sha256: str | None
-    rev: str
-    mtime: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PathState:
-    path: str
-    base: Base | None
-    local: Local | None
-    remote: Remote | None
-
-
-# Actions. Each carries what the executor must re-check before touching anything.
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    path: str
-    local: Local
-    if_rev: str  # the base rev, or NONE_REV for a new file
-
-
-@dataclass(frozen=True, slots=True)
-class Download:
-    path: str
-    remote: Remote
-    expect: Local | None  # the local file must still be this (or absent) when placed
-
-
-@dataclass(frozen=True, slots=True)
-class MkdirRemote:
-    path: str
-    local: Local
-
-
-@dataclass(frozen=True, slots=True)
-class MkdirLocal:
-    path: str
-    remote: Remote
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteRemote:
-    path: str
-    base: Base  # carries the rev: a file changed remotely is never deleted
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteLocal:
-    path: str
-    expect: Local  # only if the local entry is still exactly this
-
-
-@dataclass(frozen=True, slots=True)
-class MoveRemote:
-    src: str
-    dst: str
-    base: Base
-    local: Local
-
-
-@dataclass(frozen=True, slots=True)
-class MoveLocal:
-    src: str
-    dst: str
-    expect: Local
-    remote: Remote
-
-
-@dataclass(frozen=True, slots=True)
-class ConflictCopy:
-    """Rename the local version aside; the next pass brings the other version in and
-    (in two-way folders) uploads the copy, so both survive."""
-
-    path: str
-    copy: str
-    expect: Local
-
-
-@dataclass(frozen=True, slots=True)
-class RecordBase:
-    """Only the journal changes: both sides already agree (or both are gone)."""
-
-    path: str
-    base: Base | None
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    path: str
-    kind: str
-    message: str
-    hint: str
-    related: tuple[str, ...] = ()
-
-
-Action = (
-    Upload
-    | Download
-    | MkdirRemote
-    | MkdirLocal
-    | DeleteRemote
-    | DeleteLocal
-    | MoveRemote
-    | MoveLocal
-    | ConflictCopy
-    | RecordBase
-)
-
-
-@dataclass
-class Plan:
-    actions: list[Action] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    deferred: list[str] = field(default_factory=list)  # plan these again after this plan ran
-    mass_delete: Problem | None = None  # set: nothing in ``actions`` may run; pause the folder
 
 
 def _phase(action: Action) -> int:
@@ -220,7 +91,7 @@ def local_changed(s: PathState) -> bool:
         return True
     if s.local.is_dir:
         return False
-    if _same_stat(s.local, s.base):
+    if same_stat(s.local, s.base):
         return False
     return s.local.sha256 != s.base.sha256
 
@@ -237,7 +108,7 @@ def remote_changed(s: PathState) -> bool:
     return s.remote.rev != s.base.rev
 
 
-def _same_stat(local: Local, base: Base) -> bool:
+def same_stat(local: Local, base: Base) -> bool:
     return local.size == base.size and local.mtime_ns == base.mtime_ns and local.inode == base.inode
 
 
@@ -286,7 +157,7 @@ def _plan_one(ctx: _Ctx, s: PathState) -> None:
 
     if not lc and not rc:
         if base is not None and local is not None and not local.is_dir:
-            if not _same_stat(local, base):  # touched, same content: remember the new stat
+            if not same_stat(local, base):  # touched, same content: remember the new stat
                 act.append(
                     RecordBase(
                         s.path,

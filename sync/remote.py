@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
 
 from dropline.sdk.errors import (
     AuthenticationError,
@@ -20,12 +19,10 @@ from dropline.sdk.errors import (
     NotFoundError,
 )
 from dropline.sdk.models import Change, ChangeAction, Entry
-from dropline.sync.planner import Base, Remote
+from dropline.sync.folder_state import FolderState
+from dropline.sync.records import Base, Remote
 from dropline.sync.transfer import remote_of
 from dropline.sync.types import FolderMode
-
-if TYPE_CHECKING:
-    from dropline.sync.folder import FolderLoop
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +61,7 @@ def _ours(uploading: str | None, remote: Remote | None) -> bool:
 
 
 class RemoteFeed:
-    def __init__(self, folder: FolderLoop) -> None:
+    def __init__(self, folder: FolderState) -> None:
         self.folder = folder
         self._task: asyncio.Task[None] | None = None
         self._helpers: set[asyncio.Task[None]] = set()

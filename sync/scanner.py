@@ -22,7 +22,7 @@ from typing import Protocol
 from dropline.sdk.hashing import READ_SIZE
 from dropline.sync import fs
 from dropline.sync.ignore import IgnoreRules
-from dropline.sync.planner import Base, Local
+from dropline.sync.records import Base, Local
 
 log = logging.getLogger(__name__)
 

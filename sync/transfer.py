@@ -27,7 +27,7 @@ from dropline.sdk.models import Entry, EntryType
 from dropline.sdk.resumable import download_file, upload_file
 from dropline.sync import fs
 from dropline.sync.journal import Journal, TransferRow
-from dropline.sync.planner import Base, Local, Remote
+from dropline.sync.records import Base, Local, Remote
 from dropline.sync.types import Direction
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import sqlite_utils
 
 from dropline.sync import journal_migrations
 from dropline.sync.journal import Journal, TransferRow
-from dropline.sync.planner import Base, Remote
+from dropline.sync.records import Base, Remote
 from dropline.sync.types import Direction, HistoryQuery, Result
 
 

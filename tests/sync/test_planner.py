@@ -7,7 +7,8 @@ from datetime import datetime
 import pytest
 
 from dropline.sync import planner
-from dropline.sync.planner import (
+from dropline.sync.planner import plan
+from dropline.sync.records import (
     NONE_REV,
     Base,
     ConflictCopy,
@@ -23,7 +24,6 @@ from dropline.sync.planner import (
     RecordBase,
     Remote,
     Upload,
-    plan,
 )
 from dropline.sync.types import FolderMode, LocalEdits
 

@@ -13,7 +13,7 @@ import pytest
 from dropline.sync import fs
 from dropline.sync.ignore import IgnoreRules
 from dropline.sync.journal import Journal
-from dropline.sync.planner import Base
+from dropline.sync.records import Base
 from dropline.sync.scanner import FileBusyError, ScanResult, hash_file, walk
 
 

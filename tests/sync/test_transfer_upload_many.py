@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dropline.sync.journal import Journal
-from dropline.sync.planner import Base, Local, Remote
+from dropline.sync.records import Base, Local, Remote
 from dropline.sync.scanner import hash_file
 from dropline.sync.transfer import (
     BatchFile,

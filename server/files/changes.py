@@ -18,7 +18,7 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy import Row, delete, func, select, update
 
-from dropline.server.files.entries import Change, Entry
+from dropline.server.files.records import Change, Entry
 from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 from dropline.server.storage import schema

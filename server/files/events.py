@@ -2,7 +2,7 @@
 ``upload.failed`` written to the events outbox.
 
 :class:`FileEvents` plugs into the file service as a
-:class:`dropline.server.files.entries.FileHook`, so
+:class:`dropline.server.files.records.FileHook`, so
 each event is written inside the transaction of the change it reports (a change
 and its event commit together or not at all).
 """
@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from dropline.server.audit.events import record_event
-from dropline.server.files.entries import CREATED, DELETED, FILE, MODIFIED, MOVED, Change
+from dropline.server.files.records import CREATED, DELETED, FILE, MODIFIED, MOVED, Change
 from dropline.server.identity.accounts import Principal
 from dropline.server.storage.db import Database
 

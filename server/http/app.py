@@ -34,6 +34,7 @@ from dropline.server.storage.db import Database
 from dropline.server.storage.encryption import EncryptedBlobStore, TenantKeys
 from dropline.server.storage.migrations import migrate
 from dropline.server.uploads.batch import BatchUploads
+from dropline.server.uploads.expiry import expiry_loop
 from dropline.server.uploads.sessions import UploadService
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         notifier.bind(asyncio.get_running_loop())
         cleanup_every = min(600.0, max(1.0, settings.upload_expiry_seconds / 4))
         background = [
-            asyncio.create_task(uploads.expiry_loop(cleanup_every), name="upload-expiry"),
+            asyncio.create_task(
+                expiry_loop(uploads.cleanup_expired, cleanup_every), name="upload-expiry"
+            ),
             asyncio.create_task(changes.retention_loop(), name="change-retention"),
         ]
         background += operations.start()

@@ -24,8 +24,9 @@ from sqlalchemy.exc import IntegrityError
 
 from dropline.server.audit import trail
 from dropline.server.audit.events import record_event
-from dropline.server.files.entries import FILE, Entry, FileService
+from dropline.server.files.entries import FileService
 from dropline.server.files.names import join_path, normalize_path
+from dropline.server.files.records import FILE, Entry
 from dropline.server.guard import outbound
 from dropline.server.identity.accounts import Principal, hash_password
 from dropline.server.problems import Problem

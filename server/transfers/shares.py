@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from dropline.server.audit import trail
-from dropline.server.files.entries import Entry
+from dropline.server.files.records import Entry
 from dropline.server.identity.accounts import verify_password
 from dropline.server.problems import Problem
 from dropline.server.storage import schema

@@ -25,8 +25,9 @@ from urllib.parse import quote
 
 import anyio.to_thread
 
-from dropline.server.files.entries import Entry, FileService
+from dropline.server.files.entries import FileService
 from dropline.server.files.names import join_path, split_path
+from dropline.server.files.records import Entry
 from dropline.server.guard import outbound
 from dropline.server.guard.security import RequestFacts, Security, request_facts
 from dropline.server.identity.accounts import Principal

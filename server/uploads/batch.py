@@ -33,9 +33,10 @@ from typing import Any, TypeVar
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from dropline.server.files.entries import Entry, FileService, Publication
+from dropline.server.files.entries import FileService
 from dropline.server.files.events import record_upload_failed
 from dropline.server.files.names import normalize_path
+from dropline.server.files.records import Entry, Publication
 from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 from dropline.server.storage.blobs import BlobStore, new_blob_id

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from dropline.server.files.entries import Entry, FileService
+from dropline.server.files.entries import FileService
 from dropline.server.files.events import record_upload_failed
+from dropline.server.files.records import Entry
 from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 from dropline.server.storage.blobs import BlobStore, new_blob_id

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select, update
 
-from dropline.server.files.entries import Entry
+from dropline.server.files.records import Entry
 from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 from dropline.server.storage import schema

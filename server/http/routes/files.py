@@ -19,7 +19,8 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from dropline.server.files.entries import Entry, FileService
+from dropline.server.files.entries import FileService
+from dropline.server.files.records import Entry
 from dropline.server.http.auth import ReadPrincipal, WritePrincipal
 from dropline.server.problems import Problem
 

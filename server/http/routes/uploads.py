@@ -20,14 +20,10 @@ from dropline.server.http.routes.files import EntryOut
 from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 from dropline.server.uploads.batch import MAX_BYTES, MAX_FILES, BatchUploads
-from dropline.server.uploads.sessions import (
-    OFFSET_OCTET_STREAM,
-    TUS_EXTENSIONS,
-    TUS_VERSION,
-    BodyCut,
-    UploadService,
-    UploadState,
-)
+from dropline.server.uploads.receive import BodyCut
+from dropline.server.uploads.rows import UploadState
+from dropline.server.uploads.sessions import UploadService
+from dropline.server.uploads.tus import OFFSET_OCTET_STREAM, TUS_EXTENSIONS, TUS_VERSION
 
 CHECKSUM_ALGORITHMS = "sha256,sha1"
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from dropline.sdk.client_ops import Transfer, TransferError, WebhookDelivery, WebhookSubscription
-from tests.support.live import LiveServer
 from tests.sdk.test_contract import resolve, schema_shape
+from tests.support.live import LiveServer
 
 JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 

@@ -80,7 +80,7 @@ async def _call(value: Any) -> Any:
 def sdk_credentials(
     cred: Credential, server_url: str, store: CredentialStore, tokens: Tokens | None = None
 ) -> Any:
-    from dropline.sdk.credentials import ApiKeyCredentials, OAuthCredentials
+    from dropline.sdk import ApiKeyCredentials, OAuthCredentials
 
     if cred.kind == "api_key":
         return ApiKeyCredentials(cred.secret)
@@ -193,7 +193,7 @@ class AgentService:
                     log.warning("%s", store.status().problem)
                 return
             self._signin = {"state": "signed_in", "method": cred.kind}
-            from dropline.sdk.client import DroplineClient
+            from dropline.sdk import DroplineClient
 
             self._client = DroplineClient(url, sdk_credentials(cred, url, store, tokens))
             engine = self.engine_factory(

@@ -37,8 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from dropline.sdk.client import DroplineClient
-from dropline.sdk.errors import DroplineError
+from dropline.sdk import DroplineClient, DroplineError
 from dropline.sync.conflicts import host_name
 from dropline.sync.folder import FolderLoop
 from dropline.sync.journal import Journal

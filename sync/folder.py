@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from dropline.sdk.errors import AuthenticationError, DroplineError, RateLimitedError
+from dropline.sdk import AuthenticationError, DroplineError, RateLimitedError
 from dropline.sync import fs
 from dropline.sync.aggregator import Aggregator, Kind
 from dropline.sync.folder_actions import collect_finished, display_path, storable

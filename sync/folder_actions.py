@@ -13,17 +13,17 @@ import logging
 import time
 from collections.abc import Callable
 
-from dropline.sdk import batch
-from dropline.sdk.client import DroplineClient
-from dropline.sdk.errors import (
+from dropline.sdk import (
     AuthenticationError,
     AuthorizationError,
+    DroplineClient,
     DroplineError,
     InvalidNameError,
     NotFoundError,
     RateLimitedError,
     TooLargeError,
     UnavailableError,
+    batch,
 )
 from dropline.sync import fs, planner, records
 from dropline.sync.folder_state import Finished, FolderState

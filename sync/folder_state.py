@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from dropline.sdk.client import DroplineClient
-from dropline.sdk.errors import DroplineError
+from dropline.sdk import DroplineClient, DroplineError
 from dropline.sync.ignore import IgnoreRules
 from dropline.sync.journal import Journal
 from dropline.sync.records import Base, Download, Local, Remote, Upload

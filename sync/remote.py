@@ -12,13 +12,15 @@ import asyncio
 import logging
 from collections import deque
 
-from dropline.sdk.errors import (
+from dropline.sdk import (
     AuthenticationError,
+    Change,
+    ChangeAction,
     CursorExpiredError,
     DroplineError,
+    Entry,
     NotFoundError,
 )
-from dropline.sdk.models import Change, ChangeAction, Entry
 from dropline.sync.folder_state import FolderState
 from dropline.sync.records import Base, Remote
 from dropline.sync.transfer import remote_of

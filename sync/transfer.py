@@ -20,11 +20,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dropline.sdk.batch import BatchItem, upload_batch
-from dropline.sdk.client import DroplineClient
-from dropline.sdk.errors import DroplineError, IntegrityError
-from dropline.sdk.models import Entry, EntryType
-from dropline.sdk.resumable import download_file, upload_file
+from dropline.sdk import (
+    BatchItem,
+    DroplineClient,
+    DroplineError,
+    Entry,
+    EntryType,
+    IntegrityError,
+    download_file,
+    upload_batch,
+    upload_file,
+)
 from dropline.sync import fs
 from dropline.sync.journal import Journal, TransferRow
 from dropline.sync.records import Base, Local, Remote

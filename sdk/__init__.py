@@ -28,6 +28,10 @@ from dropline.sdk.client_ops import (
     WebhookDelivery,
     Webhooks,
     WebhookSubscription,
+    as_link,
+    to_endpoint,
+    to_folder,
+    to_inbox,
 )
 from dropline.sdk.credentials import ApiKeyCredentials, OAuthCredentials
 from dropline.sdk.errors import (
@@ -113,7 +117,11 @@ __all__ = [
     "WebhookSubscription",
     "WebhookVerificationError",
     "Webhooks",
+    "as_link",
     "download_file",
+    "to_endpoint",
+    "to_folder",
+    "to_inbox",
     "upload_batch",
     "upload_file",
     "verify_webhook",

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from dropline.sdk.breaker import CircuitBreaker
@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 FAST = EngineSettings(stable_seconds=0.2, longpoll_timeout=1, hostname="testhost")
 QUICK_RETRY = RetryPolicy(attempts=3, initial=0.05, maximum=0.2)
+
+# What the ``start_engine`` fixture (tests/sync/conftest.py) gives a test.
+StartEngine = Callable[..., AbstractAsyncContextManager[Engine]]
 
 
 def client_for(url: str, key: str) -> DroplineClient:

@@ -10,16 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dropline.sdk.client import DroplineClient
 from dropline.sync.journal import Journal
 from dropline.sync.types import AfterUpload, FolderMode, FolderSpec, HistoryQuery, Result
 from tests.support.live import LiveServer
 from tests.sync.engine_helpers import (
     FAST,
-    client_for,
+    StartEngine,
     eventually,
     remote_entry,
     remote_tree,
-    running_engine,
     settled,
     sha,
 )
@@ -27,16 +27,10 @@ from tests.sync.engine_helpers import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_files_found_together_go_up_in_batches_of_the_configured_size(
-    tmp_path: Path, live_server: LiveServer, api_key: str
+    root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
-    root = tmp_path / "Dropline"
-    (root / "scans").mkdir(parents=True)
+    (root / "scans").mkdir()
     for i in range(250):
         (root / "scans" / f"page-{i:03d}.txt").write_bytes(b"page %d\n" % i)
     # One big file beside them keeps the resumable path.
@@ -44,12 +38,7 @@ async def test_files_found_together_go_up_in_batches_of_the_configured_size(
     (root / "scans" / "poster.tif").write_bytes(big)
     _settled_long_ago(root)
     settings = replace(FAST, batch_files=100)
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(
-            tmp_path / "home", live_server.url, api_key, [FolderSpec(root)], settings
-        ) as engine,
-    ):
+    async with start_engine(settings=settings) as engine:
         await eventually(lambda: engine.counters().files_uploaded >= 251, timeout=60)
         await settled(engine)
         counters = engine.counters()
@@ -67,19 +56,14 @@ async def test_files_found_together_go_up_in_batches_of_the_configured_size(
 
 
 async def test_a_refused_file_in_a_batch_becomes_its_own_issue_and_the_others_land(
-    tmp_path: Path, live_server: LiveServer, api_key: str
+    root: Path, live_server: LiveServer, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
     _block_extension(live_server, ".exe")
-    root = tmp_path / "Dropline"
-    root.mkdir()
     for i in range(5):
         (root / f"good-{i}.txt").write_bytes(b"good %d\n" % i)
     (root / "setup.exe").write_bytes(b"MZ not welcome\n")
     _settled_long_ago(root)
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         await eventually(lambda: engine.counters().files_uploaded >= 5, timeout=30)
         await eventually(lambda: any(i.path == "setup.exe" for i in engine.issues()))
         assert engine.counters().upload_batches == 1
@@ -101,48 +85,44 @@ async def test_a_refused_file_in_a_batch_becomes_its_own_issue_and_the_others_la
 
 
 async def test_a_batch_repeated_after_a_crash_sends_nothing_twice(
-    tmp_path: Path, live_server: LiveServer, api_key: str
+    tmp_path: Path, root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
     """The engine died after the server committed a batch but before the journal heard:
     the queue still holds the files, and the repeat converges without a second copy."""
-    root = tmp_path / "Dropline"
-    root.mkdir()
-    home = tmp_path / "home"
     names = [f"note-{i:02d}.txt" for i in range(30)]
     for name in names:
         (root / name).write_bytes(name.encode())
     _settled_long_ago(root)
-    async with running_engine(home, live_server.url, api_key, [FolderSpec(root)]) as engine:
+    async with start_engine() as engine:
         await eventually(lambda: engine.counters().upload_batches == 1)
         await settled(engine)
-    async with client_for(live_server.url, api_key) as sdk:
-        before = {n: await remote_entry(sdk, f"/{n}") for n in names}
-        assert all(e is not None for e in before.values())
-        # Forget what the answer taught the journal, as a crash before applying it would.
-        journal = Journal(home)
-        try:
-            fid = journal.folder_id(str(root), "/")
-            with journal.transaction():
-                for name in names:
-                    journal.put_base(fid, name, None)
-                journal.enqueue_local(fid, names)
-        finally:
-            journal.close()
-        async with running_engine(home, live_server.url, api_key, [FolderSpec(root)]) as engine:
-            await settled(engine)
-            await eventually(lambda: engine.status().folders[0].pending == 0)
-            assert not engine.issues()
-            after = {n: await remote_entry(sdk, f"/{n}") for n in names}
-            # The same entries at the same revisions: the repeat published nothing new.
-            assert {n: (e.id, e.rev) for n, e in after.items() if e} == {
-                n: (e.id, e.rev) for n, e in before.items() if e
-            }
-            assert sorted(p.name for p in root.iterdir() if p.is_file()) == names  # no copies
-            assert engine.counters().files_uploaded == 0
+    before = {n: await remote_entry(sdk, f"/{n}") for n in names}
+    assert all(e is not None for e in before.values())
+    # Forget what the answer taught the journal, as a crash before applying it would.
+    journal = Journal(tmp_path / "home")
+    try:
+        fid = journal.folder_id(str(root), "/")
+        with journal.transaction():
+            for name in names:
+                journal.put_base(fid, name, None)
+            journal.enqueue_local(fid, names)
+    finally:
+        journal.close()
+    async with start_engine() as engine:
+        await settled(engine)
+        await eventually(lambda: engine.status().folders[0].pending == 0)
+        assert not engine.issues()
+        after = {n: await remote_entry(sdk, f"/{n}") for n in names}
+        # The same entries at the same revisions: the repeat published nothing new.
+        assert {n: (e.id, e.rev) for n, e in after.items() if e} == {
+            n: (e.id, e.rev) for n, e in before.items() if e
+        }
+        assert sorted(p.name for p in root.iterdir() if p.is_file()) == names  # no copies
+        assert engine.counters().files_uploaded == 0
 
 
 async def test_upload_only_hands_over_each_file_of_a_batch(
-    tmp_path: Path, live_server: LiveServer, api_key: str
+    tmp_path: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
     root = tmp_path / "Outbox"
     root.mkdir()
@@ -150,10 +130,7 @@ async def test_upload_only_hands_over_each_file_of_a_batch(
         (root / f"invoice-{i:02d}.pdf").write_bytes(b"%%PDF invoice %d\n" % i)
     _settled_long_ago(root)
     spec = FolderSpec(root, "/outbox", FolderMode.UPLOAD_ONLY, after_upload=AfterUpload.REMOVE)
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [spec]) as engine,
-    ):
+    async with start_engine(spec) as engine:
         await eventually(lambda: not list(root.glob("*.pdf")), timeout=30)
         await settled(engine)
         assert engine.counters().upload_batches == 1

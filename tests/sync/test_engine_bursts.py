@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from dropline.sync.types import FolderSpec
-from tests.support.live import LiveServer
+from dropline.sdk.client import DroplineClient
+from tests.support.live import ServerProcess
 from tests.sync.engine_helpers import (
     FAST,
+    StartEngine,
     client_for,
     eventually,
     remote_entry,
-    running_engine,
-    server_process,
     settled,
     sha,
 )
@@ -25,26 +24,15 @@ from tests.sync.engine_helpers import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-async def test_burst_of_ten_thousand_files_each_uploaded_exactly_once(tmp_path: Path) -> None:
-    root = tmp_path / "Dropline"
-    (root / "scans").mkdir(parents=True)
+async def test_burst_of_ten_thousand_files_each_uploaded_exactly_once(
+    root: Path, own_server: tuple[ServerProcess, str], start_engine: StartEngine
+) -> None:
+    (root / "scans").mkdir()
     # The server in its own process: with 10,000 uploads it must not share the GIL.
-    server, key = server_process(tmp_path / "server-data")
-    try:
-        await _burst(tmp_path, root, server.url, key)
-    finally:
-        server.stop()
-
-
-async def _burst(tmp_path: Path, root: Path, url: str, key: str) -> None:
+    server, key = own_server
     async with (
-        client_for(url, key) as sdk,
-        running_engine(tmp_path / "home", url, key, [FolderSpec(root)]) as engine,
+        client_for(server.url, key) as sdk,
+        start_engine(url=server.url, key=key) as engine,
     ):
         await settled(engine)
         for i in range(10_000):
@@ -61,15 +49,10 @@ async def _burst(tmp_path: Path, root: Path, url: str, key: str) -> None:
 
 
 async def test_file_written_slowly_is_uploaded_once_and_whole(
-    tmp_path: Path, live_server: LiveServer, api_key: str
+    root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
-    root = tmp_path / "Dropline"
-    root.mkdir()
     chunks = [os.urandom(64 * 1024) for _ in range(10)]
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         await settled(engine)
         with (root / "video.mov").open("wb") as fh:
             for chunk in chunks:
@@ -87,19 +70,12 @@ async def test_file_written_slowly_is_uploaded_once_and_whole(
 
 
 async def test_file_changed_during_its_upload_is_abandoned_and_sent_again(
-    tmp_path: Path, live_server: LiveServer, api_key: str
+    root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
-    root = tmp_path / "Dropline"
-    root.mkdir()
     first = os.urandom(8 * 1024 * 1024)
     second = os.urandom(6 * 1024 * 1024)
     slow = replace(FAST, upload_limit_bps=2 * 1024 * 1024, chunk_size=1024 * 1024)
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(
-            tmp_path / "home", live_server.url, api_key, [FolderSpec(root)], slow
-        ) as engine,
-    ):
+    async with start_engine(settings=slow) as engine:
         await settled(engine)
         (root / "draft.bin").write_bytes(first)
         await eventually(lambda: engine.counters().bytes_uploaded >= 2 * 1024 * 1024)

@@ -16,17 +16,18 @@ from typing import Any
 
 import pytest
 
+from dropline.sdk.client import DroplineClient
 from dropline.sdk.resumable import upload_file
-from dropline.sync.types import FolderSpec, State
+from dropline.sync.types import State
 from tests.support.live import LiveServer, ServerProcess
 from tests.sync.engine_helpers import (
+    REPO,
+    StartEngine,
     client_for,
     eventually,
     local_tree,
     remote_entry,
     remote_tree,
-    running_engine,
-    server_process,
     settled,
 )
 
@@ -34,12 +35,6 @@ pytestmark = pytest.mark.anyio
 
 SIZE = 48 * 1024 * 1024
 CHUNK = 1024 * 1024
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 class Runner:
@@ -96,9 +91,8 @@ class Runner:
 
 
 @pytest.fixture
-def runner(tmp_path: Path, live_server: LiveServer, api_key: str) -> Any:
-    root = tmp_path / "Dropline"
-    root.mkdir()
+def runner(tmp_path: Path, root: Path, live_server: LiveServer, api_key: str) -> Any:
+    """The engine in a child process, on ``root`` against the live server; stopped after."""
     r = Runner(tmp_path, live_server.url, api_key, root)
     yield r
     r.stop()
@@ -115,7 +109,7 @@ def big_file(path: Path) -> str:
 
 
 async def test_killed_mid_upload_resumes_at_the_servers_offset(
-    runner: Runner, live_server: LiveServer, api_key: str
+    runner: Runner, sdk: DroplineClient
 ) -> None:
     expected = big_file(runner.root / "big.bin")
     runner.start(upload_limit_bps=16 * CHUNK)  # slow enough to be caught in the middle
@@ -131,18 +125,16 @@ async def test_killed_mid_upload_resumes_at_the_servers_offset(
     # Only what the server did not have yet went up again (plus at most one chunk).
     assert resent <= SIZE - sent_before + 2 * CHUNK
     assert resent < SIZE // 2
-    async with client_for(live_server.url, api_key) as sdk:
-        entry = await remote_entry(sdk, "/big.bin")
+    entry = await remote_entry(sdk, "/big.bin")
     assert entry is not None and entry.sha256 == expected and entry.size == SIZE
 
 
 async def test_killed_mid_download_resumes_from_the_partial_file(
-    runner: Runner, live_server: LiveServer, api_key: str, tmp_path: Path
+    runner: Runner, sdk: DroplineClient, tmp_path: Path
 ) -> None:
     src = tmp_path / "server-copy.bin"
     expected = big_file(src)
-    async with client_for(live_server.url, api_key) as sdk:
-        await upload_file(sdk, src, "/big.bin")
+    await upload_file(sdk, src, "/big.bin")
     runner.start(download_limit_bps=16 * CHUNK)
     await eventually(lambda: runner.counter("bytes_downloaded") >= 30 * CHUNK, timeout=60)
     runner.kill()
@@ -161,32 +153,27 @@ async def test_killed_mid_download_resumes_from_the_partial_file(
     assert runner.counter("files_uploaded") == 0
 
 
-async def test_server_down_mid_sync_loses_nothing_and_converges(tmp_path: Path) -> None:
-    data = tmp_path / "server-data"
-    server, key = server_process(data)
+async def test_server_down_mid_sync_loses_nothing_and_converges(
+    root: Path, own_server: tuple[ServerProcess, str], start_engine: StartEngine
+) -> None:
+    server, key = own_server
     url = server.url
-    root = tmp_path / "Dropline"
-    root.mkdir()
     for i in range(20):
         (root / f"before-{i}.txt").write_bytes(b"before %d" % i)
-    try:
-        async with running_engine(tmp_path / "home", url, key, [FolderSpec(root)]) as engine:
-            await settled(engine)
-            server.kill()
-            for i in range(30):
-                (root / f"during-{i}.txt").write_bytes(b"during %d" % i)
-            (root / "before-0.txt").write_bytes(b"edited while offline")
-            (root / "before-1.txt").unlink()
-            await eventually(lambda: engine.status().state is State.OFFLINE, timeout=60)
-            await asyncio.sleep(1.0)
-            assert engine.status().folders[0].pending > 0  # waiting in the journal
-            server = ServerProcess(data, port=server.port)
-            started = time.monotonic()
-            server.start()
-            await settled(engine, timeout=90)
-            assert time.monotonic() - started < 90
-            async with client_for(url, key) as sdk:
-                assert await remote_tree(sdk) == local_tree(root)
-            assert len(local_tree(root)) == 49
-    finally:
-        server.stop()
+    async with start_engine(url=url, key=key) as engine:
+        await settled(engine)
+        server.kill()
+        for i in range(30):
+            (root / f"during-{i}.txt").write_bytes(b"during %d" % i)
+        (root / "before-0.txt").write_bytes(b"edited while offline")
+        (root / "before-1.txt").unlink()
+        await eventually(lambda: engine.status().state is State.OFFLINE, timeout=60)
+        await asyncio.sleep(1.0)
+        assert engine.status().folders[0].pending > 0  # waiting in the journal
+        started = time.monotonic()
+        server.start()  # again, on the same port and data
+        await settled(engine, timeout=90)
+        assert time.monotonic() - started < 90
+        async with client_for(url, key) as sdk:
+            assert await remote_tree(sdk) == local_tree(root)
+        assert len(local_tree(root)) == 49

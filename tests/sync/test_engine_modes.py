@@ -7,18 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from dropline.sdk.client import DroplineClient
 from dropline.sdk.resumable import upload_file
 from dropline.sync.conflicts import is_conflict_copy
 from dropline.sync.remote import RemoteFeed
 from dropline.sync.types import AfterUpload, FolderMode, FolderSpec, LocalEdits, State
-from tests.support.live import LiveServer
 from tests.sync.engine_helpers import (
-    client_for,
+    StartEngine,
     eventually,
     local_tree,
     remote_entry,
     remote_tree,
-    running_engine,
     settled,
     sha,
 )
@@ -26,25 +25,10 @@ from tests.sync.engine_helpers import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = tmp_path / "Dropline"
-    folder.mkdir()
-    return folder
-
-
 async def test_two_sided_edit_keeps_both_versions(
-    tmp_path: Path, root: Path, live_server: LiveServer, api_key: str
+    tmp_path: Path, root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         (root / "plan.txt").write_bytes(b"original")
         await settled(engine)
         entry = await remote_entry(sdk, "/plan.txt")
@@ -71,13 +55,10 @@ async def test_two_sided_edit_keeps_both_versions(
 
 @pytest.mark.parametrize("after", list(AfterUpload))
 async def test_upload_only_folder_hands_files_over(
-    tmp_path: Path, root: Path, live_server: LiveServer, api_key: str, after: AfterUpload
+    tmp_path: Path, root: Path, sdk: DroplineClient, start_engine: StartEngine, after: AfterUpload
 ) -> None:
     spec = FolderSpec(root, "/drop", FolderMode.UPLOAD_ONLY, after_upload=after)
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [spec]) as engine,
-    ):
+    async with start_engine(spec) as engine:
         await settled(engine)
         src = tmp_path / "server-side.txt"
         src.write_bytes(b"never comes down")
@@ -104,13 +85,10 @@ async def test_upload_only_folder_hands_files_over(
 
 @pytest.mark.parametrize("edits", list(LocalEdits))
 async def test_download_only_never_uploads_a_local_edit(
-    tmp_path: Path, root: Path, live_server: LiveServer, api_key: str, edits: LocalEdits
+    tmp_path: Path, root: Path, sdk: DroplineClient, start_engine: StartEngine, edits: LocalEdits
 ) -> None:
     spec = FolderSpec(root, "/", FolderMode.DOWNLOAD_ONLY, local_edits=edits)
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [spec]) as engine,
-    ):
+    async with start_engine(spec) as engine:
         src = tmp_path / "src"
         src.write_bytes(b"official")
         await upload_file(sdk, src, "/rates.csv")
@@ -134,12 +112,9 @@ async def test_download_only_never_uploads_a_local_edit(
 
 
 async def test_editor_save_by_rename_is_one_upload_of_the_same_file(
-    tmp_path: Path, root: Path, live_server: LiveServer, api_key: str
+    root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         (root / "notes.txt").write_bytes(b"v1")
         await settled(engine)
         before = await remote_entry(sdk, "/notes.txt")
@@ -160,7 +135,7 @@ async def test_editor_save_by_rename_is_one_upload_of_the_same_file(
 
 
 async def test_names_the_server_refuses_become_issues_and_the_rest_syncs(
-    tmp_path: Path, root: Path, live_server: LiveServer, api_key: str
+    root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
     hostile = ["back\\slash.txt", "line\nbreak.txt", "bell\x07.txt"]
     for name in hostile:
@@ -168,10 +143,7 @@ async def test_names_the_server_refuses_become_issues_and_the_rest_syncs(
     fd = os.open(os.fsencode(root) + b"/latin1-\xe9.txt", os.O_CREAT | os.O_WRONLY, 0o644)
     os.close(fd)
     (root / "fine.txt").write_bytes(b"ok")
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         await eventually(lambda: len(engine.issues()) == 4)
         await settled(engine)
         assert await remote_tree(sdk) == {"/fine.txt": sha(b"ok")}
@@ -183,14 +155,11 @@ async def test_names_the_server_refuses_become_issues_and_the_rest_syncs(
 
 
 async def test_mass_delete_pauses_and_can_be_undone_or_confirmed(
-    tmp_path: Path, root: Path, live_server: LiveServer, api_key: str
+    root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
     for i in range(20):
         (root / f"f{i:02d}.txt").write_bytes(b"data %d" % i)
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         await settled(engine)
         assert len(await remote_tree(sdk)) == 20
         for i in range(15):
@@ -214,18 +183,17 @@ async def test_mass_delete_pauses_and_can_be_undone_or_confirmed(
 
 
 async def test_restart_over_an_unchanged_tree_reads_no_file(
-    tmp_path: Path, root: Path, live_server: LiveServer, api_key: str
+    root: Path, start_engine: StartEngine
 ) -> None:
     for d in range(5):
         (root / f"d{d}").mkdir()
         for i in range(20):
             (root / f"d{d}" / f"{i}.bin").write_bytes(os.urandom(2048))
-    home = tmp_path / "home"
-    async with running_engine(home, live_server.url, api_key, [FolderSpec(root)]) as engine:
+    async with start_engine() as engine:
         await settled(engine)
         assert engine.counters().files_uploaded == 100
         assert engine.counters().bytes_hashed == 100 * 2048
-    async with running_engine(home, live_server.url, api_key, [FolderSpec(root)]) as engine:
+    async with start_engine() as engine:
         await settled(engine)
         counters = engine.counters()
         assert counters.bytes_hashed == 0
@@ -239,15 +207,12 @@ async def test_restart_over_an_unchanged_tree_reads_no_file(
 async def test_local_delete_never_removes_a_file_changed_on_the_server(
     tmp_path: Path,
     root: Path,
-    live_server: LiveServer,
-    api_key: str,
+    sdk: DroplineClient,
+    start_engine: StartEngine,
     monkeypatch: pytest.MonkeyPatch,
     feed_lags: bool,
 ) -> None:
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         (root / "budget.xlsx").write_bytes(b"v1")
         await settled(engine)
         entry = await remote_entry(sdk, "/budget.xlsx")

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from dropline.sdk.client import DroplineClient
 from dropline.sync import folder as folder_mod
 from dropline.sync import watcher as watcher_mod
-from dropline.sync.engine import Engine, Subscription
+from dropline.sync.engine import Subscription
 from dropline.sync.types import (
     Direction,
     FolderSpec,
@@ -23,12 +24,11 @@ from dropline.sync.types import (
 )
 from tests.support.live import LiveServer
 from tests.sync.engine_helpers import (
-    FAST,
+    StartEngine,
     client_for,
     eventually,
     remote_entry,
     remote_tree,
-    running_engine,
     settled,
     sha,
 )
@@ -36,24 +36,10 @@ from tests.sync.engine_helpers import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = tmp_path / "Dropline"
-    folder.mkdir()
-    return folder
-
-
 async def test_subscribers_see_state_progress_and_history(
-    tmp_path: Path, root: Path, live_server: LiveServer, api_key: str
+    root: Path, start_engine: StartEngine
 ) -> None:
-    async with running_engine(
-        tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]
-    ) as engine:
+    async with start_engine() as engine:
         await settled(engine)
         sub = engine.subscribe()
         (root / "report.pdf").write_bytes(b"%PDF" * 1000)
@@ -101,12 +87,9 @@ def test_slow_subscriber_loses_progress_never_state() -> None:
 
 
 async def test_paused_folder_waits_and_resumes(
-    tmp_path: Path, root: Path, live_server: LiveServer, api_key: str
+    root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         await settled(engine)
         engine.pause()
         (root / "later.txt").write_bytes(b"later")
@@ -120,15 +103,12 @@ async def test_paused_folder_waits_and_resumes(
 
 
 async def test_folders_can_be_added_and_removed_while_running(
-    tmp_path: Path, root: Path, live_server: LiveServer, api_key: str
+    tmp_path: Path, root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
     second = tmp_path / "Second"
     second.mkdir()
     (second / "two.txt").write_bytes(b"2")
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         await engine.add_folder(FolderSpec(second, "/second"))
         with pytest.raises(ValueError, match="overlaps"):
             await engine.add_folder(FolderSpec(second / "inner", "/x"))
@@ -144,37 +124,30 @@ async def test_folders_can_be_added_and_removed_while_running(
 
 
 async def test_rejected_credential_signs_out_and_new_one_resumes(
-    tmp_path: Path, root: Path, live_server: LiveServer, api_key: str
+    root: Path,
+    live_server: LiveServer,
+    api_key: str,
+    sdk: DroplineClient,
+    start_engine: StartEngine,
 ) -> None:
     bad = "dlk_0000000000000000_notavalidkeynotavalidkeynotavalidkey00"
-    engine = Engine(
-        tmp_path / "home", lambda: client_for(live_server.url, bad), [FolderSpec(root)], FAST
-    )
-    await engine.start()
-    try:
+    async with start_engine(key=bad) as engine:
         (root / "queued.txt").write_bytes(b"waits for sign-in")
         await eventually(lambda: engine.status().state is State.SIGNED_OUT)
         await eventually(lambda: engine.status().folders[0].pending >= 1)
         await engine.set_client(lambda: client_for(live_server.url, api_key))
         await settled(engine)
         assert engine.status().state is State.IDLE
-        async with client_for(live_server.url, api_key) as sdk:
-            assert await remote_tree(sdk) == {"/queued.txt": sha(b"waits for sign-in")}
-    finally:
-        await engine.stop()
+        assert await remote_tree(sdk) == {"/queued.txt": sha(b"waits for sign-in")}
 
 
 async def test_lost_events_are_recovered_by_a_rescan(
-    tmp_path: Path,
     root: Path,
-    live_server: LiveServer,
-    api_key: str,
+    sdk: DroplineClient,
+    start_engine: StartEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         await settled(engine)
         # The kernel dropped these events (an overflow): nothing reaches the folder...
         monkeypatch.setattr(watcher_mod.FolderWatcher, "push", lambda *_a: None)
@@ -190,17 +163,13 @@ async def test_lost_events_are_recovered_by_a_rescan(
 
 
 async def test_dead_observer_is_restarted_and_missed_changes_found(
-    tmp_path: Path,
     root: Path,
-    live_server: LiveServer,
-    api_key: str,
+    sdk: DroplineClient,
+    start_engine: StartEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(folder_mod, "WATCH_CHECK", 0.5)
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         await settled(engine)
         [loop] = engine._loops.values()
         assert loop.watcher is not None and loop.watcher._observer is not None
@@ -215,19 +184,13 @@ async def test_dead_observer_is_restarted_and_missed_changes_found(
 
 
 async def test_running_out_of_inotify_watches_is_an_issue_naming_the_limit(
-    tmp_path: Path,
-    root: Path,
-    live_server: LiveServer,
-    api_key: str,
-    monkeypatch: pytest.MonkeyPatch,
+    root: Path, start_engine: StartEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Exhausting the real limit would break every other watcher on this machine:
     # the count of watches the kernel reports is what is replaced here.
     monkeypatch.setattr(watcher_mod, "process_watch_count", lambda: 0)
     (root / "sub").mkdir()
-    async with running_engine(
-        tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]
-    ) as engine:
+    async with start_engine() as engine:
         await eventually(lambda: bool(engine.issues()))
         [issue] = engine.issues()
         assert issue.kind == "watch-limit"

@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from dropline.sdk.client import DroplineClient
 from dropline.sdk.resumable import upload_file
-from dropline.sync.types import FolderSpec
-from tests.support.live import LiveServer
 from tests.sync.engine_helpers import (
-    client_for,
+    StartEngine,
     eventually,
     local_tree,
     remote_entry,
     remote_tree,
-    running_engine,
     settled,
     sha,
 )
@@ -24,20 +22,10 @@ from tests.sync.engine_helpers import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_local_create_modify_rename_delete_reach_the_server(
-    tmp_path: Path, live_server: LiveServer, api_key: str
+    root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
-    root = tmp_path / "Dropline"
-    root.mkdir()
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         (root / "a.txt").write_bytes(b"first")
         (root / "docs").mkdir()
         (root / "docs" / "b.txt").write_bytes(b"bee")
@@ -77,15 +65,10 @@ async def test_local_create_modify_rename_delete_reach_the_server(
 
 
 async def test_remote_changes_reach_the_folder(
-    tmp_path: Path, live_server: LiveServer, api_key: str
+    tmp_path: Path, root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
-    root = tmp_path / "Dropline"
-    root.mkdir()
     src = tmp_path / "src.bin"
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         await settled(engine)
         src.write_bytes(b"from the server")
         entry = await upload_file(sdk, src, "/inbox/report.txt")
@@ -118,18 +101,13 @@ async def test_remote_changes_reach_the_folder(
 
 
 async def test_folder_moved_in_from_outside_goes_up_whole(
-    tmp_path: Path, live_server: LiveServer, api_key: str
+    tmp_path: Path, root: Path, sdk: DroplineClient, start_engine: StartEngine
 ) -> None:
-    root = tmp_path / "Dropline"
-    root.mkdir()
     outside = tmp_path / "Desktop" / "project"
     (outside / "src").mkdir(parents=True)
     (outside / "README").write_bytes(b"readme")
     (outside / "src" / "main.py").write_bytes(b"print()")
-    async with (
-        client_for(live_server.url, api_key) as sdk,
-        running_engine(tmp_path / "home", live_server.url, api_key, [FolderSpec(root)]) as engine,
-    ):
+    async with start_engine() as engine:
         await settled(engine)
         os.rename(outside, root / "project")  # one event for the whole tree
         await eventually(lambda: engine.counters().files_uploaded == 2)

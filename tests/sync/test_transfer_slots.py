@@ -12,11 +12,6 @@ from dropline.sync.transfer import Slots, TokenBucket
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_waiting_transfers_run_smallest_first() -> None:
     slots = Slots(1)
     order: list[int] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -33,21 +32,6 @@ BATCH = route("POST", "/api/v1/uploads/batch")
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def transport() -> FaultTransport:
-    return FaultTransport()
-
-
-@pytest.fixture
-async def api(
-    live_server: LiveServer, api_key: str, transport: FaultTransport
-) -> AsyncIterator[DroplineClient]:
-    async with DroplineClient(
-        live_server.url, ApiKeyCredentials(api_key), retry=FAST, transport=transport
-    ) as client:
-        yield client
 
 
 async def read_remote(api: DroplineClient, entry: Entry) -> bytes:

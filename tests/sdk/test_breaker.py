@@ -102,6 +102,15 @@ def test_a_released_probe_frees_the_slot() -> None:
     breaker.before_call()
 
 
+def no_retry_client(
+    url: str, key: str, breaker: CircuitBreaker, transport: FaultTransport
+) -> DroplineClient:
+    """A client without retries, so every failure reaches ``breaker``."""
+    return DroplineClient(
+        url, ApiKeyCredentials(key), retry=NO_RETRY, breaker=breaker, transport=transport
+    )
+
+
 def closed_port() -> int:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -111,14 +120,13 @@ def closed_port() -> int:
 
 
 @pytest.mark.anyio
-async def test_client_fails_fast_while_the_server_is_unreachable() -> None:
+async def test_client_fails_fast_while_the_server_is_unreachable(
+    transport: FaultTransport,
+) -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(failure_threshold=2, reset_timeout=30, clock=clock)
-    transport = FaultTransport()
     url = f"http://127.0.0.1:{closed_port()}"
-    async with DroplineClient(
-        url, ApiKeyCredentials("dlk_x"), retry=NO_RETRY, breaker=breaker, transport=transport
-    ) as client:
+    async with no_retry_client(url, "dlk_x", breaker, transport) as client:
         for _ in range(2):
             with pytest.raises(UnavailableError) as caught:
                 await client.me()
@@ -131,19 +139,12 @@ async def test_client_fails_fast_while_the_server_is_unreachable() -> None:
 
 @pytest.mark.anyio
 async def test_breaker_closes_when_the_server_answers_the_probe(
-    live_server: LiveServer, api_key: str
+    live_server: LiveServer, api_key: str, transport: FaultTransport
 ) -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(failure_threshold=2, reset_timeout=30, clock=clock)
-    transport = FaultTransport()
     transport.inject(route("GET", "/api/v1/me"), times=2, status=503, slug="unavailable")
-    async with DroplineClient(
-        live_server.url,
-        ApiKeyCredentials(api_key),
-        retry=NO_RETRY,
-        breaker=breaker,
-        transport=transport,
-    ) as client:
+    async with no_retry_client(live_server.url, api_key, breaker, transport) as client:
         for _ in range(2):
             with pytest.raises(UnavailableError):
                 await client.me()
@@ -157,18 +158,11 @@ async def test_breaker_closes_when_the_server_answers_the_probe(
 
 @pytest.mark.anyio
 async def test_permanent_errors_do_not_trip_the_breaker(
-    live_server: LiveServer, api_key: str
+    live_server: LiveServer, api_key: str, transport: FaultTransport
 ) -> None:
     breaker = CircuitBreaker(failure_threshold=1, clock=FakeClock())
-    transport = FaultTransport()
     transport.inject(route("GET", "/api/v1/me"), times=3, status=404, slug="not-found")
-    async with DroplineClient(
-        live_server.url,
-        ApiKeyCredentials(api_key),
-        retry=NO_RETRY,
-        breaker=breaker,
-        transport=transport,
-    ) as client:
+    async with no_retry_client(live_server.url, api_key, breaker, transport) as client:
         for _ in range(3):
             with pytest.raises(NotFoundError):
                 await client.me()
@@ -178,20 +172,13 @@ async def test_permanent_errors_do_not_trip_the_breaker(
 
 @pytest.mark.anyio
 async def test_after_an_outage_the_long_poll_probes_with_a_quick_call(
-    live_server: LiveServer, api_key: str
+    live_server: LiveServer, api_key: str, transport: FaultTransport
 ) -> None:
     # A long-poll as the only probe would keep every other call failing fast for the
     # whole poll; the client probes with a plain page first.
     clock = FakeClock()
     breaker = CircuitBreaker(failure_threshold=1, reset_timeout=30, clock=clock)
-    transport = FaultTransport()
-    async with DroplineClient(
-        live_server.url,
-        ApiKeyCredentials(api_key),
-        retry=NO_RETRY,
-        breaker=breaker,
-        transport=transport,
-    ) as client:
+    async with no_retry_client(live_server.url, api_key, breaker, transport) as client:
         cursor = await client.latest_cursor()
         await client.create_folder("/while-offline")
         transport.inject(route("GET", "/api/v1/me"), status=503, slug="unavailable")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -27,14 +26,6 @@ from dropline.sdk.retry import RetryPolicy
 from dropline.sdk.wire import chunk_checksum
 from tests.support.faults import FaultTransport, route
 from tests.support.live import LiveServer
-
-FAST = RetryPolicy(attempts=3, initial=0.01, maximum=0.05)
-
-
-@pytest.fixture
-async def api(live_server: LiveServer, api_key: str) -> AsyncIterator[DroplineClient]:
-    async with DroplineClient(live_server.url, ApiKeyCredentials(api_key), retry=FAST) as client:
-        yield client
 
 
 async def put(api: DroplineClient, path: str, data: bytes, **kwargs: str) -> Entry:
@@ -129,35 +120,31 @@ async def test_delete_honours_if_rev(api: DroplineClient) -> None:
 
 
 @pytest.mark.anyio
-async def test_lost_delete_answer_counts_as_deleted(live_server: LiveServer, api_key: str) -> None:
-    transport = FaultTransport()
-    async with DroplineClient(
-        live_server.url, ApiKeyCredentials(api_key), retry=FAST, transport=transport
-    ) as client:
-        entry = await put(client, "/lost.txt", b"x")
-        # The server deletes it, but the answer never arrives; the replay finds nothing.
-        transport.inject(route("DELETE", "/api/v1/files/"), forward_first=True, exc=httpx.ReadError)
-        await client.delete(entry.id)
-        assert transport.count("DELETE") == 2
-        with pytest.raises(NotFoundError):
-            await client.get(entry.id)
-        with pytest.raises(NotFoundError):
-            await client.delete(entry.id)  # a plain second delete still says so
+async def test_lost_delete_answer_counts_as_deleted(
+    api: DroplineClient, transport: FaultTransport
+) -> None:
+    entry = await put(api, "/lost.txt", b"x")
+    # The server deletes it, but the answer never arrives; the replay finds nothing.
+    transport.inject(route("DELETE", "/api/v1/files/"), forward_first=True, exc=httpx.ReadError)
+    await api.delete(entry.id)
+    assert transport.count("DELETE") == 2
+    with pytest.raises(NotFoundError):
+        await api.get(entry.id)
+    with pytest.raises(NotFoundError):
+        await api.delete(entry.id)  # a plain second delete still says so
 
 
 @pytest.mark.anyio
-async def test_lost_move_answer_is_not_replayed(live_server: LiveServer, api_key: str) -> None:
-    transport = FaultTransport()
-    async with DroplineClient(
-        live_server.url, ApiKeyCredentials(api_key), retry=FAST, transport=transport
-    ) as client:
-        entry = await put(client, "/m.txt", b"x")
-        transport.inject(route("PATCH", "/api/v1/files/"), forward_first=True, exc=httpx.ReadError)
-        with pytest.raises(Exception) as caught:
-            await client.move(entry.id, "/n.txt", if_rev=entry.rev)
-        assert getattr(caught.value, "retryable", False)
-        assert transport.count("PATCH") == 1
-        assert (await client.get(entry.id)).path == "/n.txt"
+async def test_lost_move_answer_is_not_replayed(
+    api: DroplineClient, transport: FaultTransport
+) -> None:
+    entry = await put(api, "/m.txt", b"x")
+    transport.inject(route("PATCH", "/api/v1/files/"), forward_first=True, exc=httpx.ReadError)
+    with pytest.raises(Exception) as caught:
+        await api.move(entry.id, "/n.txt", if_rev=entry.rev)
+    assert getattr(caught.value, "retryable", False)
+    assert transport.count("PATCH") == 1
+    assert (await api.get(entry.id)).path == "/n.txt"
 
 
 @pytest.mark.anyio

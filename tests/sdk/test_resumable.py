@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -13,18 +12,16 @@ import pytest
 
 from dropline.sdk import resumable
 from dropline.sdk.client import DroplineClient
-from dropline.sdk.credentials import ApiKeyCredentials
 from dropline.sdk.errors import IntegrityError, NotFoundError, PreconditionFailedError
 from dropline.sdk.models import Entry
 from dropline.sdk.resumable import default_partial_path, download_file, upload_file
-from dropline.sdk.retry import RetryPolicy
 from tests.support.faults import FaultTransport, route
-from tests.support.live import LiveServer
 
-FAST = RetryPolicy(attempts=4, initial=0.01, maximum=0.05)
 CHUNK = 64 * 1024
 PATCH = route("PATCH", "/api/v1/uploads/")
 CONTENT = route("GET", "/api/v1/files/")
+
+pytestmark = pytest.mark.anyio
 
 
 def sha(data: bytes) -> str:
@@ -39,21 +36,6 @@ def payload(size: int, seed: int = 1) -> bytes:
         block = hashlib.sha256(block).digest()
         out += block
     return bytes(out[:size])
-
-
-@pytest.fixture
-def transport() -> FaultTransport:
-    return FaultTransport()
-
-
-@pytest.fixture
-async def api(
-    live_server: LiveServer, api_key: str, transport: FaultTransport
-) -> AsyncIterator[DroplineClient]:
-    async with DroplineClient(
-        live_server.url, ApiKeyCredentials(api_key), retry=FAST, transport=transport
-    ) as client:
-        yield client
 
 
 def content_gets(transport: FaultTransport) -> int:
@@ -75,7 +57,6 @@ async def read_remote(api: DroplineClient, entry: Entry) -> bytes:
 # -- upload ---------------------------------------------------------------------------
 
 
-@pytest.mark.anyio
 async def test_small_file_goes_up_in_one_request(
     api: DroplineClient, transport: FaultTransport, tmp_path: Path
 ) -> None:
@@ -91,7 +72,6 @@ async def test_small_file_goes_up_in_one_request(
     assert await read_remote(api, entry) == data
 
 
-@pytest.mark.anyio
 async def test_small_upload_takes_its_entry_from_the_answer(
     api: DroplineClient, transport: FaultTransport, tmp_path: Path
 ) -> None:
@@ -120,7 +100,6 @@ class ReadCounter:
         monkeypatch.setattr(resumable, "sha256_file", no_prehash)
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("size", [0, 1000, CHUNK, 5 * CHUNK + 17])
 async def test_without_a_known_hash_every_byte_is_read_once(
     api: DroplineClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
@@ -134,7 +113,6 @@ async def test_without_a_known_hash_every_byte_is_read_once(
     assert await read_remote(api, entry) == data
 
 
-@pytest.mark.anyio
 async def test_a_known_hash_is_not_computed_again(
     api: DroplineClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -146,7 +124,6 @@ async def test_a_known_hash_is_not_computed_again(
     assert reads.bytes == len(data)
 
 
-@pytest.mark.anyio
 async def test_a_file_changed_during_a_hash_as_you_go_upload_is_not_published(
     api: DroplineClient, transport: FaultTransport, tmp_path: Path
 ) -> None:
@@ -164,7 +141,6 @@ async def test_a_file_changed_during_a_hash_as_you_go_upload_is_not_published(
     assert transport.count("DELETE", "/api/v1/uploads/") == 1  # the upload was terminated
 
 
-@pytest.mark.anyio
 async def test_resuming_an_undeclared_upload_over_changed_bytes_publishes_nothing(
     api: DroplineClient, tmp_path: Path
 ) -> None:
@@ -184,7 +160,6 @@ async def test_resuming_an_undeclared_upload_over_changed_bytes_publishes_nothin
     assert await read_remote(api, entry) == new
 
 
-@pytest.mark.anyio
 async def test_large_file_goes_up_in_checksummed_chunks_with_progress(
     api: DroplineClient, transport: FaultTransport, tmp_path: Path
 ) -> None:
@@ -213,7 +188,6 @@ async def test_large_file_goes_up_in_checksummed_chunks_with_progress(
     assert await read_remote(api, entry) == data
 
 
-@pytest.mark.anyio
 async def test_given_hash_is_trusted_and_checked_by_the_server(
     api: DroplineClient, tmp_path: Path
 ) -> None:
@@ -224,7 +198,6 @@ async def test_given_hash_is_trusted_and_checked_by_the_server(
         await api.metadata("/f.txt")
 
 
-@pytest.mark.anyio
 async def test_connection_cut_mid_chunk_resumes_at_the_server_offset(
     api: DroplineClient, transport: FaultTransport, tmp_path: Path
 ) -> None:
@@ -247,7 +220,6 @@ async def test_connection_cut_mid_chunk_resumes_at_the_server_offset(
     assert transport.body_bytes["PATCH"] <= len(data) + CHUNK  # at most one chunk again
 
 
-@pytest.mark.anyio
 async def test_lost_answer_to_a_chunk_is_recovered_by_asking_the_offset(
     api: DroplineClient, transport: FaultTransport, tmp_path: Path
 ) -> None:
@@ -259,7 +231,6 @@ async def test_lost_answer_to_a_chunk_is_recovered_by_asking_the_offset(
     assert transport.body_bytes["PATCH"] == len(data)  # the applied chunk was not sent again
 
 
-@pytest.mark.anyio
 async def test_corrupted_chunk_is_sent_again(
     api: DroplineClient, transport: FaultTransport, tmp_path: Path
 ) -> None:
@@ -271,7 +242,6 @@ async def test_corrupted_chunk_is_sent_again(
     assert transport.count("PATCH") == 4
 
 
-@pytest.mark.anyio
 async def test_restart_resumes_from_the_saved_url_without_resending(
     api: DroplineClient, transport: FaultTransport, tmp_path: Path
 ) -> None:
@@ -299,7 +269,6 @@ async def test_restart_resumes_from_the_saved_url_without_resending(
     assert await read_remote(api, entry) == data
 
 
-@pytest.mark.anyio
 async def test_resume_after_the_last_chunk_landed_sends_nothing(
     api: DroplineClient, transport: FaultTransport, tmp_path: Path
 ) -> None:
@@ -314,7 +283,6 @@ async def test_resume_after_the_last_chunk_landed_sends_nothing(
     assert transport.count("POST", "/api/v1/uploads") == 1
 
 
-@pytest.mark.anyio
 async def test_resume_of_a_gone_upload_starts_a_new_one(
     api: DroplineClient, tmp_path: Path
 ) -> None:
@@ -330,7 +298,6 @@ async def test_resume_of_a_gone_upload_starts_a_new_one(
     assert len(sessions) == 1 and sessions[0] != old.url
 
 
-@pytest.mark.anyio
 async def test_resume_of_an_upload_for_other_content_starts_again(
     api: DroplineClient, tmp_path: Path
 ) -> None:
@@ -347,7 +314,6 @@ async def test_resume_of_an_upload_for_other_content_starts_again(
         await api.upload_offset(old.url)  # the stale one was terminated
 
 
-@pytest.mark.anyio
 async def test_resume_of_an_upload_of_same_size_but_other_bytes_starts_again(
     api: DroplineClient, transport: FaultTransport, tmp_path: Path
 ) -> None:
@@ -364,7 +330,6 @@ async def test_resume_of_an_upload_of_same_size_but_other_bytes_starts_again(
     assert await read_remote(api, entry) == new_data
 
 
-@pytest.mark.anyio
 async def test_file_shrinking_during_upload_is_an_integrity_error(
     api: DroplineClient, tmp_path: Path
 ) -> None:
@@ -404,7 +369,6 @@ async def remote(api: DroplineClient) -> tuple[Entry, bytes]:
     return await api.get(session.entry_id), data
 
 
-@pytest.mark.anyio
 async def test_download_lands_verified_with_its_mtime(
     api: DroplineClient, remote: tuple[Entry, bytes], tmp_path: Path
 ) -> None:
@@ -418,7 +382,6 @@ async def test_download_lands_verified_with_its_mtime(
     assert progress[-1] == len(data)
 
 
-@pytest.mark.anyio
 async def test_download_resumes_a_partial_file_byte_exact(
     api: DroplineClient, transport: FaultTransport, remote: tuple[Entry, bytes], tmp_path: Path
 ) -> None:
@@ -435,7 +398,6 @@ async def test_download_resumes_a_partial_file_byte_exact(
     assert not partial.exists()
 
 
-@pytest.mark.anyio
 async def test_download_cut_midway_resumes_from_what_arrived(
     api: DroplineClient, transport: FaultTransport, remote: tuple[Entry, bytes], tmp_path: Path
 ) -> None:
@@ -450,7 +412,6 @@ async def test_download_cut_midway_resumes_from_what_arrived(
     assert second_start == 2 * CHUNK + 5  # the second request started where the cut was
 
 
-@pytest.mark.anyio
 async def test_corrupt_partial_prefix_is_caught_and_fetched_whole(
     api: DroplineClient, remote: tuple[Entry, bytes], tmp_path: Path
 ) -> None:
@@ -463,7 +424,6 @@ async def test_corrupt_partial_prefix_is_caught_and_fetched_whole(
     assert dest.read_bytes() == data
 
 
-@pytest.mark.anyio
 async def test_hash_mismatch_keeps_nothing(
     api: DroplineClient, remote: tuple[Entry, bytes], tmp_path: Path
 ) -> None:
@@ -477,7 +437,6 @@ async def test_hash_mismatch_keeps_nothing(
     assert not default_partial_path(dest).exists()
 
 
-@pytest.mark.anyio
 async def test_entry_changed_on_the_server_is_not_downloaded(
     api: DroplineClient, remote: tuple[Entry, bytes], tmp_path: Path
 ) -> None:
@@ -490,7 +449,6 @@ async def test_entry_changed_on_the_server_is_not_downloaded(
     assert not dest.exists()
 
 
-@pytest.mark.anyio
 async def test_partial_longer_than_the_file_is_discarded(
     api: DroplineClient, remote: tuple[Entry, bytes], tmp_path: Path
 ) -> None:
@@ -501,7 +459,6 @@ async def test_partial_longer_than_the_file_is_discarded(
     assert dest.read_bytes() == data
 
 
-@pytest.mark.anyio
 async def test_complete_partial_is_verified_without_downloading(
     api: DroplineClient, transport: FaultTransport, remote: tuple[Entry, bytes], tmp_path: Path
 ) -> None:
@@ -513,7 +470,6 @@ async def test_complete_partial_is_verified_without_downloading(
     assert content_gets(transport) == 0
 
 
-@pytest.mark.anyio
 async def test_empty_file_and_custom_commit(api: DroplineClient, tmp_path: Path) -> None:
     session = await api.create_upload("/empty.txt", 0, sha256=sha(b""))
     entry = await api.get(str(session.entry_id))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dropline.server.settings import Settings
+from tests.support.browser import pkce_tokens
 from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Receiver
 
@@ -27,6 +29,13 @@ def live_server(server_settings: Settings) -> Iterator[LiveServer]:
 @pytest.fixture
 def api_key(live_server: LiveServer) -> str:
     return live_server.new_key()
+
+
+@pytest.fixture
+def signed_in(live_server: LiveServer) -> dict[str, Any]:
+    """The tokens of carol@example.com (acme), signed in through the desktop (PKCE) flow."""
+    live_server.new_key(tenant="acme", email="carol@example.com")
+    return pkce_tokens(live_server.url, "carol@example.com")
 
 
 @pytest.fixture

@@ -7,11 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dropline.agent.control import AgentNotRunning, ControlClient, ControlError
 from dropline.agent.paths import AgentPaths
+from tests.support.receiver import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +52,17 @@ class AgentEnv:
         )
         env.update(self.extra_env)
         return env
+
+    def use_scripted_browser(self, email: str, password: str, log: Path) -> None:
+        """The browser the agent opens signs in as ``email`` and follows the redirect."""
+        self.extra_env.update(
+            {
+                "BROWSER": f"{sys.executable} {ROOT}/tests/agent/scripted_browser.py %s",
+                "DROPLINE_TEST_EMAIL": email,
+                "DROPLINE_TEST_PASSWORD": password,
+                "DROPLINE_TEST_BROWSER_LOG": str(log),
+            }
+        )
 
     def write_config(self, text: str) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -114,12 +128,6 @@ class AgentEnv:
         return path.read_text() if path.exists() else ""
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy (30 s by default for an agent)."""
+    return wait_until(predicate, timeout, interval)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urljoin
@@ -14,7 +13,8 @@ import pytest
 
 from dropline.agent.signin import BrowserSignIn, SignInError
 from tests.agent.scripted_browser import FormParser
-from tests.agent.support import ROOT, AgentEnv, wait_for
+from tests.agent.support import AgentEnv, wait_for
+from tests.support.browser import refresh_grant
 from tests.support.live import LiveServer
 
 EMAIL = "alice@example.com"
@@ -27,14 +27,7 @@ def env(tmp_path: Path, live_server: LiveServer) -> Iterator[AgentEnv]:
     live_server.new_key(email=EMAIL, password=PASSWORD)  # creates the tenant and the user
     e = AgentEnv(tmp_path)
     e.write_config(f'server_url = "{live_server.url}"\n')
-    e.extra_env.update(
-        {
-            "BROWSER": f"{sys.executable} {ROOT}/tests/agent/scripted_browser.py %s",
-            "DROPLINE_TEST_EMAIL": EMAIL,
-            "DROPLINE_TEST_PASSWORD": PASSWORD,
-            "DROPLINE_TEST_BROWSER_LOG": str(tmp_path / "browser.log"),
-        }
-    )
+    e.use_scripted_browser(EMAIL, PASSWORD, tmp_path / "browser.log")
     yield e
     e.stop()
 
@@ -44,17 +37,6 @@ def stored_refresh(env: AgentEnv, url: str) -> str | None:
         return None
     entries: dict[str, str] = json.loads(env.keyring_file.read_text())
     return entries.get(f"dropline {url}\n{REFRESH_USER}")
-
-
-def refresh_answer(url: str, token: str) -> httpx.Response:
-    return httpx.post(
-        f"{url}/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token,
-            "client_id": "dropline-desktop",
-        },
-    )
 
 
 def test_browser_login_through_the_running_agent(
@@ -71,7 +53,7 @@ def test_browser_login_through_the_running_agent(
     with env.client() as c:
         assert c.signin_state()["state"] == "signed_in"
     assert token not in env.log_text()
-    assert refresh_answer(live_server.url, token).status_code == 200
+    assert refresh_grant(live_server.url, token).status_code == 200
 
 
 def test_browser_login_with_the_agent_stopped_fills_the_keyring(
@@ -80,7 +62,7 @@ def test_browser_login_with_the_agent_stopped_fills_the_keyring(
     result = env.cli("login")
     assert result.code == 0, result.err
     token = stored_refresh(env, live_server.url)
-    assert token and refresh_answer(live_server.url, token).status_code == 200
+    assert token and refresh_grant(live_server.url, token).status_code == 200
 
 
 def test_device_login_through_the_control_socket(env: AgentEnv, live_server: LiveServer) -> None:
@@ -107,7 +89,7 @@ def test_device_login_through_the_control_socket(env: AgentEnv, live_server: Liv
         final = wait_for(lambda: (s := c.signin_state())["state"] != "pending" and s, timeout=60)
     assert final["state"] == "signed_in", final
     token = stored_refresh(env, live_server.url)
-    assert token and refresh_answer(live_server.url, token).status_code == 200
+    assert token and refresh_grant(live_server.url, token).status_code == 200
 
 
 def test_logout_revokes_the_sign_in_at_the_server(env: AgentEnv, live_server: LiveServer) -> None:
@@ -118,7 +100,7 @@ def test_logout_revokes_the_sign_in_at_the_server(env: AgentEnv, live_server: Li
     result = env.cli("logout")
     assert result.code == 0, result.err
     assert stored_refresh(env, live_server.url) is None
-    answer = refresh_answer(live_server.url, token)
+    answer = refresh_grant(live_server.url, token)
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
     with env.client() as c:
         assert c.status()["state"] == "signed_out"

@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.docs import ROOT, doc_block, example_env, run_example
 from tests.support.live import LiveServer
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def sdk_example() -> str:
-    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
-    match = re.search(
-        r"<!-- sdk-example:start -->\s*```python\n(.*?)```\s*<!-- sdk-example:end -->", text, re.S
-    )
-    assert match, "docs/api.md has no SDK example between its markers"
-    return match.group(1)
+def run_sdk_example(url: str, key: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The example, run by this Python with the SDK importable from the checkout."""
+    env = example_env(url, key, PYTHONPATH=str(ROOT))
+    return run_example([sys.executable, "-c", doc_block("sdk-example", "python")], cwd, env)
 
 
 def test_the_documented_example_runs_as_written(
     live_server: LiveServer, api_key: str, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        "DROPLINE_URL": live_server.url,
-        "DROPLINE_API_KEY": api_key,
-        "PYTHONPATH": str(ROOT),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", sdk_example()],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_sdk_example(live_server.url, api_key, tmp_path)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "signed in as alice@example.com" in out
@@ -53,20 +35,7 @@ def test_the_documented_example_runs_as_written(
 def test_the_example_reports_a_bad_key_in_one_readable_line(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        "DROPLINE_URL": live_server.url,
-        "DROPLINE_API_KEY": "dlk_not_a_real_key",
-        "PYTHONPATH": str(ROOT),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", sdk_example()],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_sdk_example(live_server.url, "dlk_not_a_real_key", tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "Invalid credentials: the credential is unknown, expired or revoked"

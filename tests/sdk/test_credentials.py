@@ -23,7 +23,7 @@ from dropline.sdk.client import DroplineClient
 from dropline.sdk.credentials import ApiKeyCredentials, OAuthCredentials
 from dropline.sdk.errors import AuthenticationError, UnavailableError
 from dropline.sdk.retry import RetryPolicy
-from tests.support.browser import pkce_tokens
+from tests.support.browser import refresh_grant
 from tests.support.live import LiveServer
 
 CLIENT_ID = "dropline-agent"
@@ -329,12 +329,6 @@ async def test_api_key_authenticates_against_the_real_server(
 # -- against the real server's OAuth endpoints ------------------------------------------
 
 
-@pytest.fixture
-def signed_in(live_server: LiveServer) -> dict[str, Any]:
-    live_server.new_key(tenant="acme", email="carol@example.com")
-    return pkce_tokens(live_server.url, "carol@example.com")
-
-
 def real_oauth(
     live: LiveServer, tokens: dict[str, Any], *, access: str | None, expires_at: float | None
 ) -> tuple[OAuthCredentials, Rotations]:
@@ -404,14 +398,7 @@ async def test_real_server_concurrent_requests_never_reuse_a_refresh_token(
 async def test_real_server_revoked_sign_in_is_an_authentication_error(
     live_server: LiveServer, signed_in: dict[str, Any]
 ) -> None:
-    spend = httpx.post(
-        live_server.url + "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": signed_in["refresh_token"],
-            "client_id": "dropline-desktop",
-        },
-    )
+    spend = refresh_grant(live_server.url, signed_in["refresh_token"])
     assert spend.status_code == 200
     # The SDK still holds the spent token (say, its store failed): reuse revokes all.
     creds, rotations = real_oauth(live_server, signed_in, access=None, expires_at=None)

@@ -1,4 +1,5 @@
-"""Fixtures for the server tests: API clients for several users of the live server."""
+"""Fixtures for the server tests: API clients for several users of the live server, and
+alice's client of the ops server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.server.ops_helpers import ops_client
 from tests.support.live import LiveServer
 
 
@@ -24,6 +26,13 @@ def api_client(
 @pytest.fixture
 def client(live_server: LiveServer) -> Iterator[httpx.Client]:
     with api_client(live_server) as c:
+        yield c
+
+
+@pytest.fixture
+def alice(ops_server: LiveServer) -> Iterator[httpx.Client]:
+    """alice's client of the ops server, with the files, transfers and webhooks scopes."""
+    with ops_client(ops_server) as c:
         yield c
 
 

@@ -162,6 +162,19 @@ def pkce_tokens(
     return tokens
 
 
+def refresh_grant(base: str, refresh_token: str, **form: str) -> httpx.Response:
+    """The refresh_token grant at /oauth/token as the desktop client; ``form`` adds fields."""
+    return httpx.post(
+        f"{base}/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": "dropline-desktop",
+            **form,
+        },
+    )
+
+
 @contextmanager
 def browser(base: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base) as client:

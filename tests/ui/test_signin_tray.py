@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urljoin
@@ -13,7 +12,7 @@ from PySide6.QtGui import QAction
 from pytestqt.qtbot import QtBot
 
 from tests.agent.scripted_browser import FormParser
-from tests.agent.support import ROOT, AgentEnv
+from tests.agent.support import AgentEnv
 from tests.support.live import LiveServer
 from tests.ui.support import WAIT_MS, tray_for, write_agent_config
 
@@ -27,14 +26,7 @@ def env(tmp_path: Path, live_server: LiveServer) -> Iterator[AgentEnv]:
     e = AgentEnv(tmp_path)
     write_agent_config(e, live_server.url, {"/Reports": tmp_path / "Reports"})
     # The agent opens "the browser" itself; this one signs in as alice and follows the redirect.
-    e.extra_env.update(
-        {
-            "BROWSER": f"{sys.executable} {ROOT}/tests/agent/scripted_browser.py %s",
-            "DROPLINE_TEST_EMAIL": EMAIL,
-            "DROPLINE_TEST_PASSWORD": PASSWORD,
-            "DROPLINE_TEST_BROWSER_LOG": str(tmp_path / "browser.log"),
-        }
-    )
+    e.use_scripted_browser(EMAIL, PASSWORD, tmp_path / "browser.log")
     yield e
     e.stop()
 

@@ -36,6 +36,20 @@ def cli(
     return done
 
 
+def add_robot(data: Path) -> None:
+    """robot@acme.example: a user of acme without a password, for keys and service clients."""
+    cli(
+        data,
+        "users",
+        "create",
+        "--tenant",
+        "acme",
+        "--email",
+        "robot@acme.example",
+        "--no-password",
+    )
+
+
 def commands() -> list[str]:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -62,16 +76,7 @@ def test_account_and_key_commands(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cli(data, "tenants", "create", "acme")
     cli(data, "users", "create", "--tenant", "acme", "--email", "it@acme.example", "--super-admin")
-    cli(
-        data,
-        "users",
-        "create",
-        "--tenant",
-        "acme",
-        "--email",
-        "robot@acme.example",
-        "--no-password",
-    )
+    add_robot(data)
     assert [t["name"] for t in json.loads(cli(data, "tenants", "list").stdout)] == ["acme"]
     users = json.loads(cli(data, "users", "list", "--tenant", "acme").stdout)
     assert {u["email"]: u["is_admin"] for u in users} == {
@@ -122,16 +127,7 @@ def test_account_and_key_commands(tmp_path: Path) -> None:
 def test_security_commands(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cli(data, "tenants", "create", "acme")
-    cli(
-        data,
-        "users",
-        "create",
-        "--tenant",
-        "acme",
-        "--email",
-        "robot@acme.example",
-        "--no-password",
-    )
+    add_robot(data)
 
     client = json.loads(
         cli(

@@ -141,15 +141,9 @@ def comparable(r: httpx.Response) -> tuple[int, Any]:
     return r.status_code, body
 
 
-def test_tenant_b_gets_404_for_every_object_of_tenant_a(
-    ops_server: LiveServer, tenants: tuple[httpx.Client, httpx.Client]
-) -> None:
-    a, b = tenants
-    owned = objects_of(a, ops_server)
-    made_up = {
-        name: str(uuid.uuid4()) if name != "upload_id" else uuid.uuid4().hex for name in owned
-    }
-    before = {
+def state_of(a: httpx.Client, owned: dict[str, str]) -> dict[str, Any]:
+    """What tenant A sees of its objects, to show tenant B's requests changed none of them."""
+    return {
         "file": a.get(f"/api/v1/files/{owned['entry_id']}").json(),
         "upload": a.head(f"/api/v1/uploads/{owned['upload_id']}").headers["upload-offset"],
         "policy": a.get(f"/api/v1/admin/users/{owned['user_id']}/policy").json(),
@@ -158,6 +152,17 @@ def test_tenant_b_gets_404_for_every_object_of_tenant_a(
         "certs": a.get("/api/v1/admin/client-certs").json(),
         "hook": a.get(f"/api/v1/webhooks/{owned['webhook_id']}").json(),
     }
+
+
+def test_tenant_b_gets_404_for_every_object_of_tenant_a(
+    ops_server: LiveServer, tenants: tuple[httpx.Client, httpx.Client]
+) -> None:
+    a, b = tenants
+    owned = objects_of(a, ops_server)
+    made_up = {
+        name: str(uuid.uuid4()) if name != "upload_id" else uuid.uuid4().hex for name in owned
+    }
+    before = state_of(a, owned)
     walked = []
     for method, path in api_routes(ops_server.app.routes):  # type: ignore[attr-defined]
         if not path.startswith("/api/v1/") or "{" not in path or path in NOT_TENANT_OBJECTS:
@@ -180,15 +185,7 @@ def test_tenant_b_gets_404_for_every_object_of_tenant_a(
     ):
         assert any(needle in p for _m, p in walked), needle
 
-    after = {
-        "file": a.get(f"/api/v1/files/{owned['entry_id']}").json(),
-        "upload": a.head(f"/api/v1/uploads/{owned['upload_id']}").headers["upload-offset"],
-        "policy": a.get(f"/api/v1/admin/users/{owned['user_id']}/policy").json(),
-        "keys": a.get("/api/v1/admin/api-keys").json(),
-        "clients": a.get("/api/v1/admin/clients").json(),
-        "certs": a.get("/api/v1/admin/client-certs").json(),
-        "hook": a.get(f"/api/v1/webhooks/{owned['webhook_id']}").json(),
-    }
+    after = state_of(a, owned)
     assert after == before
 
 

@@ -4,10 +4,8 @@ upload and download bytes, active long-polls, webhook outcomes and transfer stat
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.server.ops_helpers import (
@@ -36,12 +34,6 @@ def scrape(live: LiveServer) -> tuple[str, Samples]:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-@pytest.fixture
-def alice(ops_server: LiveServer) -> Iterator[httpx.Client]:
-    with ops_client(ops_server) as client:
-        yield client
 
 
 def test_requests_are_counted_and_timed_by_route_template(

@@ -4,37 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import httpx
 
+from tests.support.docs import doc_block, example_env, run_shell
 from tests.support.live import LiveServer
-
-API_GUIDE = Path(__file__).resolve().parents[3] / "docs" / "api.md"
-
-
-def walkthrough_script() -> str:
-    text = API_GUIDE.read_text(encoding="utf-8")
-    block = text.split("<!-- walkthrough:start -->", 1)[1].split("<!-- walkthrough:end -->", 1)[0]
-    return block.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
 def test_the_documented_walkthrough_works_as_written(
-    live_server: LiveServer, client: httpx.Client, tmp_path: Path
+    live_server: LiveServer, api_key: str, client: httpx.Client, tmp_path: Path
 ) -> None:
-    key = client.headers["Authorization"].split(" ", 1)[1]
-    env = {**os.environ, "DROPLINE_URL": live_server.url, "DROPLINE_API_KEY": key}
-    run = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", walkthrough_script()],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = example_env(live_server.url, api_key)
+    run = run_shell(doc_block("walkthrough"), tmp_path, env)
     assert run.returncode == 0, run.stderr
     out = run.stdout
     assert "PATCH 204" in out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,26 +16,18 @@ import trustme
 from dropline.server.settings import Settings
 from tests.server.identity.test_oauth_device import enter_code
 from tests.support.browser import PASSWORD
+from tests.support.docs import doc_block, run_shell
 from tests.support.live import LiveServer, running_server
 
-API_GUIDE = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 EMAIL = "alice@acme.example"
-
-
-def block(name: str) -> str:
-    text = API_GUIDE.read_text(encoding="utf-8")
-    part = text.split(f"<!-- signin:{name}:start -->", 1)[1].split(
-        f"<!-- signin:{name}:end -->", 1
-    )[0]
-    return part.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
 def run(name: str, live: LiveServer, cwd: Path, **env: str) -> str:
     bin_dir = str(Path(sys.executable).parent)  # dropline-server from this environment
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block(name)],
-        cwd=cwd,
-        env={
+    done = run_shell(
+        doc_block(f"signin:{name}"),
+        cwd,
+        {
             **os.environ,
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "DROPLINE_URL": live.url,
@@ -45,9 +36,6 @@ def run(name: str, live: LiveServer, cwd: Path, **env: str) -> str:
             "PASSWORD": PASSWORD,
             **env,
         },
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert done.returncode == 0, done.stderr + done.stdout
     return done.stdout

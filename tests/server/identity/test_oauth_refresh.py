@@ -7,101 +7,73 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.browser import pkce_tokens
+from tests.support.browser import refresh_grant
 from tests.support.live import LiveServer
 
 
-@pytest.fixture
-def tokens(live_server: LiveServer) -> dict[str, Any]:
-    live_server.new_key(tenant="acme", email="carol@example.com")
-    return pkce_tokens(live_server.url, "carol@example.com")
-
-
 def refresh(live: LiveServer, refresh_token: str) -> httpx.Response:
-    return httpx.post(
-        live.url + "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
-            "client_id": "dropline-desktop",
-        },
-    )
+    return refresh_grant(live.url, refresh_token)
 
 
 def me(live: LiveServer, access_token: str) -> httpx.Response:
     return httpx.get(live.url + "/api/v1/me", headers={"Authorization": f"Bearer {access_token}"})
 
 
-def test_refresh_rotates_both_tokens(live_server: LiveServer, tokens: dict[str, Any]) -> None:
-    first = refresh(live_server, tokens["refresh_token"])
+def test_refresh_rotates_both_tokens(live_server: LiveServer, signed_in: dict[str, Any]) -> None:
+    first = refresh(live_server, signed_in["refresh_token"])
     assert first.status_code == 200, first.text
     new = first.json()
-    assert new["refresh_token"] != tokens["refresh_token"]
-    assert new["access_token"] != tokens["access_token"]
-    assert new["scope"] == tokens["scope"]
+    assert new["refresh_token"] != signed_in["refresh_token"]
+    assert new["access_token"] != signed_in["access_token"]
+    assert new["scope"] == signed_in["scope"]
     assert me(live_server, new["access_token"]).status_code == 200
     second = refresh(live_server, new["refresh_token"])
     assert second.status_code == 200
 
 
 def test_reusing_a_spent_refresh_token_revokes_the_whole_family(
-    live_server: LiveServer, tokens: dict[str, Any]
+    live_server: LiveServer, signed_in: dict[str, Any]
 ) -> None:
-    rotated = refresh(live_server, tokens["refresh_token"]).json()
+    rotated = refresh(live_server, signed_in["refresh_token"]).json()
     assert me(live_server, rotated["access_token"]).status_code == 200
 
-    replay = refresh(live_server, tokens["refresh_token"])
+    replay = refresh(live_server, signed_in["refresh_token"])
     assert replay.status_code == 400
     assert replay.json()["error"] == "invalid_grant"
 
     # Everything of that sign-in is dead: the new refresh token and every access token.
     assert refresh(live_server, rotated["refresh_token"]).json()["error"] == "invalid_grant"
-    for access in (tokens["access_token"], rotated["access_token"]):
+    for access in (signed_in["access_token"], rotated["access_token"]):
         r = me(live_server, access)
         assert r.status_code == 401
         assert 'error="invalid_token"' in r.headers["www-authenticate"]
 
 
-def test_refresh_cannot_widen_the_scope(live_server: LiveServer, tokens: dict[str, Any]) -> None:
-    r = httpx.post(
-        live_server.url + "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": "dropline-desktop",
-            "scope": "files:read admin",
-        },
-    )
+def test_refresh_cannot_widen_the_scope(live_server: LiveServer, signed_in: dict[str, Any]) -> None:
+    r = refresh_grant(live_server.url, signed_in["refresh_token"], scope="files:read admin")
     assert r.status_code == 400
     assert r.json()["error"] == "invalid_scope"
 
 
 def test_a_refresh_token_is_bound_to_its_client(
-    live_server: LiveServer, tokens: dict[str, Any]
+    live_server: LiveServer, signed_in: dict[str, Any]
 ) -> None:
-    r = httpx.post(
-        live_server.url + "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": "someone-else",
-        },
-    )
+    r = refresh_grant(live_server.url, signed_in["refresh_token"], client_id="someone-else")
     assert r.status_code in (400, 401)
     assert r.json()["error"] == "invalid_client"
 
 
 @pytest.mark.parametrize("which", ["refresh_token", "access_token"])
 def test_revoking_either_token_ends_the_sign_in(
-    live_server: LiveServer, tokens: dict[str, Any], which: str
+    live_server: LiveServer, signed_in: dict[str, Any], which: str
 ) -> None:
     r = httpx.post(
         live_server.url + "/oauth/revoke",
-        data={"token": tokens[which], "token_type_hint": which, "client_id": "dropline-desktop"},
+        data={"token": signed_in[which], "token_type_hint": which, "client_id": "dropline-desktop"},
     )
     assert r.status_code == 200
-    assert me(live_server, tokens["access_token"]).status_code == 401
-    assert refresh(live_server, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+    assert me(live_server, signed_in["access_token"]).status_code == 401
+    assert refresh(live_server, signed_in["refresh_token"]).json()["error"] == "invalid_grant"
 
 
 def test_revoking_an_unknown_token_answers_200(live_server: LiveServer) -> None:

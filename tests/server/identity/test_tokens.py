@@ -13,18 +13,12 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 
-from tests.support.browser import pkce_tokens
+from tests.support.browser import refresh_grant
 from tests.support.live import LiveServer
 
 
 def b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-@pytest.fixture
-def signed_in(live_server: LiveServer) -> dict[str, Any]:
-    live_server.new_key(tenant="acme", email="dave@example.com")
-    return pkce_tokens(live_server.url, "dave@example.com")
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -119,14 +113,7 @@ def test_key_rotation_logs_nobody_out(live_server: LiveServer, signed_in: dict[s
     assert published == {old_kid, new_kid}
     # The token signed before the rotation still works; refreshing gives one signed by the new key.
     assert get_me(live_server, signed_in["access_token"]).status_code == 200
-    refreshed = httpx.post(
-        live_server.url + "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": signed_in["refresh_token"],
-            "client_id": "dropline-desktop",
-        },
-    ).json()
+    refreshed = refresh_grant(live_server.url, signed_in["refresh_token"]).json()
     head = json.loads(base64.urlsafe_b64decode(refreshed["access_token"].split(".")[0] + "=="))
     assert head["kid"] == new_kid
     # Retiring the old key ends only what it signed.

@@ -23,12 +23,6 @@ from tests.support.receiver import Receiver, Reply
 
 
 @pytest.fixture
-def alice(ops_server: LiveServer) -> Iterator[httpx.Client]:
-    with ops_client(ops_server) as client:
-        yield client
-
-
-@pytest.fixture
 def bob(ops_server: LiveServer) -> Iterator[httpx.Client]:
     with ops_client(ops_server, email="bob@example.com") as client:
         yield client

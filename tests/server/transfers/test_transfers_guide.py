@@ -3,43 +3,21 @@ block with bash, the SDK block with this Python."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
 from tests.server.ops_helpers import OPS_SCOPES
+from tests.support.docs import doc_block, example_env, run_example, run_shell
 from tests.support.live import LiveServer
-
-API_GUIDE = Path(__file__).resolve().parents[3] / "docs" / "api.md"
-
-
-def doc_block(name: str, fence: str) -> str:
-    """The fenced block between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
-    text = API_GUIDE.read_text(encoding="utf-8")
-    block = text.split(f"<!-- {name}:start -->", 1)[1].split(f"<!-- {name}:end -->", 1)[0]
-    return block.split(f"```{fence}\n", 1)[1].split("```", 1)[0]
 
 
 def test_the_transfer_examples_work_as_written(ops_server: LiveServer, tmp_path: Path) -> None:
     key = ops_server.new_key(scopes=OPS_SCOPES)
     ops_server.new_key(email="bob@example.com")  # the SDK example's inbox recipient
-    env = {
-        **os.environ,
-        "DROPLINE_URL": ops_server.url,
-        "DROPLINE_API_KEY": key,
-        "RECIPIENT": "bob@example.com",
-    }
-    shell = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", doc_block("transfers-example", "sh")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = example_env(ops_server.url, key, RECIPIENT="bob@example.com")
+    shell = run_shell(doc_block("transfers-example"), tmp_path, env)
     assert shell.returncode == 0, shell.stderr
     assert shell.stdout.splitlines() == [
         "transfer completed",
@@ -51,14 +29,7 @@ def test_the_transfer_examples_work_as_written(ops_server: LiveServer, tmp_path:
 
     script = tmp_path / "transfers_example.py"
     script.write_text(doc_block("transfers-sdk-example", "python"), encoding="utf-8")
-    sdk = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    sdk = run_example([sys.executable, str(script)], tmp_path, env)
     assert sdk.returncode == 0, sdk.stderr
     lines = sdk.stdout.splitlines()
     assert lines[0].startswith("share link: completed " + ops_server.url + "/s/")

@@ -18,12 +18,6 @@ from tests.support.receiver import wait_until
 
 
 @pytest.fixture
-def alice(ops_server: LiveServer) -> Iterator[httpx.Client]:
-    with ops_client(ops_server) as client:
-        yield client
-
-
-@pytest.fixture
 def anonymous(ops_server: LiveServer) -> Iterator[httpx.Client]:
     """Whoever got the link: no API credential at all."""
     with httpx.Client(timeout=30) as client:

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ from dropline.server.guard import policy
 from dropline.server.storage import schema
 from tests.server import tus
 from tests.server.conftest import api_client
+from tests.support.docs import doc_block, example_env, run_shell
 from tests.support.live import LiveServer
 
-API_GUIDE = Path(__file__).resolve().parents[3] / "docs" / "api.md"
 BATCH = "/api/v1/uploads/batch"
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"
 EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 200
@@ -527,27 +526,11 @@ def test_a_batch_needs_a_credential_with_files_write(live_server: LiveServer) ->
 # -- the documented example ----------------------------------------------------------------
 
 
-def batch_example() -> str:
-    text = API_GUIDE.read_text(encoding="utf-8")
-    block = text.split("<!-- batch-example:start -->", 1)[1].split("<!-- batch-example:end -->", 1)[
-        0
-    ]
-    return block.split("```sh\n", 1)[1].split("```", 1)[0]
-
-
 def test_the_documented_curl_example_works_as_written(
-    live_server: LiveServer, client: httpx.Client, tmp_path: Path
+    live_server: LiveServer, api_key: str, client: httpx.Client, tmp_path: Path
 ) -> None:
-    key = client.headers["Authorization"].split(" ", 1)[1]
-    env = {**os.environ, "DROPLINE_URL": live_server.url, "DROPLINE_API_KEY": key}
-    run = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", batch_example()],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = example_env(live_server.url, api_key)
+    run = run_shell(doc_block("batch-example"), tmp_path, env, timeout=60)
     assert run.returncode == 0, run.stderr
     answer = json.loads(run.stdout)
     assert [x["status"] for x in answer["results"]] == [201, 201, 422]

@@ -24,12 +24,6 @@ def verified(secret: str, request: Received) -> dict[str, object]:
     return payload
 
 
-@pytest.fixture
-def alice(ops_server: LiveServer) -> Iterator[httpx.Client]:
-    with ops_client(ops_server) as client:
-        yield client
-
-
 def test_secret_is_shown_at_creation_and_never_again(
     alice: httpx.Client, receiver: Receiver
 ) -> None:

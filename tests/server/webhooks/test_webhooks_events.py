@@ -3,12 +3,10 @@ denials reach a subscribed receiver, signed, each with the event's own data."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import httpx
-import pytest
 from standardwebhooks.webhooks import Webhook
 
 from dropline.server.guard import policy
@@ -25,12 +23,6 @@ from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Receiver
 
 FILE_EVENTS = ["file.uploaded", "file.moved", "file.deleted", "upload.failed"]
-
-
-@pytest.fixture
-def alice(ops_server: LiveServer) -> Iterator[httpx.Client]:
-    with ops_client(ops_server) as client:
-        yield client
 
 
 def received(receiver: Receiver, secret: str, count: int) -> list[dict[str, Any]]:

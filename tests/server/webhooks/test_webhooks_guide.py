@@ -4,7 +4,6 @@ receiver example (a process of its own) verifies and de-duplicates real deliveri
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ import pytest
 
 from dropline.server.settings import Settings
 from tests.server.ops_helpers import OPS_SCOPES, deliveries, upload
-from tests.server.transfers.test_transfers_guide import doc_block
+from tests.support.docs import doc_block, example_env, run_shell
 from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Receiver, wait_until
 
@@ -72,15 +71,8 @@ def test_the_documented_receiver_gets_verified_deliveries(
 ) -> None:
     ops_server = patient_server
     key = ops_server.new_key(scopes=OPS_SCOPES)
-    env = {**os.environ, "DROPLINE_URL": ops_server.url, "DROPLINE_API_KEY": key, "PORT": str(port)}
-    subscribe = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", doc_block("webhooks-example", "sh")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = example_env(ops_server.url, key, PORT=str(port))
+    subscribe = run_shell(doc_block("webhooks-example"), tmp_path, env, timeout=60)
     assert subscribe.returncode == 0, subscribe.stderr
     assert subscribe.stdout.strip() == "webhook.ping"
     webhook = json.loads((tmp_path / "webhook.json").read_text())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
@@ -28,7 +27,6 @@ from dropline.server.files.names import (
 )
 from dropline.server.files.publishing import check_target, publish_in
 from dropline.server.files.records import (
-    CREATED,
     DELETED,
     FILE,
     FOLDER,
@@ -158,19 +156,7 @@ class FileService:
                     return existing, False
                 raise Problem("already-exists", f"a file is already at {path}")
             parent_id = self.rows.ensure_parents(conn, principal, path, now)
-            folder = Entry(
-                id=str(uuid.uuid4()),
-                name=split_path(path)[1],
-                path=path,
-                type=FOLDER,
-                size=0,
-                sha256=None,
-                rev=new_rev(),
-                mtime=now,
-                parent_id=parent_id,
-            )
-            self.rows.insert(conn, principal, folder, now)
-            self.rows.record(conn, principal, CREATED, folder, now)
+            folder = self.rows.new_folder(conn, principal, path, parent_id, now)
         self._notify(principal)
         return folder, True
 

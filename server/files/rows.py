@@ -163,18 +163,24 @@ class EntryRows:
                     raise Problem("conflict", f"{folder_path} is a file, not a folder")
                 parent_id = existing.id
                 continue
-            folder = Entry(
-                id=str(uuid.uuid4()),
-                name=split_path(folder_path)[1],
-                path=folder_path,
-                type=FOLDER,
-                size=0,
-                sha256=None,
-                rev=new_rev(),
-                mtime=now,
-                parent_id=parent_id,
-            )
-            self.insert(conn, principal, folder, now)
-            self.record(conn, principal, CREATED, folder, now)
-            parent_id = folder.id
+            parent_id = self.new_folder(conn, principal, folder_path, parent_id, now).id
         return parent_id
+
+    def new_folder(
+        self, conn: Connection, principal: Principal, path: str, parent_id: str | None, now: float
+    ) -> Entry:
+        """Insert the folder row at ``path`` (its parent exists) and its ``created`` change."""
+        folder = Entry(
+            id=str(uuid.uuid4()),
+            name=split_path(path)[1],
+            path=path,
+            type=FOLDER,
+            size=0,
+            sha256=None,
+            rev=new_rev(),
+            mtime=now,
+            parent_id=parent_id,
+        )
+        self.insert(conn, principal, folder, now)
+        self.record(conn, principal, CREATED, folder, now)
+        return folder

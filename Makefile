@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench screenshots clean
+.PHONY: demo test package lint typecheck bench screenshots clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m tools.demo
 
+# The packages are built once (and again only when their sources change): the
+# tests in tests/packaging install and run them.
 test: $(STAMP)
 	@bash tools/system-deps.sh
+	$(BIN)/python -m tools.package
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+
+package: $(STAMP)
+	@bash tools/system-deps.sh
+	$(BIN)/python -m tools.package
 
 lint: $(STAMP)
 	$(BIN)/ruff check dropline sdk sync agent ui server tests bench tools
@@ -33,4 +40,4 @@ screenshots: $(STAMP)
 	$(BIN)/python -m tools.screenshots
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

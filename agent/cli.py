@@ -133,6 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     auto = add("autostart", "start the agent at login (systemd user unit)")
     auto.add_argument("action", choices=["enable", "disable", "status"])
+
+    policy = add("policy", "the machine's policy file (for administrators and installers)")
+    psub = policy.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pinstall = psub.add_parser(
+        "install",
+        help="validate and write the policy file (the Windows MSI runs this)",
+        parents=[common],
+    )
+    # Empty values count as not given: an installer passes its properties even when unset.
+    pinstall.add_argument("--server-url", default="", help="set server_url in the policy")
+    pinstall.add_argument(
+        "--from", dest="source", default="", help="a policy file to install (validated first)"
+    )
     return parser
 
 
@@ -445,6 +458,22 @@ def cmd_autostart(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_policy(args: argparse.Namespace) -> int:
+    from dropline.agent.config import default_policy_path
+    from dropline.agent.policyinstall import install_policy
+
+    if not args.server_url and not args.source:
+        raise CliError("give --server-url URL, --from FILE, or both", USAGE)
+    target = default_policy_path()
+    source = Path(args.source) if args.source else None
+    try:
+        install_policy(target, args.server_url or None, source)
+    except PermissionError:
+        raise CliError(f"cannot write {target}: run this as an administrator", FAILED) from None
+    _out(f"wrote {target}")
+    return OK
+
+
 COMMANDS: dict[str, Command] = {
     "run": cmd_run,
     "status": cmd_status,
@@ -458,6 +487,7 @@ COMMANDS: dict[str, Command] = {
     "logout": cmd_logout,
     "doctor": cmd_doctor,
     "autostart": cmd_autostart,
+    "policy": cmd_policy,
 }
 
 

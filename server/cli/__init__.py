@@ -1,5 +1,5 @@
-"""``dropline-server``: serve, and administer tenants, users, keys, clients, policies,
-bans, client certificates, signing keys and the audit trail.
+"""``dropline-server``: serve; administer tenants, users, keys, clients, policies,
+bans, client certificates, signing keys and the audit trail; back up, restore, migrate.
 
 Messages go to stderr; secrets that are shown once (API keys, client secrets) go
 to stdout so a script can capture them. Errors are one readable line and a
@@ -15,9 +15,12 @@ from collections.abc import Sequence
 
 from dropline import __version__
 from dropline.server.admin.service import NotFound, Refused
-from dropline.server.cli import accounts, secure, serve
+from dropline.server.cli import accounts, backup, migrate, secure, serve
 from dropline.server.cli._common import CliError, open_services
 from dropline.server.identity.accounts import IdentityError
+from dropline.server.storage.backup import BackupError
+from dropline.server.storage.lock import DataDirLocked
+from dropline.server.storage.migrations import NewerSchema
 
 log = logging.getLogger("dropline.server.cli")
 
@@ -29,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(sub)
     accounts.register(sub)
     secure.register(sub)
+    backup.register(sub)
+    migrate.register(sub)
     return parser
 
 
@@ -36,10 +41,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "serve":
+        # serve, backup, restore and migrate open what they need themselves.
+        if args.command == "serve" or not getattr(args, "services", True):
             return int(args.func(args))
         return int(args.func(args, open_services(args)))
-    except (CliError, IdentityError, Refused, PermissionError) as exc:
+    except (
+        CliError,
+        IdentityError,
+        Refused,
+        PermissionError,
+        NewerSchema,
+        DataDirLocked,
+        BackupError,
+    ) as exc:
         print(f"dropline-server: {exc}", file=sys.stderr)
         return 1
     except NotFound as exc:

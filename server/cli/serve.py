@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dropline.server.cli._common import CliError, add_data_dir, settings
 from dropline.server.identity.tls import uvicorn_tls_options
+from dropline.server.storage.lock import DataDirLock
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--tls-cert and --tls-key go together")
     if s.client_ca is not None and s.tls_cert is None:
         raise CliError("--client-ca needs --tls-cert and --tls-key")
+    # One server per data directory, held until the process ends (a second one, a
+    # restore or a migrate is refused with this one's process id).
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = DataDirLock(s.data_dir)
+    lock.acquire()
     # One handler for our records, uvicorn's and the access log (JSON lines on request).
     configure_logging(s.log_format, args.log_level, access_log=s.access_log)
     app = create_app(s)
@@ -75,4 +81,5 @@ def run(args: argparse.Namespace) -> int:
     )
     server = DroplineServer(config, app.state.changes.notifier)
     server.run(sockets=[sock])
+    lock.release()
     return 0

@@ -1,14 +1,12 @@
 """Schema migrations: small named functions applied in order, each in its own
-transaction with its own "applied" record (the sqlite-utils habit).
-
-Append new migrations at the end; never edit one that has shipped.
-"""
+transaction with its own "applied" record. Append new ones; never edit a shipped one.
+A database naming a migration this code does not know is refused (a downgrade)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 from sqlalchemy import Column, Connection, Float, MetaData, String, Table, select
 
@@ -18,6 +16,7 @@ from dropline.server.storage.db import Database
 log = logging.getLogger(__name__)
 
 Migration = Callable[[Connection], None]
+Named = tuple[str, Migration]
 
 _applied = Table(
     "schema_migrations",
@@ -74,7 +73,7 @@ def m004_transfers_webhooks(conn: Connection) -> None:
         table.create(conn)
 
 
-MIGRATIONS: list[tuple[str, Migration]] = [
+MIGRATIONS: list[Named] = [
     ("001_identity", m001_identity),
     ("002_files", m002_files),
     ("003_security", m003_security),
@@ -82,12 +81,54 @@ MIGRATIONS: list[tuple[str, Migration]] = [
 ]
 
 
-def migrate(db: Database) -> list[str]:
-    """Apply every pending migration; returns the names applied."""
+class NewerSchema(Exception):
+    """The database records a migration this version does not know (a downgrade)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"this data directory was written by a newer Dropline (migration {name}); "
+            "install that version or newer"
+        )
+        self.name = name
+
+
+def check_known(applied: Iterable[str], migrations: Sequence[Named] | None = None) -> None:
+    """Raise :class:`NewerSchema` if ``applied`` names a migration not in ``migrations``."""
+    known = {name for name, _fn in (MIGRATIONS if migrations is None else migrations)}
+    unknown = sorted(set(applied) - known)
+    if unknown:
+        # Names sort in the order they were added: the last one is the newest.
+        raise NewerSchema(unknown[-1])
+
+
+def applied(db: Database) -> list[str]:
+    """The names of the migrations this database has applied, oldest first."""
+    with db.read() as conn:
+        if not conn.dialect.has_table(conn, _applied.name):
+            return []
+        rows = conn.execute(select(_applied.c.name).order_by(_applied.c.name)).all()
+    return [row.name for row in rows]
+
+
+def pending(db: Database) -> list[str]:
+    """The migrations still to apply, in order; :class:`NewerSchema` on a newer database."""
+    done = set(applied(db))
+    check_known(done)
+    return [name for name, _fn in MIGRATIONS if name not in done]
+
+
+def migrate(db: Database, migrations: Sequence[Named] | None = None) -> list[str]:
+    """Apply every pending migration; returns the names applied.
+
+    ``migrations`` defaults to all of them; a prefix builds the database an older
+    version left behind. :class:`NewerSchema` is raised before anything is written.
+    """
+    migrations = MIGRATIONS if migrations is None else migrations
+    check_known(applied(db), migrations)
     with db.write() as conn:
         _applied.create(conn, checkfirst=True)
     done: list[str] = []
-    for name, fn in MIGRATIONS:
+    for name, fn in migrations:
         with db.write() as conn:
             if conn.execute(select(_applied.c.name).where(_applied.c.name == name)).first():
                 continue

@@ -1,15 +1,12 @@
-"""``dropline-server backup`` and ``restore`` against a real ``serve`` process: an online
-backup taken while uploads go on restores into a fresh data directory whose server
-serves every file, key and audit row; a live, non-empty or damaged target is refused,
-and so is a second ``serve`` on a data directory already served."""
+"""``backup`` and ``restore`` with a real ``serve``: an online backup taken during uploads
+restores every file, key and audit row into a fresh data directory; a live, non-empty or
+damaged target is refused, and so is a second ``serve`` on a data directory in use."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
-import logging
 import os
 import shutil
 import sqlite3
@@ -23,24 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dropline.server.cli import main
 from tests.server import tus
 from tests.support.live import ServerProcess
+from tests.support.server_cli import run, run_here
 
 ENCRYPTED_MAGIC = b"DLBLOB1\x00"
-
-
-def cli(data: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "dropline.server.cli", *args, "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "DROPLINE_PASSWORD": "long enough pw"},
-    )
-    if ok:
-        assert done.returncode == 0, done.stderr
-    return done
 
 
 def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
@@ -51,21 +35,10 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     return line
 
 
-def setup(data: Path, *args: str) -> str:
-    """A setup command run in this process (the same code, without a new interpreter's
-    second of start-up); returns its stdout."""
-    out = io.StringIO()
-    handlers = logging.root.handlers[:]
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        assert main([*args, "--data-dir", str(data)]) == 0
-    logging.root.handlers[:] = handlers  # main() configures logging for a process of its own
-    return out.getvalue()
-
-
 def key_for(data: Path, tenant: str, email: str) -> str:
-    setup(data, "tenants", "create", tenant)
-    setup(data, "users", "create", "--tenant", tenant, "--email", email, "--no-password")
-    return setup(data, "api-keys", "create", "--tenant", tenant, "--user", email).strip()
+    run_here(data, "tenants", "create", tenant)
+    run_here(data, "users", "create", "--tenant", tenant, "--email", email, "--no-password")
+    return run_here(data, "api-keys", "create", "--tenant", tenant, "--user", email).strip()
 
 
 def tenants(data: Path) -> list[str]:
@@ -107,7 +80,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Site:
     data = tmp_path_factory.mktemp("template") / "data"
     acme = key_for(data, "acme", "alice@acme.example")
     globex = key_for(data, "globex", "gina@globex.example")
-    setup(data, "encryption", "enable", "--tenant", "globex")
+    run_here(data, "encryption", "enable", "--tenant", "globex")
     return Site(data, acme, globex)
 
 
@@ -170,7 +143,7 @@ def test_an_online_backup_restores_every_file_key_and_audit_row(
         uploader.stop.wait(0.05)
     sent_before = list(uploader.sent)
     backup = tmp_path / "backup"
-    made = cli(site.data, "backup", str(backup))
+    made = run(site.data, "backup", str(backup))
     uploader.stop.set()
     uploader.join(30)
     assert uploader.error is None, uploader.error
@@ -189,12 +162,12 @@ def test_an_online_backup_restores_every_file_key_and_audit_row(
     assert (backup / "keys" / "master.key").stat().st_mode & 0o777 == 0o600
 
     # Restoring over the data directory the server is running on is refused.
-    refused = one_line_error(cli(site.data, "restore", str(backup), "--force", ok=False))
+    refused = one_line_error(run(site.data, "restore", str(backup), "--force", ok=False))
     assert served.proc is not None and f"(process {served.proc.pid})" in refused
     served.stop()
 
     fresh = tmp_path / "restored"
-    restored = cli(fresh, "restore", str(backup))
+    restored = run(fresh, "restore", str(backup))
     assert "restored the backup of" in restored.stderr
     again = ServerProcess(fresh)
     again.start()
@@ -214,7 +187,7 @@ def test_an_online_backup_restores_every_file_key_and_audit_row(
             assert globex.get("/api/v1/me").json()["tenant"]["name"] == "globex"
     finally:
         again.stop()
-    assert "audit chain intact" in cli(fresh, "audit", "verify").stderr
+    assert "audit chain intact" in run(fresh, "audit", "verify").stderr
 
 
 def test_a_second_serve_on_a_served_data_directory_is_refused(
@@ -238,19 +211,19 @@ def test_a_second_serve_on_a_served_data_directory_is_refused(
 def backup(site: Site, tmp_path: Path) -> Path:
     """A backup of the site taken with no server running."""
     dest = tmp_path / "backup"
-    cli(site.data, "backup", str(dest))
+    run(site.data, "backup", str(dest))
     return dest
 
 
 def test_restore_wants_force_for_a_non_empty_data_directory(backup: Path, tmp_path: Path) -> None:
     target = tmp_path / "other"
-    setup(target, "tenants", "create", "initech")
+    run_here(target, "tenants", "create", "initech")
     (target / "notes.txt").write_text("the operator's own file")
-    line = one_line_error(cli(target, "restore", str(backup), ok=False))
+    line = one_line_error(run(target, "restore", str(backup), ok=False))
     assert f"{target} is not empty" in line and "--force" in line
     assert tenants(target) == ["initech"]
 
-    cli(target, "restore", str(backup), "--force")
+    run(target, "restore", str(backup), "--force")
     assert tenants(target) == ["acme", "globex"]
     # Only the server's own state is replaced.
     assert (target / "notes.txt").read_text() == "the operator's own file"
@@ -259,16 +232,16 @@ def test_restore_wants_force_for_a_non_empty_data_directory(backup: Path, tmp_pa
 
 def test_a_damaged_backup_is_refused_and_changes_nothing(backup: Path, tmp_path: Path) -> None:
     target = tmp_path / "other"
-    setup(target, "tenants", "create", "initech")
+    run_here(target, "tenants", "create", "initech")
     key = next((backup / "keys").iterdir())
     key.write_bytes(key.read_bytes()[:-1] + b"!")
-    line = one_line_error(cli(target, "restore", str(backup), "--force", ok=False))
+    line = one_line_error(run(target, "restore", str(backup), "--force", ok=False))
     assert line == f"dropline-server: {key} does not match the manifest's SHA-256"
     assert tenants(target) == ["initech"]
     assert not (target / ".restore").exists()
 
     (backup / "dropline.db").write_bytes(b"not a database")
-    line = one_line_error(cli(target, "restore", str(backup), "--force", ok=False))
+    line = one_line_error(run(target, "restore", str(backup), "--force", ok=False))
     assert "dropline.db is 14 bytes; the manifest says" in line
 
 
@@ -276,7 +249,7 @@ def test_a_backup_from_a_newer_dropline_is_not_restored(backup: Path, tmp_path: 
     manifest = json.loads((backup / "manifest.json").read_text())
     manifest["migrations"].append("999_from_the_future")
     (backup / "manifest.json").write_text(json.dumps(manifest))
-    line = one_line_error(cli(tmp_path / "new", "restore", str(backup), ok=False))
+    line = one_line_error(run(tmp_path / "new", "restore", str(backup), ok=False))
     assert line == (
         "dropline-server: this data directory was written by a newer Dropline "
         "(migration 999_from_the_future); install that version or newer"
@@ -287,7 +260,7 @@ def test_backup_wants_a_new_or_empty_destination(site: Site, tmp_path: Path) -> 
     dest = tmp_path / "taken"
     dest.mkdir()
     (dest / "old.tar").write_bytes(b"x")
-    line = one_line_error(cli(site.data, "backup", str(dest), ok=False))
+    line = one_line_error(run(site.data, "backup", str(dest), ok=False))
     assert line == f"dropline-server: {dest} already exists and is not an empty directory"
-    missing = one_line_error(cli(tmp_path / "nothing", "backup", str(tmp_path / "b"), ok=False))
+    missing = one_line_error(run(tmp_path / "nothing", "backup", str(tmp_path / "b"), ok=False))
     assert missing == f"dropline-server: no Dropline database in {tmp_path / 'nothing'}"

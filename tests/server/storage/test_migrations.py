@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from dropline.server.storage.lock import DataDirLock
 from dropline.server.storage.migrations import MIGRATIONS, NewerSchema, applied, migrate
 from tests.server import tus
 from tests.support.live import ServerProcess
+from tests.support.server_cli import run
 
 ALL = [name for name, _fn in MIGRATIONS]
 NEWER = "999_from_a_newer_dropline"
@@ -41,15 +40,6 @@ def old_database(data: Path, count: int) -> Database:
 def recorded(data: Path) -> list[str]:
     with closing(sqlite3.connect(data / "dropline.db")) as conn:
         return [n for (n,) in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
-
-
-def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dropline.server.cli", *args, "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_an_older_database_is_upgraded_when_the_server_starts(tmp_path: Path) -> None:
@@ -80,19 +70,19 @@ def test_an_older_database_is_upgraded_when_the_server_starts(tmp_path: Path) ->
             ] == tus.sha256(b"upgraded")
     finally:
         server.stop()
-    assert "audit chain intact: 1 rows" in cli(data, "audit", "verify").stderr
+    assert "audit chain intact: 1 rows" in run(data, "audit", "verify").stderr
 
 
 def test_migrate_applies_what_is_pending_and_says_so(tmp_path: Path) -> None:
     data = tmp_path / "data"
     old_database(data, 1).dispose()
-    done = cli(data, "migrate")
+    done = run(data, "migrate")
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stderr.splitlines() if line.startswith("applied ")] == [
         f"applied {name}" for name in ALL[1:]
     ]
     assert recorded(data) == ALL
-    again = cli(data, "migrate")
+    again = run(data, "migrate")
     assert again.returncode == 0
     assert again.stderr.strip() == f"the database is up to date ({len(ALL)} migrations applied)"
 
@@ -101,7 +91,7 @@ def test_migrate_waits_for_no_server_when_there_is_work(tmp_path: Path) -> None:
     data = tmp_path / "data"
     old_database(data, 1).dispose()
     with DataDirLock(data, "serve"):  # as a running server holds it
-        refused = cli(data, "migrate")
+        refused = run(data, "migrate", ok=False)
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
         f"dropline-server: the data directory {data} is in use by dropline-server serve "
@@ -127,6 +117,6 @@ def test_a_database_from_a_newer_dropline_is_refused_before_anything_is_written(
     db.dispose()
 
     for command in (["serve", "--port", "0"], ["tenants", "list"], ["migrate"]):
-        refused = cli(data, *command)
+        refused = run(data, *command, ok=False)
         assert (refused.returncode, refused.stderr.strip()) == (1, REFUSAL), command
     assert recorded(data) == [ALL[0], NEWER]

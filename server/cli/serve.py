@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dropline.server.http.access_log import configure as configure_logging
     from dropline.server.http.app import create_app
+    from dropline.server.http.forwarded import ForwardedScheme
     from dropline.server.http.serving import DroplineServer
 
     s = settings(
@@ -73,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
     host = f"[{s.host}]" if family == socket.AF_INET6 else s.host
     print(f"dropline-server listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
     config = uvicorn.Config(
-        app,
+        # uvicorn's own proxy handling would trust any loopback peer and replace the peer
+        # address with the client's, so the server could no longer tell that a forwarded
+        # client certificate came from its proxy. The trusted proxies decide instead:
+        # the scheme here, the client address in RequestContextMiddleware.
+        ForwardedScheme(app, s.trusted_proxies),
+        proxy_headers=False,
         log_level=args.log_level,
         access_log=False,  # dropline.server.http.access_log writes them, with the request id
         log_config=None,  # logging was configured above

@@ -234,6 +234,12 @@ def test_the_server_sees_the_address_and_scheme_the_client_used(front: Front) ->
     assert [r["source_ip"] for r in rows if r["action"] == "auth.failed"][-1] == "127.0.0.2"
 
 
+def test_metrics_are_for_the_monitoring_hosts_only(front: Front) -> None:
+    with front.client() as local, front.client(source="127.0.0.2") as remote:
+        assert "dropline_http_requests_total" in local.get("/metrics").text
+        assert remote.get("/metrics").status_code == 403
+
+
 def test_a_certificate_from_another_ca_is_turned_away_by_nginx(front: Front) -> None:
     with front.client(cert=front.tls / "stranger.pem") as c:
         r = c.get("/api/v1/me")

@@ -21,13 +21,17 @@ def register(sub: Sub) -> None:
     p.set_defaults(func=run, services=False)
 
 
+def _count(n: int) -> str:
+    return f"{n} migration{'' if n == 1 else 's'}"
+
+
 def run(args: argparse.Namespace) -> int:
     s = settings(args)
     s.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(s.database_url)
     try:
         if not pending(db):  # refuses a newer database before anything else
-            say(f"the database is up to date ({len(applied(db))} migrations applied)")
+            say(f"the database is up to date ({_count(len(applied(db)))} applied)")
             return 0
         # A server running older code must not see its schema change under it.
         with DataDirLock(s.data_dir, "migrate"):
@@ -36,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
         db.dispose()
     for name in done:
         say(f"applied {name}")
-    say(f"{len(done)} migrations applied; the database is up to date")
+    say(f"{_count(len(done))} applied; the database is up to date")
     return 0

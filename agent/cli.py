@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from dropline.agent.paths import AgentPaths
 
 PROG = "dropline-agent"
 
-# Exit codes (docs/deployment.md lists them).
+# Exit codes (docs/deployment.md and --help list them).
 OK = 0
 FAILED = 1
 USAGE = 2
@@ -32,6 +33,19 @@ NOT_RUNNING = 4
 ALREADY_RUNNING = 5
 POLICY = 6
 SIGNED_OUT = 7
+INTERRUPTED = 130
+
+EXIT_CODES = (
+    (OK, "done (also when the reader of the output stops early, as with | head)"),
+    (FAILED, "the operation failed (the message says why); doctor found a problem"),
+    (USAGE, "bad command line"),
+    (CONFIG_INVALID, "the config or policy file is invalid"),
+    (NOT_RUNNING, "the agent is not running (for commands that need it)"),
+    (ALREADY_RUNNING, "another agent is already running for this home"),
+    (POLICY, "refused by the administrator's policy"),
+    (SIGNED_OUT, "sign-in failed or no credential"),
+    (INTERRUPTED, "interrupted"),
+)
 
 _CODE_EXITS = {
     p.UNAVAILABLE: FAILED,
@@ -67,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     # overwriting a value given before it.
     common = options(argparse.SUPPRESS)
     parser = argparse.ArgumentParser(
-        prog=PROG, description="The Dropline sync agent", parents=[options(None)]
+        prog=PROG,
+        description="The Dropline sync agent",
+        parents=[options(None)],
+        epilog="exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -492,6 +510,21 @@ COMMANDS: dict[str, Command] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Inside the try: a reader that went away shows up here, not at exit.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # `dropline-agent history | head -1`: the reader has what it wanted, so this is
+        # no error. Later writes, and the interpreter's last flush, go to devnull
+        # (Python's documentation, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -508,7 +541,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(str(exc), CONFIG_INVALID)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _fail("interrupted", INTERRUPTED)
+    except BrokenPipeError:
+        raise  # the reader left: main() ends quietly
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", FAILED)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Inside the try: a reader that went away shows up here, not at exit.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # `dropline-server audit export | head`: the reader has what it wanted, so this is
+        # no error. Later writes, and the interpreter's last flush, go to devnull
+        # (Python's documentation, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -59,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotFound as exc:
         print(f"dropline-server: no such {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise  # the reader left: main() ends quietly
     except OSError as exc:
         print(
             f"dropline-server: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}",

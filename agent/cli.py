@@ -453,10 +453,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         _json_out([c.to_json() for c in checks])
     else:
         for c in checks:
-            mark = "ok  " if c.ok else "FAIL"
-            _out(f"[{mark}] {c.name}: {c.detail}")
-            if not c.ok and c.fix:
-                _out(f"       fix: {c.fix}")
+            _out(c.line())
     return OK if all(c.ok for c in checks) else FAILED
 
 

@@ -33,7 +33,7 @@ USER_KEYS = (
     "start_at_login",
 )
 # Keys only the policy sets; users always see them as locked.
-POLICY_ONLY_KEYS = ("allow_add_folders", "allow_sign_out")
+POLICY_ONLY_KEYS = ("allow_add_folders", "allow_sign_out", "enrollment")
 LOCKABLE = (*USER_KEYS, "bandwidth")
 
 _SECRET_WORDS = ("key", "token", "secret", "password")
@@ -120,6 +120,9 @@ class PolicyFile(UserFile):
     locked: list[str] = Field(default_factory=list)
     allow_add_folders: bool = True
     allow_sign_out: bool = True
+    # How the tray offers the first sign-in when there is no credential: the sign-in
+    # window with the browser, or a device code shown at once (RFC 8628).
+    enrollment: Literal["browser", "device"] = "browser"
 
     @field_validator("locked")
     @classmethod
@@ -192,6 +195,7 @@ class AgentConfig:
     start_at_login: bool = True
     allow_add_folders: bool = True
     allow_sign_out: bool = True
+    enrollment: str = "browser"
     locked: frozenset[str] = frozenset()
     file: Path | None = None
     policy_file: Path | None = None
@@ -218,6 +222,7 @@ class AgentConfig:
             "start_at_login": self.start_at_login,
             "allow_add_folders": self.allow_add_folders,
             "allow_sign_out": self.allow_sign_out,
+            "enrollment": self.enrollment,
         }[key]
 
     def settings(self) -> dict[str, dict[str, Any]]:
@@ -416,6 +421,7 @@ def merge(
         start_at_login=values["start_at_login"],
         allow_add_folders=policy.allow_add_folders,
         allow_sign_out=policy.allow_sign_out,
+        enrollment=policy.enrollment,
         locked=locked,
         file=config_path,
         policy_file=policy_path,

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from dropline.agent.control import ControlError
 from dropline.agent.control.protocol import HistoryRowJSON, IssueJSON, ProgressJSON
+from dropline.ui import enrollment
 from dropline.ui.desktop import Opener, open_path
 from dropline.ui.history import HistoryWindow
 from dropline.ui.issues import IssuesWindow
@@ -56,6 +57,8 @@ class TrayApp(QObject):
         self.settings: dict[str, dict[str, Any]] = {}
         self.signin: dict[str, Any] = {"state": "signed_out", "method": None}
         self.was_signed_in = False
+        self._signin_known = False  # the agent's sign-in state has arrived since connecting
+        self._enrollment_offered = False  # the first sign-in prompt shows once per run
         self.summary = summarize(None, 0, Moving())
         self._status_inflight = False
         self._status_again = False
@@ -205,19 +208,45 @@ class TrayApp(QObject):
         log.info("agent refused: %s (%s)", error.message, error.code)
         self.notifier.error(_sentence(error.message))
 
-    def start_signin(self, device: bool) -> None:
+    def start_signin(
+        self, device: bool, then: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        """Ask the agent to start a sign-in; ``then`` gets the state it started in (or the
+        state as it was, when the agent refused)."""
         window = self.signin_window()
 
         def started(result: dict[str, Any]) -> None:
             self.signin = result
             window.show_state(result)
+            if then is not None:
+                then(result)
+
+        def refused(error: ControlError) -> None:
+            window.show_error(_sentence(error.message))
+            if then is not None:
+                then(self.signin)
 
         self.link.call(
-            "signin.start",
-            {"device": True} if device else None,
-            on_done=started,
-            on_error=lambda e: window.show_error(_sentence(e.message)),
+            "signin.start", {"device": True} if device else None, on_done=started, on_error=refused
         )
+
+    def _offer_enrollment(self) -> None:
+        """Once per run, when the agent waits for its first credential: a notice to sign in,
+        with a device code already when the policy says ``enrollment = "device"``."""
+        if self._enrollment_offered or not self._signin_known or not self.settings:
+            return
+        if self.was_signed_in or not enrollment.waiting_for_credential(self.status, self.signin):
+            return
+        self._enrollment_offered = True
+        if self.settings.get("enrollment", {}).get("value") == enrollment.DEVICE:
+            self.start_signin(True, then=lambda state: self._announce(enrollment.prompt(state)))
+        else:
+            self._announce(enrollment.prompt(self.signin))
+
+    def _announce(self, notice: Notice) -> None:
+        self.notifier.now(notice)
+        if self.show_tray and not QSystemTrayIcon.isSystemTrayAvailable():
+            self.open_signin()  # no tray to show the notice in: the window says it instead
 
     def sign_out(self) -> None:
         def done(_result: dict[str, Any]) -> None:
@@ -309,6 +338,7 @@ class TrayApp(QObject):
 
     def _on_disconnected(self, reason: str) -> None:
         self.status = None
+        self._signin_known = False
         self.reason = reason
         self.transfers_model.clear()
         for window in self._windows.values():
@@ -365,11 +395,13 @@ class TrayApp(QObject):
 
     def _got_signin(self, state: dict[str, Any]) -> None:
         self.signin = dict(state)
+        self._signin_known = True
         if state.get("state") == "signed_in":
             self.was_signed_in = True
         window = self._windows.get("signin")
         if isinstance(window, SignInWindow):
             window.show_state(self.signin, signed_out_before=self._signed_out_before())
+        self._offer_enrollment()
 
     def _request_status(self) -> None:
         # One status request at a time; a burst of state events makes at most one more.
@@ -387,6 +419,7 @@ class TrayApp(QObject):
             if not moving and result.get("state") not in ("syncing", "scanning"):
                 self.transfers_model.settle()
             self._refresh()
+            self._offer_enrollment()
             if self._status_again:
                 self._status_again = False
                 self._request_status()
@@ -405,6 +438,7 @@ class TrayApp(QObject):
             if isinstance(window, SettingsWindow):
                 window.set_settings(self.settings)
             self._refresh()
+            self._offer_enrollment()
 
         self.link.call("settings.get", on_done=done)
 
@@ -494,7 +528,9 @@ class TrayApp(QObject):
             self.tray.icon.showMessage(notice.title, notice.body, icon, 8000)
 
     def _notice_clicked(self) -> None:
-        if self._last_notice is not None and self._last_notice.level > Level.INFO:
+        if self._last_notice is not None and self._last_notice.opens == "signin":
+            self.open_signin()
+        elif self._last_notice is not None and self._last_notice.level > Level.INFO:
             self.open_issues()
         else:
             self.open_history()

@@ -35,6 +35,7 @@ class Notice:
     title: str
     body: str
     level: Level
+    opens: str = ""  # the window a click opens ("signin"); empty: by level
 
 
 @dataclass(slots=True)
@@ -209,6 +210,11 @@ class Notifier(QObject):
         if self.enabled:
             self.batcher.error(message)
             self._schedule()
+
+    def now(self, notice: Notice) -> None:
+        """Show ``notice`` at once, outside the batch and whatever ``enabled`` says: for the
+        rare notice the user must act on (the first sign-in), not news about transfers."""
+        self.notice.emit(notice)
 
     def _schedule(self) -> None:
         due = self.batcher.due()

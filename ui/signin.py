@@ -121,7 +121,9 @@ class SignInWindow(ToolWindow):
                     "by itself once you have signed in there."
                 )
             if url:
-                self.link.setText(f'<a href="{escape(url)}">Open the sign-in page again</a>')
+                # A device code is typed on another device: the link must be readable there.
+                label = escape(url) if state.get("user_code") else "Open the sign-in page again"
+                self.link.setText(f'<a href="{escape(url)}">{label}</a>')
                 self.link.setToolTip(url)
                 self.link.show()
             self.progress.show()

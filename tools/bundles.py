@@ -114,11 +114,31 @@ def build_bundle(bundle: Bundle, dist: Path) -> Path:
     missing = [e for e in bundle.executables if not (out / e).is_file()]
     if missing:
         raise SystemExit(f"bundles: {bundle.name} was built without {', '.join(missing)}")
+    for library, needed_by in unresolved_libraries(log_path, out):
+        say(
+            f"{bundle.name}: warning: {library} (needed by {needed_by}) is not installed here, "
+            "so the bundle goes without it and the target system must provide it"
+        )
     say(
         f"{bundle.name}: {_shown(out)}/ in {time.monotonic() - started:.0f} s, "
         f"{_megabytes(out):.0f} MB"
     )
     return out
+
+
+def unresolved_libraries(log_path: Path, out: Path) -> list[tuple[str, str]]:
+    """Libraries PyInstaller could not find for a file that is in the finished bundle
+    (those of the Qt plugins the spec leaves out do not matter)."""
+    shipped = {f.name for f in out.rglob("*")}
+    found = re.findall(
+        r"Library not found: could not resolve '([^']+)', dependency of '([^']+)'",
+        log_path.read_text(errors="replace"),
+    )
+    seen: dict[str, str] = {}
+    for library, dependent in found:
+        if Path(dependent).name in shipped:
+            seen.setdefault(library, Path(dependent).name)
+    return sorted(seen.items())
 
 
 def _reason(log_path: Path) -> str:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dropline.agent.control.launch import agent_program
 from dropline.agent.paths import HOME_ENV, AgentPaths
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def _home_arg() -> Path | None:
 
 
 def render_unit(paths: AgentPaths, home: Path | None, config: Path | None) -> str:
-    args = [sys.executable, "-m", "dropline.agent", "run"]
+    args = [*agent_program(), "run"]
     if home is not None or os.environ.get(HOME_ENV):
         args += ["--home", str(paths.home)]
     if config is not None:

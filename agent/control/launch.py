@@ -19,9 +19,17 @@ class LaunchFailed(p.ControlError):
         super().__init__(p.UNAVAILABLE, message)
 
 
+def agent_program() -> list[str]:
+    """How to run ``dropline-agent`` from here: this interpreter, or, inside a bundle
+    (where the executable is the bundle's own program), the agent beside it."""
+    if getattr(sys, "frozen", False):
+        return [str(Path(sys.executable).with_name("dropline-agent"))]
+    return [sys.executable, "-m", "dropline.agent"]
+
+
 def agent_command(home: Path | None = None, config: Path | None = None) -> list[str]:
-    """The command line that runs the agent in the foreground with this interpreter."""
-    cmd = [sys.executable, "-m", "dropline.agent", "run"]
+    """The command line that runs the agent in the foreground."""
+    cmd = [*agent_program(), "run"]
     if home is not None:
         cmd += ["--home", str(home)]
     if config is not None:

@@ -307,13 +307,17 @@ class FolderLoop:
 
     def _next_wakeup(self) -> float:
         now = time.monotonic()
+        if self.missing:
+            # Until the folder is back, looking for it is the only work there is (its
+            # scan and watcher times may be long past: waiting on them would spin).
+            return max(now, self._offline_probe_at)
         times = [self._rescan_at, self._watch_check_at]
         deadline = self.agg.next_deadline()
         if deadline is not None:
             times.append(deadline)
         if self.holds:
             times.append(min(self.holds.values()))
-        if self.offline or self.missing:
+        if self.offline:
             times.append(self._offline_probe_at)
         if self.dirty and self.in_flight:
             times.append(self._round_at + ROUND_GAP)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -234,3 +236,19 @@ async def test_local_delete_never_removes_a_file_changed_on_the_server(
         await settled(engine)
         assert (root / "budget.xlsx").read_bytes() == b"v2 from a colleague"
         assert await remote_tree(sdk) == {"/budget.xlsx": sha(b"v2 from a colleague")}
+
+
+async def test_folder_missing_at_start_waits_quietly_and_syncs_once_it_appears(
+    start_engine: StartEngine, root: Path, sdk: DroplineClient
+) -> None:
+    root.rmdir()
+    async with start_engine() as engine:
+        await eventually(lambda: any(i.kind == "folder-missing" for i in engine.issues()))
+        cpu = time.process_time()
+        await asyncio.sleep(2.0)
+        # A loop that does not wait burns the whole interval; a waiting one almost nothing.
+        assert time.process_time() - cpu < 0.5
+        root.mkdir()
+        (root / "late.txt").write_bytes(b"the folder came back")
+        await eventually(lambda: remote_entry(sdk, "/late.txt"), timeout=20)
+        await eventually(lambda: not any(i.kind == "folder-missing" for i in engine.issues()))

@@ -43,7 +43,13 @@ class Unit:
 def unit_paths(user: bool, run_as: Callable[[list[str]], str]) -> list[Path]:
     """The manager's search path, highest priority first, from ``systemd-analyze``."""
     out = run_as(["systemd-analyze", "--user" if user else "--system", "unit-paths"])
-    return [Path(line) for line in out.splitlines() if line.strip()]
+    # Like systemd, each directory once, by its real path (Debian's /etc/xdg/systemd/user
+    # is a link to /etc/systemd/user).
+    unique: list[Path] = []
+    for line in out.splitlines():
+        if line.strip() and (real := Path(line).resolve()) not in unique:
+            unique.append(real)
+    return unique
 
 
 def load(name: str, search: list[Path], read: Reader = read_as_root) -> Unit:

@@ -121,12 +121,21 @@ def build_package(package: Package, dist: Path, version: str) -> Path:
             raise BuildError(f"{bundle / command} is missing: build the bundles first")
     started = time.monotonic()
     stage = dist / ".deb-stage" / package.name
-    shutil.rmtree(stage, ignore_errors=True)
-    lay_out(package, bundle, stage)
-    write_control(package, bundle, stage, version)
+    out = deb_path(dist, package, version)
     for old in dist.glob(f"{package.name}_*_amd64.deb"):
         old.unlink()
-    out = deb_path(dist, package, version)
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        lay_out(package, bundle, stage)
+        write_control(package, bundle, stage, version)
+        dpkg_deb(stage, out)
+    finally:
+        shutil.rmtree(stage.parent, ignore_errors=True)
+    say(f"{out.name}: {out.stat().st_size / 1024**2:.1f} MiB in {time.monotonic() - started:.1f} s")
+    return out
+
+
+def dpkg_deb(stage: Path, out: Path) -> None:
     try:
         result = subprocess.run(
             ["dpkg-deb", "--root-owner-group", *COMPRESSION, "--build", str(stage), str(out)],
@@ -136,12 +145,10 @@ def build_package(package: Package, dist: Path, version: str) -> Path:
         )
     except FileNotFoundError:
         raise BuildError("dpkg-deb is missing: build the packages on Debian or Ubuntu") from None
-    shutil.rmtree(stage.parent, ignore_errors=True)
     if result.returncode != 0:
+        out.unlink(missing_ok=True)
         reason = (result.stderr.strip().splitlines() or ["no message"])[-1]
         raise BuildError(f"dpkg-deb could not build {out.name}: {reason}")
-    say(f"{out.name}: {out.stat().st_size / 1024**2:.1f} MiB in {time.monotonic() - started:.1f} s")
-    return out
 
 
 # -- the file system of a package ------------------------------------------------------------
@@ -151,8 +158,11 @@ def lay_out(package: Package, bundle: Path, stage: Path) -> None:
     opt = stage / "opt" / package.bundle
     shutil.copytree(bundle, opt, symlinks=True)
     normalise_modes(opt, package.commands)
-    for path in elf_files(opt):
-        elf.drop_runpath(path)
+    try:
+        for path in elf_files(opt):
+            elf.drop_runpath(path)
+    except elf.ElfError as exc:
+        raise BuildError(str(exc)) from None
     for command in package.commands:
         # Absolute, as Debian policy wants for links between top-level directories.
         link(stage / "usr" / "bin" / command, f"/opt/{package.bundle}/{command}")

@@ -25,7 +25,7 @@ import pytest
 
 from dropline.agent.config import load
 from tests.packaging import debinstall, standin, units
-from tools import debs
+from tools import debs, elf
 
 VERSION = version("dropline")
 AGENT_UNIT = Path("/usr/lib/systemd/user/dropline-agent.service")
@@ -135,6 +135,22 @@ def test_installed_files_owners_and_modes(installed: debinstall.Installed) -> No
     for doc in ("dropline", "dropline-server"):
         assert Path(f"/usr/share/doc/{doc}/copyright").is_file()
         assert Path(f"/usr/share/doc/{doc}/changelog.gz").is_file()
+
+
+def test_installed_libraries_search_no_build_machine_path(
+    installed: debinstall.Installed,
+) -> None:
+    elves = [
+        p
+        for files in installed.files.values()
+        for p in files
+        if p.is_file() and not p.is_symlink() and elf.is_elf(p)
+    ]
+    assert len(elves) > 100
+    out = subprocess.run(
+        ["readelf", "--dynamic", "--wide", *map(str, elves)], capture_output=True, text=True
+    ).stdout
+    assert "(RUNPATH)" not in out and "(RPATH)" not in out
 
 
 def mode(path: Path) -> int:

@@ -83,8 +83,9 @@ def build_bundle(bundle: Bundle, dist: Path) -> Path:
         str(work),
         str(SPECS / bundle.spec),
     ]
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
+    with (
+        open(log_path, "w", encoding="utf-8") as log,
+        subprocess.Popen(
             cmd,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
@@ -92,7 +93,8 @@ def build_bundle(bundle: Bundle, dist: Path) -> Path:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-        )
+        ) as proc,
+    ):
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)

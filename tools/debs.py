@@ -179,6 +179,10 @@ def lay_out(package: Package, bundle: Path, stage: Path) -> None:
         lay_out_desktop(stage)
     else:
         put(DEBIAN / package.name / "server.env", stage / "etc" / "dropline" / "server.env", 0o640)
+        put(
+            ROOT / "packaging" / "nginx" / "dropline-server.conf",
+            doc / "nginx-dropline-server.conf",
+        )
 
 
 def lay_out_desktop(stage: Path) -> None:

@@ -45,7 +45,7 @@ STEPS = (
     Step("bundles", (*PRODUCT, "packaging/pyinstaller", "tools/bundles.py"), ".bundles", _bundles),
     Step(
         "debs",
-        (*PRODUCT, "packaging", "assets", "tools/debs.py", "tools/bundles.py"),
+        (*PRODUCT, "packaging", "assets", "tools/debs.py", "tools/elf.py", "tools/bundles.py"),
         ".debs",
         _debs,
     ),

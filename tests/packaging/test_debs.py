@@ -135,6 +135,11 @@ def test_installed_files_owners_and_modes(installed: debinstall.Installed) -> No
     for doc in ("dropline", "dropline-server"):
         assert Path(f"/usr/share/doc/{doc}/copyright").is_file()
         assert Path(f"/usr/share/doc/{doc}/changelog.gz").is_file()
+    nginx_sample = Path("/usr/share/doc/dropline-server/nginx-dropline-server.conf")
+    assert (
+        nginx_sample.read_bytes()
+        == (debs.ROOT / "packaging/nginx/dropline-server.conf").read_bytes()
+    )
 
 
 def test_installed_libraries_search_no_build_machine_path(

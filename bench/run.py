@@ -28,6 +28,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.engine_idle",
         "sync engine with 100,000 files tracked: restart time, bytes hashed, idle CPU, RSS",
     ),
+    "packages": (
+        "bench.packages",
+        "bundle and .deb sizes; start-up of the bundled commands against the venv's",
+    ),
 }
 
 

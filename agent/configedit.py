@@ -62,7 +62,7 @@ class ConfigEditor:
         user = parse_user(self.config_path, data)
         policy, policy_used = self._policy()
         config = merge(policy, user, data, self.config_path, policy_used)
-        _atomic_write(self.config_path, text)
+        atomic_write(self.config_path, text)
         return config
 
     def set(self, key: str, value: Any) -> AgentConfig:
@@ -145,16 +145,17 @@ class ConfigEditor:
         return self._commit(doc)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` (mode 0600): a crash leaves the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``text`` (``mode``, private by default): a crash leaves the
+    old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

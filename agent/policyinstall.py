@@ -6,8 +6,6 @@ administrator may too. The result is validated as a whole before it replaces the
 
 from __future__ import annotations
 
-import os
-import tempfile
 import tomllib
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from dropline.agent.config import (
     merge,
     parse_policy,
 )
+from dropline.agent.configedit import atomic_write
 
 
 def install_policy(target: Path, server_url: str | None, source: Path | None) -> Path:
@@ -42,7 +41,7 @@ def install_policy(target: Path, server_url: str | None, source: Path | None) ->
     # The same checks the agent makes when it loads the policy, folders included.
     policy = parse_policy(base, tomllib.loads(text))
     merge(policy, UserFile(), {}, target.with_name("agent.toml"), base)
-    _write_readable(target, text)
+    atomic_write(target, text, mode=0o644)  # every user's agent reads it
     return target
 
 
@@ -53,19 +52,3 @@ def _parse(path: Path) -> tomlkit.TOMLDocument:
         raise ConfigError(path, None, f"cannot be read ({exc.strerror})") from None
     except Exception as exc:  # tomlkit raises several unrelated types for bad TOML
         raise ConfigError(path, None, f"not valid TOML: {exc}") from None
-
-
-def _write_readable(path: Path, text: str) -> None:
-    """Replace ``path`` atomically, readable by every user (each user's agent reads it)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

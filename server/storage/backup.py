@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dropline import __version__
+from dropline.server.storage.blobs import fsync_dir
 from dropline.server.storage.migrations import check_known
 
 MANIFEST = "manifest.json"
@@ -86,14 +87,6 @@ class Manifest:
         if manifest.files.get(DATABASE, [0, ""])[1] != manifest.database_sha256:
             raise BackupError(f"{path} is damaged (it does not list the database)")
         return manifest
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Progress:
@@ -325,7 +318,6 @@ __all__ = [
     "Manifest",
     "Progress",
     "copy_hashed",
-    "fsync_dir",
     "sha256_file",
     "take_backup",
 ]

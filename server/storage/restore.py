@@ -14,9 +14,9 @@ from dropline.server.storage.backup import (
     Progress,
     Say,
     copy_hashed,
-    fsync_dir,
     sha256_file,
 )
+from dropline.server.storage.blobs import fsync_dir
 from dropline.server.storage.lock import LOCK_NAME, DataDirLock
 from dropline.server.storage.migrations import check_known
 

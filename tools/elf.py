@@ -4,15 +4,12 @@ need, the newest C library symbol version they ask for, and their RUNPATH entrie
 from __future__ import annotations
 
 import re
-import struct
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
 _GLIBC_VERSION = re.compile(rb"GLIBC_(2\.\d+)\x00")
 _NEEDED = re.compile(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]")
-_PT_DYNAMIC = 2
-_DT_NULL, _DT_RPATH, _DT_RUNPATH = 0, 15, 29
 
 
 class ElfError(Exception):
@@ -46,37 +43,22 @@ def glibc_floor(paths: Iterable[Path], default: str = "2.17") -> str:
 
 
 def drop_runpath(path: Path) -> bool:
-    """Remove DT_RPATH and DT_RUNPATH from a 64-bit little-endian ELF file in place, as
-    ``chrpath -d`` does; True if there was one.
+    """Remove DT_RPATH and DT_RUNPATH from an ELF file in place (Debian's ``chrpath``);
+    True if there was one.
 
     The bundled interpreter and its extension modules carry the build machine's library
     path (``/root/.pyenv/.../lib``); on a target machine that path would be searched
     first, so whoever controls it there could inject a library.
     """
-    data = bytearray(path.read_bytes())
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        raise ElfError(f"{path}: not a 64-bit little-endian ELF file")
-    (phoff,) = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    for i in range(phnum):
-        p_type, _flags, p_offset, _vaddr, _paddr, p_filesz = struct.unpack_from(
-            "<IIQQQQ", data, phoff + i * phentsize
-        )
-        if p_type == _PT_DYNAMIC:
-            break
-    else:
+    try:
+        listed = subprocess.run(["chrpath", "-l", str(path)], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ElfError("chrpath is missing: apt-get install chrpath") from None
+    if listed.returncode != 0:  # 2: no rpath or runpath tag
         return False
-    entries = [struct.unpack_from("<qQ", data, p_offset + j * 16) for j in range(p_filesz // 16)]
-    end = next((j for j, (tag, _) in enumerate(entries) if tag == _DT_NULL), len(entries))
-    kept = [e for e in entries[:end] if e[0] not in (_DT_RPATH, _DT_RUNPATH)]
-    if len(kept) == end:
-        return False
-    # The loader stops at the first DT_NULL: the entries after the removed ones move up
-    # and the freed slots at the end become DT_NULL.
-    kept += [(_DT_NULL, 0)] * (len(entries) - len(kept))
-    for j, (tag, value) in enumerate(kept):
-        struct.pack_into("<qQ", data, p_offset + j * 16, tag, value)
-    path.write_bytes(bytes(data))
+    deleted = subprocess.run(["chrpath", "-d", str(path)], capture_output=True, text=True)
+    if deleted.returncode != 0:
+        raise ElfError(f"{path}: chrpath -d failed: {deleted.stderr.strip()}")
     return True
 
 

@@ -231,6 +231,10 @@ class WebhookDispatcher:
     def claim_due(self, limit: int) -> list[Claimed]:
         """Pending deliveries that are due, not already being sent by this process."""
         now = time.time()
+        # Taken before the read: a delivery that finishes while the read runs may still
+        # look pending in it, and is no longer in ``_in_flight`` when the rows are
+        # looked at (that sent a message twice). The next pass sees its real state.
+        busy = set(self._in_flight)
         with self.db.read() as conn:
             rows = conn.execute(
                 select(
@@ -244,11 +248,11 @@ class WebhookDispatcher:
                 .join(W, W.c.id == D.c.endpoint_id)
                 .where(D.c.state == PENDING, D.c.next_attempt_at <= now)
                 .order_by(D.c.next_attempt_at)
-                .limit(limit + len(self._in_flight))
+                .limit(limit + len(busy))
             ).all()
         claimed: list[Claimed] = []
         for row in rows:
-            if row.id in self._in_flight or len(claimed) >= limit:
+            if row.id in busy or len(claimed) >= limit:
                 continue
             self._in_flight.add(row.id)
             claimed.append(

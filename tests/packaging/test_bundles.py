@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
-import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,19 +19,14 @@ import pytest
 from dropline.agent.control import AgentNotRunning, ControlClient, ControlError
 from dropline.agent.paths import AgentPaths
 from dropline.sdk import ApiKeyCredentials, DroplineClient, upload_file
+from tests.packaging.bundled_server import Server, bundled_server, stop
 
 COMMANDS = (
     ("dropline", "dropline-agent"),
     ("dropline", "dropline-tray"),
     ("dropline-server", "dropline-server"),
 )
-TENANT, EMAIL = "acme", "sync@example.com"
-
-
-@dataclass
-class Server:
-    url: str
-    key: str
+EMAIL = "sync@example.com"
 
 
 @dataclass
@@ -55,18 +47,6 @@ def run(
         env=env,
         stdin=subprocess.DEVNULL,
     )
-
-
-def stop(proc: subprocess.Popen[str], timeout: float = 20) -> int:
-    """SIGTERM to this one process (by its PID), SIGKILL if it does not go in time."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -108,79 +88,8 @@ def test_qt_platform_plugins_load_from_the_bundle(dist: Path) -> None:
 
 @pytest.fixture(scope="module")
 def server(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The bundled server on 127.0.0.1 (a free port), with a user and an API key made by
-    its own command line."""
-    exe = dist / "dropline-server" / "dropline-server"
-    data = tmp_path_factory.mktemp("server") / "data"
-
-    def admin(*args: str) -> str:
-        done = run([exe, *args, "--data-dir", data])
-        assert done.returncode == 0, f"{args}: {done.stderr}"
-        return done.stdout.strip()
-
-    admin("tenants", "create", TENANT)
-    admin("users", "create", "--tenant", TENANT, "--email", EMAIL, "--no-password")
-    key = admin("api-keys", "create", "--tenant", TENANT, "--user", EMAIL)
-    proc = subprocess.Popen(
-        [exe, "serve", "--data-dir", data, "--host", "127.0.0.1", "--port", "0"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    log = ServerLog(proc)
-    try:
-        url = log.wait_for(r"listening on (http://127\.0\.0\.1:\d+)")
-        eventually(lambda: _ready(url), "the bundled server is ready")
-        yield Server(url, key)
-    finally:
-        code = stop(proc)
-        log.close()
-    # uvicorn shuts down gracefully, then raises the SIGTERM it caught again, so a
-    # supervisor sees how it ended; the log line tells that from being killed outright.
-    assert code in (0, -signal.SIGTERM), log.text()
-    assert "Finished server process" in log.text(), log.text()
-
-
-class ServerLog:
-    """The server's stderr, read on a thread so the pipe never fills."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stderr is not None
-        self._pipe = proc.stderr
-        self._lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self._pipe:
-            self._lines.append(line)
-
-    def text(self) -> str:
-        return "".join(self._lines)
-
-    def wait_for(self, pattern: str, timeout: float = 30) -> str:
-        """The first group of ``pattern`` once a line matches it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.text())
-            if found:
-                return found.group(1)
-            if not self._reader.is_alive():
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"the bundled server did not start:\n{self.text()}")
-
-    def close(self) -> None:
-        self._reader.join(timeout=10)
-        self._pipe.close()
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with bundled_server(dist, tmp_path_factory.mktemp("server") / "data", EMAIL) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

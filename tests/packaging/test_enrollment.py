@@ -18,38 +18,23 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.packaging import debinstall, standin, units
+from tests.packaging.bundled_server import Server, bundled_server
 from tools import debs
 
 UNIT = "dropline-agent.service"
 DROPIN_DIR = Path("/etc/systemd/user") / f"{UNIT}.d"
 POLICY = Path("/etc/dropline/policy.toml")
 USER, GROUP = "dlenroll", "dlenroll-sync"
-TENANT, EMAIL = "acme", "enroll@example.com"
-
-
-@dataclass
-class Server:
-    url: str
-    key: str
-
-    def metadata(self, path: str) -> httpx.Response:
-        return httpx.get(
-            f"{self.url}/api/v1/metadata",
-            params={"path": path},
-            headers={"Authorization": f"Bearer {self.key}"},
-            timeout=10,
-        )
+EMAIL = "enroll@example.com"
 
 
 @dataclass
@@ -83,46 +68,9 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = 30) -> Non
 
 @pytest.fixture(scope="module")
 def server(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The bundled server on 127.0.0.1 (a free port), with a user and an API key."""
-    exe = str(dist / "dropline-server" / "dropline-server")
-    data = str(tmp_path_factory.mktemp("enroll-server") / "data")
-
-    def admin(*args: str) -> str:
-        done = subprocess.run(
-            [exe, *args, "--data-dir", data], capture_output=True, text=True, timeout=60
-        )
-        assert done.returncode == 0, f"{args}: {done.stderr}"
-        return done.stdout.strip()
-
-    admin("tenants", "create", TENANT)
-    admin("users", "create", "--tenant", TENANT, "--email", EMAIL, "--no-password")
-    key = admin("api-keys", "create", "--tenant", TENANT, "--user", EMAIL)
-    proc = subprocess.Popen(
-        [exe, "serve", "--data-dir", data, "--host", "127.0.0.1", "--port", "0"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
-    reader.start()
-    try:
-        found: list[str] = []
-
-        def listening() -> bool:
-            found[:] = re.findall(r"listening on (http://127\.0\.0\.1:\d+)", "".join(lines))
-            return bool(found) or proc.poll() is not None
-
-        eventually(listening, "the bundled server listens")
-        assert found, "".join(lines)
-        yield Server(found[0], key)
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        reader.join(timeout=10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+    data = tmp_path_factory.mktemp("enroll-server") / "data"
+    with bundled_server(dist, data, EMAIL) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from sqlalchemy import Column, Connection, Float, MetaData, String, Table, select
+from sqlalchemy import Column, Connection, Float, MetaData, String, Table, inspect, select
 
 from dropline.server.storage import schema
 from dropline.server.storage.db import Database
@@ -73,11 +73,24 @@ def m004_transfers_webhooks(conn: Connection) -> None:
         table.create(conn)
 
 
+def m005_undo_and_web(conn: Connection) -> None:
+    # 002 creates ``revisions`` from today's definition, so on a new database the
+    # columns are there already; on one made before this release they are added.
+    have = {column["name"] for column in inspect(conn).get_columns(schema.revisions.name)}
+    for name in ("user_id", "client"):
+        if name not in have:
+            column = schema.revisions.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {schema.revisions.name} ADD COLUMN {name} {kind}")
+    schema.web_sessions.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Named] = [
     ("001_identity", m001_identity),
     ("002_files", m002_files),
     ("003_security", m003_security),
     ("004_transfers_webhooks", m004_transfers_webhooks),
+    ("005_undo_and_web", m005_undo_and_web),
 ]
 
 

@@ -105,6 +105,10 @@ revisions = Table(
     Column("sha256", String(64), nullable=False),
     Column("mtime", Float, nullable=True),
     Column("created_at", Float, nullable=False),
+    # Who published it and through which client (the User-Agent's product, or the
+    # credential kind): what a person needs to tell a colleague's save from their own.
+    Column("user_id", String(36), nullable=True),
+    Column("client", String(120), nullable=True),
     Index("ix_revisions_entry", "entry_id"),
 )
 
@@ -468,4 +472,21 @@ webhook_cursor = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("last_event_id", Integer, nullable=False),
+)
+
+# Signed-in browser sessions of the web client. The cookie holds a random secret; only
+# its SHA-256 is stored, so a copy of the database opens no session. ``grant_id`` is the
+# OAuth grant the session came from: revoking it (sign-out, admin) ends the session.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("tenant_id", String(36), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("grant_id", String(36), nullable=True),
+    Column("scope", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Index("ix_web_sessions_user", "tenant_id", "user_id"),
 )

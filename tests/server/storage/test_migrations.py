@@ -120,3 +120,21 @@ def test_a_database_from_a_newer_dropline_is_refused_before_anything_is_written(
         refused = run(data, *command, ok=False)
         assert (refused.returncode, refused.stderr.strip()) == (1, REFUSAL), command
     assert recorded(data) == [ALL[0], NEWER]
+
+
+def test_revisions_of_a_database_made_before_authors_were_kept_gain_the_columns(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    db = old_database(data, 4)
+    with db.write() as conn:
+        # The table as 0.1.0's migration 002 made it: no author columns.
+        conn.exec_driver_sql("ALTER TABLE revisions DROP COLUMN client")
+        conn.exec_driver_sql("ALTER TABLE revisions DROP COLUMN user_id")
+    assert migrate(db) == ALL[4:]
+    with closing(sqlite3.connect(data / "dropline.db")) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(revisions)")}
+        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.dispose()
+    assert {"user_id", "client"} <= columns
+    assert "web_sessions" in tables

@@ -24,8 +24,11 @@ from dropline.server.http.routes import changes as changes_routes
 from dropline.server.http.routes import files as files_routes
 from dropline.server.http.routes import health, me
 from dropline.server.http.routes import oauth as oauth_routes
+from dropline.server.http.routes import revisions as revisions_routes
+from dropline.server.http.routes import trash as trash_routes
 from dropline.server.http.routes import uploads as uploads_routes
 from dropline.server.http.security_middleware import SecurityMiddleware
+from dropline.server.http.web import routes as web_routes
 from dropline.server.identity.accounts import Identity, Principal
 from dropline.server.identity.oauth.csrf import Csrf, load_secret
 from dropline.server.settings import Settings
@@ -132,4 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(uploads_routes.router)
     uploads_routes.install_fast_lane(app)  # tus POST and PATCH without FastAPI's overhead
     app.include_router(changes_routes.router)
+    app.include_router(revisions_routes.router)
+    app.include_router(trash_routes.router)
+    app.include_router(web_routes.router)
     return app

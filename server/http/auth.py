@@ -8,6 +8,7 @@ and rate limits come from ``app.state.security`` (dropline.server.guard.security
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Annotated
 
@@ -31,7 +32,19 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+CLIENT_LABEL_MAX = 120
+
+
+def client_label(request: Request, kind: str) -> str:
+    """The caller's product as its User-Agent names it first (``dropline-agent/0.1.0``),
+    or the credential kind when it sends none."""
+    product = request.headers.get("user-agent", "").strip().split(" ", 1)[0]
+    return product[:CLIENT_LABEL_MAX] if product else kind
+
+
 def _accept(request: Request, principal: Principal) -> Principal:
+    if principal.client is None:
+        principal = dataclasses.replace(principal, client=client_label(request, principal.kind))
     security = getattr(request.app.state, "security", None)
     if security is not None:
         # Per-request policy (source address, hours) and the credential's rate limit.

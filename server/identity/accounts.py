@@ -44,8 +44,11 @@ class Principal:
     tenant_id: str
     user_id: str
     credential_id: str
-    kind: str  # "api_key", "oauth", "mtls"
+    kind: str  # "api_key", "oauth", "mtls", "web"
     scopes: frozenset[str]
+    # What the caller says it is (the User-Agent's first product, or the credential
+    # kind), kept with each revision it publishes. Set per request by http.auth.
+    client: str | None = None
 
     @property
     def space_id(self) -> str:

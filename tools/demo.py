@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -83,18 +84,43 @@ def ensure_api_key(data_dir: Path, key_file: Path) -> str:
         _key_id, key = identity.create_api_key(TENANT, EMAIL, DEMO_SCOPES, name="make demo")
     finally:
         db.dispose()
-    # Created with 0600 from the start, so the key is never readable by others.
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(key + "\n")
-    os.chmod(key_file, 0o600)
+    write_secret(key_file, key)
     return key
+
+
+def write_secret(path: Path, value: str) -> None:
+    # Created with 0600 from the start, so the secret is never readable by others.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(value + "\n")
+    os.chmod(path, 0o600)
+
+
+def ensure_password(data_dir: Path, password_file: Path) -> str:
+    """The demo user's password for the web client and the tray's browser sign-in:
+    the saved one, or a new random one saved beside the API key."""
+    from dropline.server.identity.accounts import Identity
+    from dropline.server.settings import Settings
+    from dropline.server.storage.db import Database
+
+    if password_file.exists():
+        password = password_file.read_text(encoding="ascii").strip()
+    else:
+        password = secrets.token_urlsafe(12)
+        write_secret(password_file, password)
+    db = Database(Settings(data_dir=data_dir).database_url)
+    try:
+        Identity(db).set_password(TENANT, EMAIL, password)
+    finally:
+        db.dispose()
+    return password
 
 
 def start_server(demo_dir: Path) -> Part:
     """``dropline-server serve`` on 127.0.0.1:8600, or on a free port if 8600 is taken."""
     data_dir = demo_dir / "server"
     key = ensure_api_key(data_dir, demo_dir / "api-key")
+    password = ensure_password(data_dir, demo_dir / "password")
     port = PREFERRED_PORT if port_is_free(PREFERRED_PORT) else 0
     proc = subprocess.Popen(
         [
@@ -128,7 +154,8 @@ def start_server(demo_dir: Path) -> Part:
         proc.wait()
         raise SystemExit(f"demo: the server did not start (exit {proc.returncode})")
     # Keep passing the server's messages through so warnings stay visible.
-    threading.Thread(target=_relay, args=(proc,), daemon=True).start()
+    relay = threading.Thread(target=_relay, args=(proc,), daemon=True)
+    relay.start()
     _wait_ready(url)
 
     def stop() -> None:
@@ -139,17 +166,20 @@ def start_server(demo_dir: Path) -> Part:
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
+        relay.join(timeout=5)
 
     def alive() -> bool:
         return proc.poll() is None
 
-    return Part("server", stop, alive, {"url": url, "key": key, "data_dir": str(data_dir)})
+    info = {"url": url, "key": key, "password": password, "data_dir": str(data_dir)}
+    return Part("server", stop, alive, info)
 
 
 def _relay(proc: subprocess.Popen[str]) -> None:
     assert proc.stderr is not None
-    for line in proc.stderr:
-        sys.stderr.write(line)
+    with proc.stderr:
+        for line in proc.stderr:
+            sys.stderr.write(line)
 
 
 def _wait_ready(url: str, timeout: float = 20) -> None:
@@ -173,6 +203,8 @@ def describe_server(part: Part) -> str:
             f'  curl -s -H "Authorization: Bearer {key}" {url}/api/v1/me',
             "More: the curl walkthrough in docs/api.md (export DROPLINE_URL and DROPLINE_API_KEY "
             "as printed above).",
+            f"In a browser: {url}/ as {EMAIL}, password {part.info['password']} "
+            f"(also in {DEMO_DIR / 'password'}).",
         ]
     )
 

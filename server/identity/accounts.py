@@ -142,6 +142,16 @@ class Identity:
             )
         return user_id
 
+    def set_password(self, tenant: str, email: str, password: str) -> None:
+        """Replace a user's sign-in password (``None`` before: a service account)."""
+        user_id = self.user_id(self.tenant_id(tenant), email)
+        with self.db.write() as conn:
+            conn.execute(
+                update(schema.users)
+                .where(schema.users.c.id == user_id)
+                .values(password_hash=hash_password(password))
+            )
+
     def user_id(self, tenant_id: str, email: str) -> str:
         with self.db.read() as conn:
             row = conn.execute(

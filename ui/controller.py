@@ -20,6 +20,7 @@ from dropline.agent.control import ControlError
 from dropline.agent.control.protocol import HistoryRowJSON, IssueJSON, ProgressJSON
 from dropline.ui import enrollment
 from dropline.ui.desktop import Opener, open_path
+from dropline.ui.format import sentence
 from dropline.ui.history import HistoryWindow
 from dropline.ui.issues import IssuesWindow
 from dropline.ui.models import HistoryModel, IssuesModel, TransfersModel
@@ -29,6 +30,7 @@ from dropline.ui.signin import SignInWindow
 from dropline.ui.status import Moving, summarize
 from dropline.ui.transfers import TransfersWindow
 from dropline.ui.tray import MenuState, Tray
+from dropline.ui.undo import UndoActions
 from dropline.ui.widgets import ERROR_ACCENT, ToolWindow
 from dropline.ui.workers import AgentLink
 
@@ -70,6 +72,8 @@ class TrayApp(QObject):
         self.notifier = notifier or Notifier(parent=self)
         self.notifier.notice.connect(self._show_notice)
 
+        self._windows: dict[str, ToolWindow] = {}
+        self.undo = UndoActions(link.call, self._window, opener, parent=self)
         self.tray = Tray(self)
         self.tray.openFolder.connect(lambda local: self.opener(Path(local)))
         self.tray.pauseAll.connect(lambda: self._act("pause"))
@@ -80,13 +84,14 @@ class TrayApp(QObject):
         self.tray.showTransfers.connect(self.open_transfers)
         self.tray.showHistory.connect(self.open_history)
         self.tray.showIssues.connect(self.open_issues)
+        self.tray.showVersions.connect(self.undo.choose_file_for_versions)
+        self.tray.showTrash.connect(lambda: self.undo.open_trash())
         self.tray.showSettings.connect(self.open_settings)
         self.tray.signIn.connect(self.open_signin)
         self.tray.signOut.connect(self.sign_out)
         self.tray.quitRequested.connect(self.quit)
         self.tray.icon.messageClicked.connect(self._notice_clicked)
 
-        self._windows: dict[str, ToolWindow] = {}
         self.transfers_model.totalsChanged.connect(self._refresh)
         self.issues_model.rowsInserted.connect(self._refresh)
         self.issues_model.rowsRemoved.connect(self._refresh)
@@ -137,6 +142,8 @@ class TrayApp(QObject):
         def make() -> HistoryWindow:
             window = HistoryWindow(self.history_model, self.opener)
             window.set_folders([f["local"] for f in self._folder_statuses()])
+            window.versionsRequested.connect(self.undo.open_versions)
+            window.trashRequested.connect(self.undo.open_trash)
             return window
 
         return cast(HistoryWindow, self._window("history", make))
@@ -146,6 +153,9 @@ class TrayApp(QObject):
             window = IssuesWindow(self.issues_model, self.opener)
             window.retryRequested.connect(self.retry_issue)
             window.dismissRequested.connect(self.dismiss_issue)
+            window.resolveRequested.connect(
+                lambda issue_id, keep: self.undo.resolve_conflict(issue_id, keep, window)
+            )
             return window
 
         return cast(IssuesWindow, self._window("issues", make))
@@ -206,7 +216,7 @@ class TrayApp(QObject):
 
     def _failed(self, error: ControlError) -> None:
         log.info("agent refused: %s (%s)", error.message, error.code)
-        self.notifier.error(_sentence(error.message))
+        self.notifier.error(sentence(error.message))
 
     def start_signin(
         self, device: bool, then: Callable[[dict[str, Any]], None] | None = None
@@ -222,7 +232,7 @@ class TrayApp(QObject):
                 then(result)
 
         def refused(error: ControlError) -> None:
-            window.show_error(_sentence(error.message))
+            window.show_error(sentence(error.message))
             if then is not None:
                 then(self.signin)
 
@@ -260,7 +270,7 @@ class TrayApp(QObject):
         self.link.call(
             "issues.retry",
             {"id": issue_id},
-            on_error=lambda e: window.banner.show_message(_sentence(e.message), ERROR_ACCENT),
+            on_error=lambda e: window.banner.show_message(sentence(e.message), ERROR_ACCENT),
         )
 
     def dismiss_issue(self, issue_id: int) -> None:
@@ -278,7 +288,7 @@ class TrayApp(QObject):
         window = self.settings_window()
 
         def refused(error: ControlError) -> None:
-            window.show_error(_sentence(error.message))
+            window.show_error(sentence(error.message))
             self._load_settings()  # show the value that is really in force
 
         def done(_result: dict[str, Any]) -> None:
@@ -301,7 +311,7 @@ class TrayApp(QObject):
             "folders.add",
             values,
             on_done=done,
-            on_error=lambda e: window.show_error(_sentence(e.message)),
+            on_error=lambda e: window.show_error(sentence(e.message)),
         )
 
     def remove_folder(self, local: str) -> None:
@@ -315,7 +325,7 @@ class TrayApp(QObject):
             "folders.remove",
             {"local": local},
             on_done=done,
-            on_error=lambda e: window.show_error(_sentence(e.message)),
+            on_error=lambda e: window.show_error(sentence(e.message)),
         )
 
     # -- the agent's side
@@ -452,6 +462,7 @@ class TrayApp(QObject):
             history = self._windows.get("history")
             if isinstance(history, HistoryWindow):
                 history.set_folders([f["local"] for f in self.folders])
+            self.undo.set_folders([f["local"] for f in self.folders])
 
         self.link.call("folders.list", on_done=done)
 
@@ -534,12 +545,3 @@ class TrayApp(QObject):
             self.open_issues()
         else:
             self.open_history()
-
-
-def _sentence(text: str) -> str:
-    """The agent's lower-case messages as a sentence for a window."""
-    text = text.strip()
-    if not text:
-        return "Something went wrong."
-    text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."

@@ -90,3 +90,12 @@ def plural(n: int, one: str, many: str | None = None) -> str:
     """``plural(1, "file")`` -> ``"1 file"``; ``plural(3, "file")`` -> ``"3 files"``."""
     word = one if n == 1 else (many or one + "s")
     return f"{n} {word}"
+
+
+def sentence(text: str) -> str:
+    """The agent's lower-case messages as a sentence for a window."""
+    text = text.strip()
+    if not text:
+        return "Something went wrong."
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."

@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QDate, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QDate, QModelIndex, QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QStackedWidget,
     QTableView,
@@ -62,6 +63,8 @@ def date_range(
 class HistoryWindow(ToolWindow):
     exported = Signal(str, int)  # path, rows written
     exportFailed = Signal(str)
+    versionsRequested = Signal(str)  # a local file's path
+    trashRequested = Signal(object, str)  # a sync folder's local path or None, a search
 
     def __init__(
         self, model: HistoryModel, opener: Opener = open_path, parent: QWidget | None = None
@@ -147,6 +150,8 @@ class HistoryWindow(ToolWindow):
         ):
             header.resizeSection(column, width)
         self.table.activated.connect(self._open_file_at)  # Enter or double-click
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._popup_row_menu)
 
         self.empty = EmptyState("No transfers yet", "")
         self.stack = QStackedWidget()
@@ -156,13 +161,16 @@ class HistoryWindow(ToolWindow):
         self.count_label = muted()
         self.open_file = QPushButton("&Open file")
         self.open_folder = QPushButton("Show in &folder")
+        self.versions = QPushButton("&Version history…")
+        self.versions.setToolTip("Earlier versions of the selected file, to restore or open")
+        self.trash = QPushButton("&Deleted files…")
+        self.trash.setToolTip("Files deleted from your Dropline folders, to bring back")
         self.export = QPushButton("&Export CSV…")
         self.export.setToolTip("Save the rows that match the filters as a CSV file")
         buttons = QHBoxLayout()
         buttons.addWidget(self.count_label, 1)
-        buttons.addWidget(self.open_file)
-        buttons.addWidget(self.open_folder)
-        buttons.addWidget(self.export)
+        for button in (self.open_file, self.open_folder, self.versions, self.trash, self.export):
+            buttons.addWidget(button)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(14, 12, 14, 14)
@@ -186,6 +194,8 @@ class HistoryWindow(ToolWindow):
         self.last_day.dateChanged.connect(self.apply_filters)
         self.open_file.clicked.connect(self.open_selected_file)
         self.open_folder.clicked.connect(self.open_selected_folder)
+        self.versions.clicked.connect(self.show_selected_versions)
+        self.trash.clicked.connect(self.show_deleted_files)
         self.export.clicked.connect(self.choose_export_file)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
         for signal in (
@@ -266,6 +276,52 @@ class HistoryWindow(ToolWindow):
         if row is not None:
             self._open(containing_folder(row["folder"], row["path"]))
 
+    def show_selected_versions(self) -> None:
+        row = self.selected_row()
+        target = local_file(row["folder"], row["path"]) if row is not None else None
+        if target is not None and target.is_file():
+            self.versionsRequested.emit(str(target))
+        elif row is not None:
+            self._open(target)  # says why: gone from this computer, or outside its folder
+
+    def show_deleted_files(self) -> None:
+        """Deleted files, narrowed to the selected row's folder, and to its name when gone."""
+        row = self.selected_row()
+        if row is None:
+            self.trashRequested.emit(self.folder.currentData(), "")
+            return
+        target = local_file(row["folder"], row["path"])
+        gone = target is not None and not target.exists()
+        self.trashRequested.emit(row["folder"], Path(row["path"]).name if gone else "")
+
+    def row_menu(self, row: int) -> QMenu:
+        """The context menu of a row: open it, its versions, deleted files near it."""
+        self.table.selectRow(row)
+        record = self.model.row_at(row)
+        target = local_file(record["folder"], record["path"]) if record else None
+        exists = target is not None and target.is_file()
+        menu = QMenu(self)
+        for name, text, handler, enabled in (
+            ("open-file", "&Open file", self.open_selected_file, exists),
+            ("open-folder", "Show in &folder", self.open_selected_folder, True),
+            ("versions", "&Version history…", self.show_selected_versions, exists),
+            ("trash", "Restore &deleted files…", self.show_deleted_files, True),
+        ):
+            action = menu.addAction(text)
+            action.setObjectName(name)
+            action.setEnabled(enabled)
+            action.triggered.connect(handler)
+            if name == "open-folder":
+                menu.addSeparator()
+        return menu
+
+    def _popup_row_menu(self, point: QPoint) -> None:
+        index = self.table.indexAt(point)
+        if index.isValid():
+            menu = self.row_menu(index.row())
+            menu.aboutToHide.connect(menu.deleteLater)
+            menu.popup(self.table.viewport().mapToGlobal(point))
+
     def _open_file_at(self, index: QModelIndex) -> None:
         row = self.model.row_at(index.row())
         if row is not None:
@@ -322,6 +378,7 @@ class HistoryWindow(ToolWindow):
         has = self.selected_row() is not None
         self.open_file.setEnabled(has)
         self.open_folder.setEnabled(has)
+        self.versions.setEnabled(has)
 
     def _update_counts(self, *_args: Any) -> None:
         n = self.model.rowCount()

@@ -33,9 +33,32 @@ def versions(issue: IssueJSON) -> list[str]:
     return list(dict.fromkeys([issue["path"], *issue["related_paths"]]))
 
 
+# A conflict's three ways out: (keep, button text, what it does).
+KEEP_CHOICES = (
+    (
+        "both",
+        "&Keep both",
+        "Keep the file and your conflicted copy side by side, and hide this issue",
+    ),
+    (
+        "mine",
+        "Keep &mine",
+        "Your conflicted copy becomes the file; the other version stays in the file's "
+        "version history",
+    ),
+    (
+        "theirs",
+        "Keep &theirs",
+        "Keep the file as it is and remove your conflicted copy; it goes to Deleted files, "
+        "so you can bring it back",
+    ),
+)
+
+
 class IssuesWindow(ToolWindow):
     retryRequested = Signal(int)
     dismissRequested = Signal(int)
+    resolveRequested = Signal(int, str)  # issue id, "both" | "mine" | "theirs"
 
     def __init__(
         self, model: IssuesModel, opener: Opener = open_path, parent: QWidget | None = None
@@ -103,7 +126,15 @@ class IssuesWindow(ToolWindow):
         self.open_folder = QPushButton("Show in &folder")
         self.dismiss = QPushButton("&Dismiss")
         self.dismiss.setToolTip("Hide this issue; it comes back if the problem happens again")
+        self.keep: dict[str, QPushButton] = {}
         buttons = QHBoxLayout()
+        for keep, text, tip in KEEP_CHOICES:
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.setAccessibleDescription(tip)
+            button.clicked.connect(lambda _=False, k=keep: self._resolve(k))
+            self.keep[keep] = button
+            buttons.addWidget(button)
         buttons.addStretch(1)
         for button in (self.retry, self.open_file, self.open_both, self.open_folder, self.dismiss):
             buttons.addWidget(button)
@@ -152,6 +183,12 @@ class IssuesWindow(ToolWindow):
         if issue is not None:
             self.dismissRequested.emit(issue["id"])
 
+    def _resolve(self, keep: str) -> None:
+        issue = self.selected_issue()
+        if issue is not None and issue["kind"] == "conflict":
+            self.banner.show_message(f"Settling {Path(issue['path']).name}…", closable=False)
+            self.resolveRequested.emit(issue["id"], keep)
+
     def open_selected_file(self) -> None:
         issue = self.selected_issue()
         if issue is not None:
@@ -188,6 +225,9 @@ class IssuesWindow(ToolWindow):
             issue is not None and issue["kind"] == "conflict" and bool(issue["related_paths"])
         )
         self.open_both.setVisible(conflict)
+        for button in self.keep.values():
+            button.setVisible(conflict)
+        self.retry.setVisible(not conflict)  # nothing to retry: both versions are on disk
         self.details.setVisible(issue is not None)
         if issue is None:
             return

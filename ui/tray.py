@@ -52,6 +52,8 @@ class Tray(QObject):
     showTransfers = Signal()
     showHistory = Signal()
     showIssues = Signal()
+    showVersions = Signal()
+    showTrash = Signal()
     showSettings = Signal()
     signIn = Signal()
     signOut = Signal()
@@ -167,6 +169,8 @@ class Tray(QObject):
         menu.addSeparator()
         self._add(menu, "transfers", "&Transfers…", self.showTransfers.emit)
         self._add(menu, "history", "&History…", self.showHistory.emit)
+        self._add(menu, "versions", "&Version history…", self.showVersions.emit)
+        self._add(menu, "trash", "Restore &deleted files…", self.showTrash.emit)
         issues_text = f"&Issues ({s.issues})…" if s.issues else "&Issues…"
         self._add(menu, "issues", issues_text, self.showIssues.emit)
         menu.addSeparator()

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -37,6 +37,18 @@ log = logging.getLogger(__name__)
 
 OnDone = Callable[[dict[str, Any]], None]
 OnError = Callable[[ControlError], None]
+
+
+class AgentCall(Protocol):
+    """What windows that ask the agent themselves are given: ``AgentLink.call``'s shape."""
+
+    def __call__(
+        self,
+        op: str,
+        args: dict[str, Any] | None = None,
+        on_done: OnDone | None = None,
+        on_error: OnError | None = None,
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

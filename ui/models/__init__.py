@@ -1,4 +1,4 @@
-"""Table models of the tray's windows: history (paged), current transfers, issues.
+"""Table models of the tray's windows: history (paged), transfers, issues, versions, trash.
 
 Kept apart from the views and from the agent: each model is fed plain protocol
 records, and the history model pulls pages through a fetch function it is given,
@@ -19,6 +19,8 @@ from dropline.ui.models._base import (
 from dropline.ui.models.history import HistoryFilter, HistoryModel, PageFetcher
 from dropline.ui.models.issues import IssuesModel
 from dropline.ui.models.transfers import Transfer, TransfersModel
+from dropline.ui.models.trash import TrashItemJSON, TrashModel
+from dropline.ui.models.versions import RevisionJSON, VersionsModel
 
 __all__ = [
     "HistoryFilter",
@@ -27,10 +29,14 @@ __all__ = [
     "OpacityRole",
     "PageFetcher",
     "ProgressRole",
+    "RevisionJSON",
     "RowRole",
     "SortRole",
     "Transfer",
     "TransfersModel",
+    "TrashItemJSON",
+    "TrashModel",
+    "VersionsModel",
     "display_path",
     "file_name",
     "folder_name",

@@ -3,9 +3,10 @@
 Everything an integrator needs and nothing of the sync engine: the client
 (:class:`DroplineClient`), its models, the exception tree (drawn in
 :mod:`dropline.sdk.errors`), retries and the circuit breaker, API-key and OAuth
-credentials with rotating refresh, resumable uploads and downloads, batch uploads
-of small files, transfers and webhook subscriptions, and the verification of
-signed webhook deliveries::
+credentials with rotating refresh, resumable uploads and downloads (of earlier
+revisions too), version history and the trash, batch uploads of small files,
+transfers and webhook subscriptions, and the verification of signed webhook
+deliveries::
 
     from dropline.sdk import ApiKeyCredentials, DroplineClient
 
@@ -64,6 +65,12 @@ from dropline.sdk.models import (
     Entry,
     EntryPage,
     EntryType,
+    Revision,
+    RevisionPage,
+    RevisionUser,
+    Storage,
+    TrashItem,
+    TrashPage,
     UploadResult,
     UploadSession,
 )
@@ -101,12 +108,18 @@ __all__ = [
     "RangeNotSatisfiable",
     "RateLimitedError",
     "RetryPolicy",
+    "Revision",
+    "RevisionPage",
+    "RevisionUser",
     "ServerError",
+    "Storage",
     "TooLargeError",
     "Transfer",
     "TransferError",
     "TransferWaitTimeout",
     "Transfers",
+    "TrashItem",
+    "TrashPage",
     "UnavailableError",
     "UploadExpiredError",
     "UploadResult",

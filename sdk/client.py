@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from dropline.sdk.breaker import CircuitBreaker
+from dropline.sdk.client_undo import UndoCalls
 from dropline.sdk.credentials import ApiKeyCredentials, OAuthCredentials
 from dropline.sdk.errors import (
     DroplineError,
@@ -89,8 +90,12 @@ LONG_POLL_MAX = 120  # seconds; the server's cap for /changes/wait
 LONG_POLL_GRACE = 30.0  # extra HTTP read time past the server's long-poll timeout
 
 
-class DroplineClient:
-    """The async client. Use as ``async with DroplineClient(url, credentials) as client``."""
+class DroplineClient(UndoCalls):
+    """The async client. Use as ``async with DroplineClient(url, credentials) as client``.
+
+    ``user_agent`` names the product calling (``dropline-agent/0.1.0``): the server keeps
+    it with every revision the client publishes, so a file's history says where each
+    version came from."""
 
     def __init__(
         self,
@@ -102,6 +107,7 @@ class DroplineClient:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float | httpx.Timeout = 30.0,
         max_connections: int = 16,
+        user_agent: str = "dropline-sdk/0.1",
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
@@ -113,7 +119,7 @@ class DroplineClient:
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
-            headers={"User-Agent": "dropline-sdk/0.1", "Accept": "application/json"},
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
             follow_redirects=False,  # never carry a credential to a place we did not name
         )
         self.base_url = self._http.base_url
@@ -511,9 +517,11 @@ class DroplineClient:
         entry_id: str,
         start: int = 0,
         if_range: str | None = None,
+        rev: str | None = None,
     ) -> AsyncIterator[ContentStream]:
         """Stream a file's bytes from ``start``. With ``if_range`` (a rev) the server sends
-        the rest only if the file is still at that rev, and the whole file otherwise."""
+        the rest only if the file is still at that rev, and the whole file otherwise.
+        ``rev``: that revision's bytes instead of the current ones."""
         headers: dict[str, str] = {"Accept": "*/*", "Accept-Encoding": "identity"}
         if start > 0:
             headers["Range"] = f"bytes={start}-"
@@ -522,6 +530,7 @@ class DroplineClient:
         response = await self._request(
             "GET",
             f"{API}/files/{quote_id(entry_id)}/content",
+            params={"rev": rev} if rev is not None else None,
             headers=headers,
             stream=True,
         )

@@ -1,4 +1,5 @@
-"""The API's wire records (entries, changes, upload sessions) and their parsing from JSON.
+"""The API's wire records (entries, changes, upload sessions, revisions, trash) and their
+parsing from JSON.
 
 Parsing is strict: a missing or mistyped field raises :class:`dropline.sdk.errors.ProtocolError`
 naming the record and the field, so a drift between server and SDK is loud.
@@ -163,9 +164,51 @@ class EntryPage:
         )
 
 
+def _number(doc: Mapping[str, Any], record: str, name: str) -> float:
+    return float(_field(doc, record, name, (int, float)))
+
+
+def _opt_number(doc: Mapping[str, Any], record: str, name: str) -> float | None:
+    value = _field(doc, record, name, (int, float, type(None)))
+    return None if value is None else float(value)
+
+
+def _entry_type(doc: Mapping[str, Any], record: str) -> EntryType:
+    kind = _str(doc, record, "type")
+    try:
+        return EntryType(kind)
+    except ValueError:
+        raise ProtocolError(f"{record}.type is {kind!r}, not 'file' or 'folder'") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """What an account's files take on the server, in bytes. ``used`` is what the quota
+    counts: the current files, the earlier revisions kept, and the trash."""
+
+    used: int
+    quota: int | None  # None: no quota
+    current: int
+    versions: int
+    trash: int
+
+    @classmethod
+    def from_json(cls, doc: object) -> Storage:
+        d = _object(doc, "Storage")
+        quota: int | None = _field(d, "Storage", "quota", (int, type(None)))
+        return cls(
+            used=_int(d, "Storage", "used"),
+            quota=quota,
+            current=_int(d, "Storage", "current"),
+            versions=_int(d, "Storage", "versions"),
+            trash=_int(d, "Storage", "trash"),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
-    """``GET /api/v1/me``: who the credential belongs to."""
+    """``GET /api/v1/me``: who the credential belongs to (and, from servers that keep
+    versions, what their files take)."""
 
     user_id: str
     email: str
@@ -173,6 +216,7 @@ class Account:
     tenant_name: str
     credential_kind: str
     scopes: tuple[str, ...]
+    storage: Storage | None = None
 
     @classmethod
     def from_json(cls, doc: object) -> Account:
@@ -190,6 +234,125 @@ class Account:
             tenant_name=_str(tenant, "Account.tenant", "name"),
             credential_kind=_str(credential, "Account.credential", "kind"),
             scopes=tuple(scopes),
+            storage=Storage.from_json(d["storage"]) if d.get("storage") is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionUser:
+    """Who published a revision."""
+
+    id: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """One version of a file: its content's size and SHA-256, when and by whom it was
+    published, and through which client (``dropline-agent/0.1.0``, ``web``, ``api_key``)."""
+
+    rev: str
+    size: int
+    sha256: str
+    mtime: float | None
+    created_at: float
+    user: RevisionUser | None
+    client: str | None
+    current: bool
+
+    @classmethod
+    def from_json(cls, doc: object) -> Revision:
+        r = "Revision"
+        d = _object(doc, r)
+        user_doc = _field(d, r, "user", (Mapping, type(None)))
+        user = None
+        if user_doc is not None:
+            user = RevisionUser(
+                id=_str(user_doc, "Revision.user", "id"),
+                email=_str(user_doc, "Revision.user", "email"),
+            )
+        return cls(
+            rev=_str(d, r, "rev"),
+            size=_int(d, r, "size"),
+            sha256=_str(d, r, "sha256"),
+            mtime=_opt_number(d, r, "mtime"),
+            created_at=_number(d, r, "created_at"),
+            user=user,
+            client=_opt_str(d, r, "client"),
+            current=bool(_field(d, r, "current", (bool,))),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionPage:
+    """One page of a file's revisions, newest first."""
+
+    revisions: tuple[Revision, ...]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, doc: object) -> RevisionPage:
+        d = _object(doc, "RevisionPage")
+        rows = _list(d, "RevisionPage", "revisions")
+        return cls(
+            revisions=tuple(Revision.from_json(row) for row in rows),
+            next_cursor=_opt_str(d, "RevisionPage", "next_cursor"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrashItem:
+    """Something a person deleted: a file, or a folder that comes back with ``files``
+    files under it. ``path_taken``: something live is at ``path`` now, so bringing it
+    back needs a new place."""
+
+    id: str
+    name: str
+    path: str
+    type: EntryType
+    size: int
+    sha256: str | None
+    rev: str
+    trashed_at: float
+    files: int
+    path_taken: bool
+
+    @property
+    def is_folder(self) -> bool:
+        return self.type is EntryType.FOLDER
+
+    @classmethod
+    def from_json(cls, doc: object) -> TrashItem:
+        r = "TrashItem"
+        d = _object(doc, r)
+        return cls(
+            id=_str(d, r, "id"),
+            name=_str(d, r, "name"),
+            path=_str(d, r, "path"),
+            type=_entry_type(d, r),
+            size=_int(d, r, "size"),
+            sha256=_opt_str(d, r, "sha256"),
+            rev=_str(d, r, "rev"),
+            trashed_at=_number(d, r, "trashed_at"),
+            files=_int(d, r, "files"),
+            path_taken=bool(_field(d, r, "path_taken", (bool,))),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrashPage:
+    """One page of the trash, newest deletion first."""
+
+    items: tuple[TrashItem, ...]
+    next_cursor: str | None
+
+    @classmethod
+    def from_json(cls, doc: object) -> TrashPage:
+        d = _object(doc, "TrashPage")
+        rows = _list(d, "TrashPage", "items")
+        return cls(
+            items=tuple(TrashItem.from_json(row) for row in rows),
+            next_cursor=_opt_str(d, "TrashPage", "next_cursor"),
         )
 
 

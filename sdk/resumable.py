@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +31,7 @@ from dropline.sdk.errors import (
     ValidationError,
 )
 from dropline.sdk.hashing import sha256_file, sha256_prefix
-from dropline.sdk.models import Entry, UploadResult
+from dropline.sdk.models import Entry, Revision, UploadResult
 from dropline.sdk.retry import NO_RETRY, failure_reason
 from dropline.sdk.wire import chunk_checksum
 
@@ -430,10 +431,13 @@ async def download_file(
     on_progress: ProgressCallback | None = None,
     limiter: Limiter | None = None,
     commit: Commit | None = None,
+    rev: Revision | str | None = None,
 ) -> None:
     """Download ``entry`` to ``dest``: into ``partial_path`` first (resumed if it holds a
     prefix), SHA-256 verified against ``entry.sha256``, fsynced, mtime set, then moved
-    into place by ``commit(partial, dest)`` (default: atomic rename).
+    into place by ``commit(partial, dest)`` (default: atomic rename). ``rev`` (a
+    :class:`Revision` or its id) downloads that earlier revision instead, verified
+    against its own SHA-256 and given its own mtime.
 
     A hash mismatch removes the partial file and raises :class:`IntegrityError`; a file
     that changed on the server since ``entry`` was read raises
@@ -442,6 +446,11 @@ async def download_file(
     """
     if entry.is_folder:
         raise ValidationError(f"{entry.path} is a folder, not a file")
+    pinned: str | None = None
+    if rev is not None:
+        found = rev if isinstance(rev, Revision) else await client.revision(entry.id, rev)
+        pinned = found.rev
+        entry = replace(entry, rev=pinned, size=found.size, sha256=found.sha256, mtime=found.mtime)
     if entry.sha256 is None:
         raise ProtocolError(f"the entry for {entry.path} has no sha256")
     target = Path(dest)
@@ -452,7 +461,7 @@ async def download_file(
     while True:
         before = _partial_size(partial, entry.size)
         try:
-            await _fetch(client, entry, partial, on_progress, limiter)
+            await _fetch(client, entry, partial, on_progress, limiter, pinned)
         except IntegrityError:
             _remove(partial)
             if before == 0 or verified_fresh:
@@ -507,8 +516,10 @@ async def _fetch(
     partial: Path,
     on_progress: ProgressCallback | None,
     limiter: Limiter | None,
+    pinned: str | None = None,
 ) -> None:
-    """Make ``partial`` hold the verified, fsynced content of ``entry``."""
+    """Make ``partial`` hold the verified, fsynced content of ``entry`` (of its revision
+    ``pinned`` when given)."""
     partial.parent.mkdir(parents=True, exist_ok=True)
     start = _partial_size(partial, entry.size)
     if start == entry.size:
@@ -518,7 +529,7 @@ async def _fetch(
         digest = await asyncio.to_thread(sha256_prefix, partial, start)
         _verify(entry, digest.hexdigest())
         return
-    async with client.open_content(entry.id, start=start, if_range=entry.rev) as stream:
+    async with client.open_content(entry.id, start, entry.rev, pinned) as stream:
         if stream.rev is not None and stream.rev != entry.rev:
             raise PreconditionFailedError(
                 f"{entry.path} changed on the server after it was listed; "

@@ -188,6 +188,34 @@ class ControlClient:
     def set_setting(self, key: str, value: Any) -> dict[str, Any]:
         return self.call("settings.set", {"key": key, "value": value})
 
+    # Undo: paths are local, inside a sync folder.
+
+    def versions(self, path: str) -> p.VersionsJSON:
+        """The file at ``path`` on the server and its revisions, newest first."""
+        return cast(p.VersionsJSON, self.call("versions.list", {"path": path}))
+
+    def restore_version(self, path: str, rev: str) -> p.EntryJSON:
+        """Make ``rev`` current on the server; the file then arrives through sync."""
+        result = self.call("versions.restore", {"path": path, "rev": rev})
+        return cast(p.EntryJSON, result["entry"])
+
+    def open_version_copy(self, path: str, rev: str) -> str:
+        """Download ``rev`` (verified) outside the sync folders; the copy's path."""
+        return str(self.call("versions.open_copy", {"path": path, "rev": rev})["copy"])
+
+    def trash(self, folder: str | None = None, search: str | None = None) -> list[p.TrashItemJSON]:
+        args = {k: v for k, v in (("folder", folder), ("search", search)) if v is not None}
+        return cast(list[p.TrashItemJSON], self.call("trash.list", args or None)["items"])
+
+    def restore_from_trash(self, item_id: str, path: str | None = None) -> p.EntryJSON:
+        """Bring a trash item back to where it was, or to the local ``path``."""
+        args = {"id": item_id} if path is None else {"id": item_id, "path": path}
+        return cast(p.EntryJSON, self.call("trash.restore", args)["entry"])
+
+    def resolve_conflict(self, issue_id: int, keep: str) -> dict[str, Any]:
+        """``keep``: "both", "mine" (the conflict copy wins) or "theirs" (the copy goes)."""
+        return self.call("conflicts.resolve", {"id": issue_id, "keep": keep})
+
     def subscribe(self, events: list[str] | None = None) -> Subscription:
         """A new connection carrying events; see :class:`Subscription`."""
         return Subscription.open(self.socket_path, events, self.timeout)

@@ -7,7 +7,7 @@ This module imports nothing of the engine so the tray can use it on its own.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -99,6 +99,35 @@ class SigninStartArgs(_Args):
     device: bool = False
 
 
+LocalPath = Annotated[str, Field(min_length=1, max_length=4096)]
+ServerId = Annotated[str, Field(min_length=1, max_length=200)]  # a rev or a trash item id
+Keep = Literal["both", "mine", "theirs"]
+
+
+class PathArgs(_Args):
+    path: LocalPath  # a local absolute path inside a sync folder
+
+
+class VersionArgs(_Args):
+    path: LocalPath
+    rev: ServerId
+
+
+class TrashListArgs(_Args):
+    folder: str | None = Field(default=None, min_length=1, max_length=4096)
+    search: str | None = Field(default=None, max_length=1000)
+
+
+class TrashRestoreArgs(_Args):
+    id: ServerId
+    path: LocalPath | None = None
+
+
+class ConflictResolveArgs(_Args):
+    id: int = Field(ge=0)
+    keep: Keep
+
+
 class SettingsSetArgs(_Args):
     key: str = Field(min_length=1, max_length=200)
     # The value's type depends on the key; the agent's config validation checks it.
@@ -142,6 +171,12 @@ OPS: dict[str, type[_Args]] = {
     "settings.get": NoArgs,
     "settings.set": SettingsSetArgs,
     "subscribe": SubscribeArgs,
+    "versions.list": PathArgs,
+    "versions.restore": VersionArgs,
+    "versions.open_copy": VersionArgs,
+    "trash.list": TrashListArgs,
+    "trash.restore": TrashRestoreArgs,
+    "conflicts.resolve": ConflictResolveArgs,
 }
 
 
@@ -329,3 +364,65 @@ class SigninJSON(TypedDict):
 class SettingJSON(TypedDict):
     value: Any
     locked: bool
+
+
+class EntryJSON(TypedDict):
+    """A file or folder on the server (the API's Entry)."""
+
+    id: str
+    name: str
+    path: str
+    type: str  # "file" or "folder"
+    size: int
+    sha256: str | None
+    rev: str
+    mtime: float | None
+    parent_id: str | None
+
+
+class RevisionUserJSON(TypedDict):
+    id: str
+    email: str
+
+
+class RevisionJSON(TypedDict):
+    """One version of a file (the API's Revision)."""
+
+    rev: str
+    size: int
+    sha256: str
+    mtime: float | None
+    created_at: float
+    user: RevisionUserJSON | None
+    client: str | None  # "dropline-agent/0.1.0", "web", "api_key", ... or None
+    current: bool
+
+
+class VersionedFileJSON(TypedDict):
+    path: str  # local
+    remote: str
+    id: str
+
+
+class VersionsJSON(TypedDict):
+    """``versions.list``: the file, and its revisions newest first."""
+
+    file: VersionedFileJSON
+    revisions: list[RevisionJSON]
+
+
+class TrashItemJSON(TypedDict):
+    """A deleted file or folder (the API's TrashItem), with where it comes back locally."""
+
+    id: str
+    name: str
+    path: str
+    type: str
+    size: int
+    sha256: str | None
+    rev: str
+    trashed_at: float
+    files: int
+    path_taken: bool
+    folder: str  # the local sync folder it belongs to
+    local: str  # the local path it comes back to

@@ -329,7 +329,6 @@ class TrashWindow(ToolWindow):
         total, restored, failures = self._total, self._restored, self._failures
         self._total = 0
         self.progress.hide()
-        waiting = len(self._taken)
         if failures:
             head = (
                 f"Restored {restored} of {fmt.plural(total, 'item')}. "
@@ -343,8 +342,8 @@ class TrashWindow(ToolWindow):
                 "in a moment.",
                 OK_ACCENT,
             )
-        elif not waiting:
-            self.banner.hide()
+        else:
+            self.banner.hide()  # only taken places: the rename panel says it
         self.restoreFinished.emit(restored, len(failures))
         self._offer_new_name()
         self.reload()

@@ -31,8 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from dropline.agent.control import ControlError
+from dropline.agent.control.protocol import TrashItemJSON
 from dropline.ui import format as fmt
-from dropline.ui.models import TrashItemJSON, TrashModel, folder_name
+from dropline.ui.models import TrashModel, folder_name
 from dropline.ui.widgets import (
     ERROR_ACCENT,
     OK_ACCENT,

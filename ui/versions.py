@@ -26,9 +26,10 @@ from PySide6.QtWidgets import (
 )
 
 from dropline.agent.control import ControlError
+from dropline.agent.control.protocol import RevisionJSON
 from dropline.ui import format as fmt
 from dropline.ui.desktop import Opener, open_path
-from dropline.ui.models import RevisionJSON, VersionsModel
+from dropline.ui.models import VersionsModel
 from dropline.ui.models.versions import who_words
 from dropline.ui.widgets import (
     ERROR_ACCENT,

@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QTimer
 
 from dropline.agent.control import ControlError
-from dropline.ui.models import RevisionJSON, TrashItemJSON
+from dropline.agent.control.protocol import RevisionJSON, TrashItemJSON
 from dropline.ui.workers import OnDone, OnError
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]

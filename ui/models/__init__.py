@@ -19,8 +19,8 @@ from dropline.ui.models._base import (
 from dropline.ui.models.history import HistoryFilter, HistoryModel, PageFetcher
 from dropline.ui.models.issues import IssuesModel
 from dropline.ui.models.transfers import Transfer, TransfersModel
-from dropline.ui.models.trash import TrashItemJSON, TrashModel
-from dropline.ui.models.versions import RevisionJSON, VersionsModel
+from dropline.ui.models.trash import TrashModel
+from dropline.ui.models.versions import VersionsModel
 
 __all__ = [
     "HistoryFilter",
@@ -29,12 +29,10 @@ __all__ = [
     "OpacityRole",
     "PageFetcher",
     "ProgressRole",
-    "RevisionJSON",
     "RowRole",
     "SortRole",
     "Transfer",
     "TransfersModel",
-    "TrashItemJSON",
     "TrashModel",
     "VersionsModel",
     "display_path",

@@ -4,29 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 from PySide6.QtCore import Qt
 
+from dropline.agent.control.protocol import TrashItemJSON
 from dropline.ui import format as fmt
 from dropline.ui.models._base import CONFLICT_COLOUR, Index, RowRole, TableModel, folder_name
-
-
-class TrashItemJSON(TypedDict):
-    """One item of the agent's ``trash.list``: the server's TrashItem, plus where it goes back."""
-
-    id: str
-    name: str
-    path: str
-    type: str  # "file" or "folder"
-    size: int
-    sha256: str | None
-    rev: str
-    trashed_at: float
-    files: int
-    path_taken: bool
-    folder: str  # the sync folder's local root
-    local: str  # the local path it comes back to
 
 
 def original_location(item: TrashItemJSON) -> str:

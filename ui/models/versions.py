@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 
+from dropline.agent.control.protocol import RevisionJSON
 from dropline.ui import format as fmt
 from dropline.ui.models._base import Index, RowRole, TableModel
-
-
-class RevisionUserJSON(TypedDict):
-    id: str
-    email: str
-
-
-class RevisionJSON(TypedDict):
-    """One revision as the agent's ``versions.list`` returns it (the server's Revision)."""
-
-    rev: str
-    size: int
-    sha256: str
-    mtime: float
-    created_at: float
-    user: RevisionUserJSON | None
-    client: str | None
-    current: bool
-
 
 AGENT_CLIENT = "dropline-agent/"
 

@@ -429,7 +429,7 @@ def _login_api_key(paths: AgentPaths) -> int:
 
 def cmd_logout(args: argparse.Namespace) -> int:
     from dropline.agent.credentials import CredentialStore
-    from dropline.agent.service import sign_out
+    from dropline.agent.signin import sign_out
 
     paths = _paths(args)
     try:

@@ -1,4 +1,4 @@
-"""Where one agent keeps its config, journal, logs, lock and control socket.
+"""Where one agent keeps its config, journal, logs, lock, control socket and cache.
 
 ``--home DIR`` (or ``DROPLINE_AGENT_HOME``) puts everything under one directory so
 several agents can run side by side; without it the platform's user directories
@@ -11,7 +11,7 @@ import hashlib
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import platformdirs
@@ -31,6 +31,7 @@ class AgentPaths:
     logs: Path
     socket: Path
     lock: Path
+    cache: Path  # copies of earlier versions opened from the tray; never inside a sync folder
 
     @classmethod
     def resolve(
@@ -47,6 +48,7 @@ class AgentPaths:
                 logs=root / "logs",
                 socket=_socket_path(root / "agent.sock", root),
                 lock=root / "agent.lock",
+                cache=root / "cache",
             )
         else:
             root = Path(platformdirs.user_config_dir(APP_NAME))
@@ -58,16 +60,10 @@ class AgentPaths:
                 logs=Path(platformdirs.user_log_dir(APP_NAME)),
                 socket=_socket_path(_runtime_dir() / "agent.sock", root),
                 lock=state / "agent.lock",
+                cache=Path(platformdirs.user_cache_dir(APP_NAME)),
             )
         if config is not None:
-            paths = cls(
-                home=paths.home,
-                config=Path(config).expanduser().absolute(),
-                state=paths.state,
-                logs=paths.logs,
-                socket=paths.socket,
-                lock=paths.lock,
-            )
+            paths = replace(paths, config=Path(config).expanduser().absolute())
         return paths
 
     def ensure(self) -> None:

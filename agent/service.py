@@ -31,7 +31,8 @@ from dropline.agent.credentials import Credential, CredentialStore, NoKeyringErr
 from dropline.agent.instance import InstanceLock, sd_notify
 from dropline.agent.paths import AgentPaths
 from dropline.agent.reload import ConfigWatcher
-from dropline.agent.signin import BrowserSignIn, DeviceSignIn, SignInError, Tokens, revoke
+from dropline.agent.signin import BrowserSignIn, DeviceSignIn, SignInError, Tokens, sign_out
+from dropline.agent.undo import UndoOps
 from dropline.sync.types import EngineSettings, FolderSpec, HistoryQuery, Issue, State, StateChanged
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class EngineLike(Protocol):
     def retry_issue(self, issue_id: int) -> Any: ...
     def dismiss_issue(self, issue_id: int) -> Any: ...
     def set_bandwidth(self, up_bps: int | None, down_bps: int | None) -> Any: ...
+    def client(self) -> Any: ...
 
 
 EngineFactory = Callable[[Path, Any, Sequence[FolderSpec], EngineSettings], EngineLike]
@@ -195,7 +197,10 @@ class AgentService:
             self._signin = {"state": "signed_in", "method": cred.kind}
             from dropline.sdk import DroplineClient
 
-            self._client = DroplineClient(url, sdk_credentials(cred, url, store, tokens))
+            agent = f"dropline-agent/{__version__}"  # kept with each revision it publishes
+            self._client = DroplineClient(
+                url, sdk_credentials(cred, url, store, tokens), user_agent=agent
+            )
             engine = self.engine_factory(
                 self.paths.state,
                 self._client,
@@ -349,7 +354,8 @@ class AgentService:
     # -- the control socket ------------------------------------------------------------------
 
     async def handle(self, op: str, args: Any) -> dict[str, Any]:
-        method = getattr(self, "op_" + op.replace(".", "_"))
+        name = "op_" + op.replace(".", "_")  # versions.*, trash.*, conflicts.*: agent/undo.py
+        method = getattr(self, name, None) or getattr(UndoOps(self), name)
         try:
             result: dict[str, Any] = await method(args)
         except ConfigError as exc:
@@ -558,25 +564,6 @@ class AgentService:
         self.not_running_reason = "not signed in"
         self._set_signin({"state": "signed_out", "method": None, "error": None})
         return {}
-
-
-async def sign_out(store: CredentialStore, url: str) -> None:
-    """Revoke the stored OAuth sign-in at the server (RFC 7009) and clear the keyring."""
-    cred = store.load()
-    if cred is not None and cred.source == "env":
-        raise p.ControlError(
-            p.INVALID,
-            "the agent uses DROPLINE_API_KEY from its environment; remove it there to sign out",
-        )
-    refresh = store.refresh_token()
-    if refresh:
-        async with httpx.AsyncClient(timeout=30.0) as http:
-            if not await revoke(http, url, refresh, "refresh_token"):
-                log.warning(
-                    "the server did not confirm the revocation; the keyring is cleared anyway"
-                )
-    store.clear()
-    log.info("signed out")
 
 
 def config_control_error(exc: ConfigError) -> p.ControlError:

@@ -1,5 +1,6 @@
 """Signing the agent in: OAuth 2.0 authorization code with PKCE over a loopback redirect
-(RFC 7636, RFC 8252), the device flow (RFC 8628), and revocation (RFC 7009).
+(RFC 7636, RFC 8252), the device flow (RFC 8628), and signing out: revocation (RFC 7009)
+and clearing the keyring.
 
 Built on httpx directly rather than Authlib's client: Authlib's httpx integration
 emits a deprecation warning on plain httpx (it prefers a fork), which would fail
@@ -21,6 +22,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+
+from dropline.agent.control import protocol as p
+from dropline.agent.credentials import CredentialStore
 
 log = logging.getLogger(__name__)
 
@@ -368,3 +372,22 @@ async def revoke(http: httpx.AsyncClient, server_url: str, token: str, hint: str
         log.warning("could not reach the server to revoke the sign-in: %s", type(exc).__name__)
         return False
     return resp.status_code == 200
+
+
+async def sign_out(store: CredentialStore, url: str) -> None:
+    """Revoke the stored OAuth sign-in at the server (RFC 7009) and clear the keyring."""
+    cred = store.load()
+    if cred is not None and cred.source == "env":
+        raise p.ControlError(
+            p.INVALID,
+            "the agent uses DROPLINE_API_KEY from its environment; remove it there to sign out",
+        )
+    refresh = store.refresh_token()
+    if refresh:
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            if not await revoke(http, url, refresh, "refresh_token"):
+                log.warning(
+                    "the server did not confirm the revocation; the keyring is cleared anyway"
+                )
+    store.clear()
+    log.info("signed out")

@@ -196,11 +196,12 @@ def server(data: Path) -> Iterator[tuple[str, str]]:
         _stop(proc)
 
 
-def put_on_server(url: str, key: str, path: str, data: bytes) -> None:
+def put_on_server(url: str, key: str, path: str, data: bytes, if_rev: str | None = None) -> None:
     """One tus creation-with-upload request: the whole file in the POST."""
     import httpx
 
-    metadata = "path " + base64.b64encode(path.encode()).decode()
+    fields = {"path": path} if if_rev is None else {"path": path, "if_rev": if_rev}
+    metadata = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in fields.items())
     answer = httpx.post(
         f"{url}/api/v1/uploads",
         content=data,
@@ -404,7 +405,7 @@ def take(out: Path, work: Path) -> None:
         for name, kib in INBOX:
             put_on_server(url, key, f"/Inbox/{name}", os.urandom(kib * 1024))
         app = make_application("light")
-        shoot(out, home, url, reports)
+        shoot(out, home, url, key, reports)
         # shoot()'s Qt objects are gone with its frame; collect them while the
         # application still exists (left to interpreter exit, the order may crash).
         gc.collect()
@@ -412,7 +413,7 @@ def take(out: Path, work: Path) -> None:
         del app
 
 
-def shoot(out: Path, home: Path, url: str, reports: Path) -> None:
+def shoot(out: Path, home: Path, url: str, key: str, reports: Path) -> None:
     from PySide6.QtWidgets import QApplication
 
     from dropline.agent.control import ControlClient
@@ -420,6 +421,7 @@ def shoot(out: Path, home: Path, url: str, reports: Path) -> None:
     from dropline.ui.app import apply_theme, dark_palette
     from dropline.ui.controller import TrayApp
     from dropline.ui.workers import AgentLink, LinkOptions
+    from tools.shots_undo import shoot_undo
 
     app = QApplication.instance()
     assert isinstance(app, QApplication)
@@ -488,6 +490,8 @@ def shoot(out: Path, home: Path, url: str, reports: Path) -> None:
     settle(0.5)
     save(framed(signin.grab(), signin.windowTitle()), "signin-pending", out)
     signin.close()
+
+    shoot_undo(tray, client, url, key, reports, out)
 
     app.setPalette(dark_palette())
     history.bring_up()

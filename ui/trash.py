@@ -356,8 +356,8 @@ class TrashWindow(ToolWindow):
             return
         item = self._taken[0]
         self.rename.label.setText(
-            f"Something is already at {fmt.home_path(item['local'])}, so {item['name']} cannot "
-            "go back there. Choose a new name for it:"
+            f"Something is already at {fmt.home_path(item['local'])}. "
+            f"Restore {item['name']} under a new name, or skip it:"
         )
         self.rename.name.setText(free_name(item["local"]))
         self.rename.error.hide()

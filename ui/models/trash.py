@@ -47,7 +47,8 @@ class TrashModel(TableModel):
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             if col == self.NAME:
-                return f"{item['name']}/" if item["type"] == "folder" else item["name"]
+                name = f"{item['name']}/" if item["type"] == "folder" else item["name"]
+                return f"{name}  (name in use now)" if item["path_taken"] else name
             if col == self.LOCATION:
                 return original_location(item)
             if col == self.DELETED:

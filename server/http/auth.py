@@ -1,9 +1,12 @@
-"""Request authentication: turns ``Authorization: Bearer ...`` into a :class:`Principal`.
+"""Request authentication: turns ``Authorization: Bearer ...`` (or, with no such header,
+the web client's session cookie) into a :class:`Principal`.
 
 Route modules depend on :func:`require` with the scope they need. Credential kinds
 plug in through :data:`Authenticator` callables kept on ``app.state.authenticators``
 (API keys, OAuth JWTs); client certificates, failure handling, per-request policy
 and rate limits come from ``app.state.security`` (dropline.server.guard.security).
+A cookie is sent by the browser on its own, so a cookie-authenticated request that
+changes anything must also carry ``X-CSRF-Token``, which only the page itself knows.
 """
 
 from __future__ import annotations
@@ -14,10 +17,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from dropline.server.identity import web_sessions
 from dropline.server.identity.accounts import Principal
+from dropline.server.identity.oauth.csrf import Csrf
 from dropline.server.problems import Problem
 
 Authenticator = Callable[[Request, str], Principal | None]
+
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WEB_CLIENT_LABEL = "web"
 
 
 def _bearer(request: Request) -> str:
@@ -53,6 +62,30 @@ def _accept(request: Request, principal: Principal) -> Principal:
     return principal
 
 
+def _session_principal(request: Request, session_id: str) -> Principal:
+    """The person behind a web session cookie; state-changing methods need the CSRF header."""
+    session = web_sessions.WebSessions(request.app.state.db).lookup(session_id)
+    if session is None:
+        raise Problem("invalid-token", "your web session has ended: sign in again")
+    if request.method not in SAFE_METHODS:
+        csrf: Csrf = request.app.state.csrf
+        subject = web_sessions.csrf_subject(session_id)
+        if not csrf.check(subject, request.headers.get(CSRF_HEADER)):
+            raise Problem(
+                "forbidden",
+                "this request came with the web session cookie but without the page's "
+                "X-CSRF-Token header, so it was refused",
+            )
+    return Principal(
+        tenant_id=session.tenant_id,
+        user_id=session.user_id,
+        credential_id=session.grant_id or session.id_hash,
+        kind="web",
+        scopes=session.scopes,
+        client=WEB_CLIENT_LABEL,
+    )
+
+
 def authenticate(request: Request) -> Principal:
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
@@ -63,6 +96,10 @@ def authenticate(request: Request) -> Principal:
         by_certificate = security.certificate_principal(request)
         if by_certificate is not None:
             return _accept(request, by_certificate)
+    if "authorization" not in request.headers:
+        session_id = request.cookies.get(web_sessions.COOKIE)
+        if session_id:
+            return _accept(request, _session_principal(request, session_id))
     token = _bearer(request)
     authenticators: list[Authenticator] = request.app.state.authenticators
     for authenticator in authenticators:

@@ -1,6 +1,10 @@
 """Public share-link routes: ``GET /s/{token}`` lists the files, ``GET /s/{token}/files/{id}``
 downloads one (and counts it). No API credential: the link is the credential, and a
 password, if the link has one, comes as HTTP Basic or ``Dropline-Share-Password``.
+
+A browser asking for HTML at ``/s/{token}`` gets a download page instead of JSON, with
+a password form (posted back to ``/s/{token}``) where the link has a password
+(dropline.server.http.web.share_page).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from dropline.server.http.routes.transfers import audit_context
+from dropline.server.http.web import share_page
 from dropline.server.problems import Problem
 from dropline.server.transfers.shares import Share, SharedFile, ShareService
 
@@ -26,13 +31,14 @@ READ_SIZE = 1024 * 1024
 PASSWORD_HEADER = "dropline-share-password"
 
 
-def _password(request: Request) -> str | None:
+def _password(request: Request, token: str) -> str | None:
     given = request.headers.get(PASSWORD_HEADER)
     if given:
         return given
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic" or not value:
-        return None
+        # The share page's form, remembered by this browser for this link.
+        return share_page.password_from_cookie(request, token)
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
@@ -47,9 +53,9 @@ def _client_ip(request: Request) -> str | None:
     return ip if isinstance(ip, str) else None
 
 
-async def _open(request: Request, token: str) -> Share:
+async def _open(request: Request, token: str, password: str | None = None) -> Share:
     service: ShareService = request.app.state.shares
-    password = _password(request)
+    password = password or _password(request, token)
     try:
         return await anyio.to_thread.run_sync(service.open, token, password, _client_ip(request))
     except Problem as exc:
@@ -89,13 +95,21 @@ async def _stream(handle: BinaryIO) -> AsyncIterator[bytes]:
         handle.close()
 
 
-@router.get("/s/{token}")
-async def share_listing(request: Request, token: str) -> JSONResponse:
+@router.get("/s/{token}", response_model=None)
+async def share_listing(request: Request, token: str) -> Response:
+    if share_page.wants_html(request):
+        return await share_page.show(request, token, _open)
     share = await _open(request, token)
     doc: dict[str, Any] = share.to_json(token)
     return JSONResponse(
         doc, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
     )
+
+
+@router.post("/s/{token}", include_in_schema=False)
+async def share_password(request: Request, token: str) -> Response:
+    """The share page's password form."""
+    return await share_page.submit_password(request, token, _open)
 
 
 @router.api_route(

@@ -35,6 +35,8 @@ from dropline.server.identity.oauth.store import (
     DEVICE_INTERVAL,
     DEVICE_SECONDS,
     USER_SCOPES,
+    WEB_CALLBACK_PATH,
+    WEB_CLIENT,
     ClientRecord,
     CodeRecord,
     DeviceRecord,
@@ -77,6 +79,11 @@ def is_loopback_redirect(uri: str) -> bool:
     )
 
 
+def web_redirect_uri(issuer: str) -> str:
+    """Where the web client's sign-in comes back to: this server's own callback."""
+    return issuer.rstrip("/") + WEB_CALLBACK_PATH
+
+
 def narrow_scope(requested: str | None, allowed: tuple[str, ...] | frozenset[str]) -> str:
     """The requested scopes the caller may have (the default set when none asked)."""
     wanted = (requested or DEFAULT_SCOPE).split()
@@ -107,6 +114,9 @@ class Client(ClientMixin):  # type: ignore[misc]
         return narrow_scope(scope, self.record.scopes)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
+        if self.record.client_id == WEB_CLIENT:
+            # The server's own callback at whatever address it is reached by.
+            return redirect_uri == web_redirect_uri(current_issuer.get())
         if self.record.loopback_redirects and is_loopback_redirect(redirect_uri):
             return True
         # Exact string match, nothing looser: a prefix or pattern match is an open redirect.
@@ -568,4 +578,5 @@ __all__ = [
     "current_issuer",
     "is_loopback_redirect",
     "narrow_scope",
+    "web_redirect_uri",
 ]

@@ -24,6 +24,9 @@ from dropline.server.storage import schema
 from dropline.server.storage.db import Database
 
 FIRST_PARTY_CLIENT = "dropline-desktop"
+# The web client at "/": its only redirect is the server's own WEB_CALLBACK_PATH.
+WEB_CLIENT = "dropline-web"
+WEB_CALLBACK_PATH = "/web/callback"
 USER_SCOPES = ("files:read", "files:write", "transfers")
 # Scopes that see the whole tenant (every user's audit rows and file events): only
 # tenant administrators get them.
@@ -144,31 +147,55 @@ class OAuthStore:
     # -- clients -----------------------------------------------------------------
 
     def ensure_first_party(self) -> None:
-        """The desktop client every tenant's users sign in with (public, PKCE, loopback)."""
+        """The clients every tenant's users sign in with: the desktop client (public,
+        PKCE, loopback redirects) and the web client (public, PKCE, redirected to the
+        server's own callback, its code exchanged by the server)."""
+        self._ensure_client(
+            FIRST_PARTY_CLIENT,
+            name="Dropline desktop",
+            grant_types=(
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ),
+            scopes=ALL_SCOPES,
+            loopback_redirects=True,
+        )
+        self._ensure_client(
+            WEB_CLIENT,
+            name="Dropline on the web",
+            grant_types=("authorization_code",),
+            scopes=USER_SCOPES,
+            loopback_redirects=False,
+        )
+
+    def _ensure_client(
+        self,
+        client_id: str,
+        *,
+        name: str,
+        grant_types: tuple[str, ...],
+        scopes: tuple[str, ...],
+        loopback_redirects: bool,
+    ) -> None:
         with self.db.write() as conn:
             exists = conn.execute(
                 select(schema.oauth_clients.c.client_id).where(
-                    schema.oauth_clients.c.client_id == FIRST_PARTY_CLIENT
+                    schema.oauth_clients.c.client_id == client_id
                 )
             ).first()
             if exists:
                 return
             conn.execute(
                 schema.oauth_clients.insert().values(
-                    client_id=FIRST_PARTY_CLIENT,
+                    client_id=client_id,
                     tenant_id=None,
-                    name="Dropline desktop",
+                    name=name,
                     secret_hash=None,
                     redirect_uris="[]",
-                    grant_types=" ".join(
-                        (
-                            "authorization_code",
-                            "refresh_token",
-                            "urn:ietf:params:oauth:grant-type:device_code",
-                        )
-                    ),
-                    scopes=" ".join(ALL_SCOPES),
-                    loopback_redirects=True,
+                    grant_types=" ".join(grant_types),
+                    scopes=" ".join(scopes),
+                    loopback_redirects=loopback_redirects,
                     service_user_id=None,
                     created_at=time.time(),
                 )
@@ -516,6 +543,8 @@ __all__ = [
     "ALL_SCOPES",
     "DEFAULT_SCOPE",
     "FIRST_PARTY_CLIENT",
+    "WEB_CALLBACK_PATH",
+    "WEB_CLIENT",
     "ClientRecord",
     "CodeRecord",
     "DeviceRecord",

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from dropline import __version__
+from dropline.agent import cli_undo
+from dropline.agent.cli_text import CliError, size_text
 from dropline.agent.config import ConfigError, LockedError, NotAllowedError
 from dropline.agent.configedit import ConfigEditor
 from dropline.agent.control import protocol as p
@@ -58,12 +60,6 @@ _CODE_EXITS = {
 
 
 Command = Callable[[argparse.Namespace], int]
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = FAILED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     pinstall.add_argument(
         "--from", dest="source", default="", help="a policy file to install (validated first)"
     )
+    cli_undo.add_parsers(sub, common)
     return parser
 
 
@@ -307,7 +304,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
         arrow = "up  " if r["direction"] == "up" else "down"
         err = f"  ({r['error']})" if r.get("error") else ""
-        size = _size(r["size"])
+        size = size_text(r["size"])
         where = _join(r["folder"], r["path"])
         _out(f"{when}  {arrow}  {r['result']:<8} {size:>9}  {where}{err}")
     return OK
@@ -318,15 +315,6 @@ def _join(folder: str, path: str) -> str:
     if not folder:
         return path
     return f"{folder.rstrip('/')}/{path.lstrip('/')}"
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def cmd_issues(args: argparse.Namespace) -> int:
@@ -503,6 +491,7 @@ COMMANDS: dict[str, Command] = {
     "doctor": cmd_doctor,
     "autostart": cmd_autostart,
     "policy": cmd_policy,
+    **cli_undo.COMMANDS,
 }
 
 

@@ -6,7 +6,8 @@ until the folder has been quiet for :data:`DEBOUNCE` (10,000 creates become one
 batch), a directory with too many events folds into one rescan of that directory,
 and too many paths in all fold into a rescan of the whole folder. A file created or
 written but not yet closed is held back until its close arrives (or :data:`OPEN_WAIT`
-passes), so a file still being copied in is not scanned half-written.
+passes), so a file still being copied in is not scanned half-written. A file renamed
+into place (moved in, or saved by rename) arrives done: a rename sends no close.
 
 The limits are module variables so tests can shrink them.
 """

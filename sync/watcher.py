@@ -2,7 +2,9 @@
 
 The kernel mask is narrowed with ``event_filter`` (creates, closes after writing,
 deletes, moves): with watchdog's default mask a burst of 10,000 creates overflows
-inotify's queue and loses events. Losing events is never silent here: an overflow
+inotify's queue and loses events. A new file is held until its writer closes it; a
+file or folder renamed into place (moved in from outside, or within the folder) is
+complete already and is not held. Losing events is never silent here: an overflow
 (which watchdog only logs), a dead observer thread, or running out of inotify
 watches (``fs.inotify.max_user_watches``, which watchdog swallows for
 subdirectories) each reach the folder as a :class:`Trouble`, and the folder
@@ -16,6 +18,7 @@ import contextlib
 import errno
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -88,6 +91,19 @@ for _name in WATCHDOG_LOGGERS:
     logging.getLogger(_name).addHandler(_overflow)
 
 
+def new_observer() -> BaseObserver:
+    """The platform's observer; on Linux one that reports a move from or to outside the
+    watched folder as a move (the default reports a file moved in as created, which
+    looks like a new file still being written)."""
+    # Its dispatcher wakes every `timeout` seconds to look for a stop; stop() posts a
+    # sentinel anyway, so a long timeout only saves idle wake-ups.
+    if sys.platform.startswith("linux"):
+        from watchdog.observers.inotify import InotifyObserver  # importable on Linux only
+
+        return InotifyObserver(timeout=OBSERVER_TIMEOUT, generate_full_events=True)
+    return Observer(timeout=OBSERVER_TIMEOUT)
+
+
 def process_watch_count() -> int | None:
     """How many inotify watches this process holds (from /proc), or None if unknown."""
     try:
@@ -121,10 +137,17 @@ class _Handler(FileSystemEventHandler):
         if isinstance(event, FileCreatedEvent):
             src = os.fsdecode(event.src_path)
             found = event.is_synthetic or self._is_new_dir(os.path.dirname(src))
-            # A file found in a new folder is not held for a close that may never come;
-            # the settling window and the re-check during upload cover a late writer.
+            # A file found in a new folder (or in one moved in) is not held for a close
+            # that may never come; the settling window and the re-check during upload
+            # cover a late writer.
             w.push(src, Kind.DONE if found else Kind.WRITING)
         elif isinstance(event, FileMovedEvent | DirMovedEvent):
+            # Nobody writes through a rename: what it puts in place is complete, so it
+            # is not held for a close (a rename sends none). A source or destination
+            # outside the folder is "" (moved in or out) and push() drops it. A writer
+            # that keeps a moved-in file open and goes on writing is still guarded: the
+            # folder holds a file whose mtime is within ``stable_seconds``, and hashing
+            # and uploading give up on a file that changes under them.
             w.push(event.src_path, Kind.DONE)
             w.push(event.dest_path, Kind.DONE)
         elif isinstance(event, FileClosedEvent):
@@ -168,9 +191,7 @@ class FolderWatcher:
 
     def start(self) -> None:
         """Start watching; raises OSError (ENOSPC names the watch limit) if it cannot."""
-        # Its dispatcher wakes every `timeout` seconds to look for a stop; stop() posts a
-        # sentinel anyway, so a long timeout only saves idle wake-ups.
-        observer = Observer(timeout=OBSERVER_TIMEOUT)
+        observer = new_observer()
         observer.schedule(_Handler(self), str(self.root), recursive=True, event_filter=EVENT_FILTER)
         try:
             observer.start()

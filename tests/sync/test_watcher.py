@@ -130,3 +130,60 @@ def test_missing_watches_are_noticed(tmp_path: Path) -> None:
         assert rec.watcher.check(directories=held + 10) is Trouble.WATCH_LIMIT
 
     run(tmp_path, body)
+
+
+def test_file_moved_in_from_outside_is_complete_not_held_for_a_close(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "report.pdf").write_bytes(b"pdf")
+    (outside / "new.pdf").write_bytes(b"replacement")
+    (root / "old.pdf").write_bytes(b"old")
+
+    async def body(rec: Recorder) -> None:
+        os.rename(outside / "report.pdf", root / "report.pdf")  # what `mv` and drag and drop do
+        os.rename(outside / "new.pdf", root / "old.pdf")  # moved in over a file
+        (root / "last.txt").write_text("z")
+        await wait_for(lambda: ("last.txt", Kind.CLOSED) in rec.events)
+
+    rec = run(root, body)
+    # A rename sends no close: held as WRITING, the file would wait for OPEN_WAIT.
+    assert [k for p, k in rec.events if p == "report.pdf"] == [Kind.DONE]
+    assert [k for p, k in rec.events if p == "old.pdf"] == [Kind.DONE]
+    assert "" not in rec.paths()  # the source outside the folder is not reported
+
+
+def test_folder_moved_in_reports_itself_and_its_files_complete(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    (outside / "project" / "src" / "lib").mkdir(parents=True)
+    files = {"project/README", "project/src/main.py", "project/src/lib/util.py"}
+    for name in files:
+        (outside / name).write_text(name)
+
+    async def body(rec: Recorder) -> None:
+        os.rename(outside / "project", root / "project")
+        await wait_for(lambda: files <= rec.paths())
+
+    rec = run(root, body)
+    assert {"project", "project/src", "project/src/lib"} <= rec.paths()
+    assert not [p for p, k in rec.events if k is not Kind.DONE]
+
+
+def test_moves_out_of_the_folder_and_within_it_arrive(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "dir" / "sub").mkdir(parents=True)
+    (root / "dir" / "sub" / "f.txt").write_text("f")
+    (root / "leaving.txt").write_text("l")
+    (root / "a.txt").write_text("a")
+    outside.mkdir()
+
+    async def body(rec: Recorder) -> None:
+        os.rename(root / "a.txt", root / "b.txt")
+        os.rename(root / "leaving.txt", outside / "leaving.txt")
+        os.rename(root / "dir", outside / "dir")
+        await wait_for(lambda: {"a.txt", "b.txt", "leaving.txt", "dir"} <= rec.paths())
+
+    rec = run(root, body)
+    assert all(k is Kind.DONE for _, k in rec.events)
+    assert "" not in rec.paths()

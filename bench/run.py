@@ -24,6 +24,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.engine_sync",
         "sync engine vs rclone: 10,000 small files, 1 GiB up/down, latency, SIGKILL resume",
     ),
+    "engine-latency": (
+        "bench.engine_latency",
+        "sync engine: file appearing to committed, written in place, moved in, folder moved in",
+    ),
     "engine-idle": (
         "bench.engine_idle",
         "sync engine with 100,000 files tracked: restart time, bytes hashed, idle CPU, RSS",

@@ -81,6 +81,8 @@ class Settings:
     max_upload_bytes: int = 50 * 1024**3
     upload_expiry_seconds: int = 24 * 3600
     change_retention_days: int = 90
+    # How often version and trash retention runs (files.housekeeping).
+    housekeeping_seconds: float = 3600.0
     longpoll_max_seconds: int = 120
     page_size_max: int = 1000
     # Security (identity.oauth, guard.ratelimit, guard.defender, audit.trail).
@@ -142,6 +144,7 @@ class Settings:
             max_upload_bytes=_env_int("MAX_UPLOAD_BYTES", 50 * 1024**3),
             upload_expiry_seconds=_env_int("UPLOAD_EXPIRY_SECONDS", 24 * 3600),
             change_retention_days=_env_int("CHANGE_RETENTION_DAYS", 90),
+            housekeeping_seconds=_env_float("HOUSEKEEPING_SECONDS", 3600.0),
             trusted_proxies=tuple(
                 p.strip()
                 for p in os.environ.get(ENV_PREFIX + "TRUSTED_PROXIES", "").split(",")

@@ -80,7 +80,8 @@ class FileService:
         for hook in self.hooks:
             hook.check(principal, action, path, size)
 
-    def _notify(self, principal: Principal) -> None:
+    def notify(self, principal: Principal) -> None:
+        """Wake the long-polls of ``principal``'s space (after a commit)."""
         if self.on_change is not None:
             self.on_change(principal.space_id)
 
@@ -157,7 +158,7 @@ class FileService:
                 raise Problem("already-exists", f"a file is already at {path}")
             parent_id = self.rows.ensure_parents(conn, principal, path, now)
             folder = self.rows.new_folder(conn, principal, path, parent_id, now)
-        self._notify(principal)
+        self.notify(principal)
         return folder, True
 
     def move(
@@ -231,7 +232,7 @@ class FileService:
                 )
             )
             self.rows.record(conn, principal, MOVED, moved, now, old_path=entry.path)
-        self._notify(principal)
+        self.notify(principal)
         return moved
 
     def delete(self, principal: Principal, entry_id: str, if_match: str | None = None) -> Entry:
@@ -252,7 +253,7 @@ class FileService:
                 .values(trashed_at=now, updated_at=now)
             )
             self.rows.record(conn, principal, DELETED, entry, now)
-        self._notify(principal)
+        self.notify(principal)
         return entry
 
     def check_publish(self, principal: Principal, path: str, if_rev: str | None) -> None:
@@ -289,7 +290,7 @@ class FileService:
             entry = publish_in(self.rows, conn, principal, item, now)
             if in_transaction is not None:
                 in_transaction(conn, entry)
-        self._notify(principal)
+        self.notify(principal)
         return entry
 
     def publish_many(
@@ -315,5 +316,5 @@ class FileService:
                     savepoint.commit()
                     results.append(entry)
         if any(isinstance(r, Entry) for r in results):
-            self._notify(principal)
+            self.notify(principal)
         return results

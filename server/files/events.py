@@ -1,5 +1,5 @@
-"""File events for webhooks: ``file.uploaded``, ``file.moved``, ``file.deleted`` and
-``upload.failed`` written to the events outbox.
+"""File events for webhooks: ``file.uploaded``, ``file.moved``, ``file.deleted``,
+``file.restored`` and ``upload.failed`` written to the events outbox.
 
 :class:`FileEvents` plugs into the file service as a
 :class:`dropline.server.files.records.FileHook`, so
@@ -14,7 +14,16 @@ from typing import Any
 from sqlalchemy import Connection
 
 from dropline.server.audit.events import record_event
-from dropline.server.files.records import CREATED, DELETED, FILE, MODIFIED, MOVED, Change
+from dropline.server.files.records import (
+    CREATED,
+    DELETED,
+    FILE,
+    FILE_RESTORE,
+    MODIFIED,
+    MOVED,
+    TRASH_RESTORE,
+    Change,
+)
 from dropline.server.identity.accounts import Principal
 from dropline.server.storage.db import Database
 
@@ -34,6 +43,8 @@ class FileEvents:
         return None  # events never refuse an operation
 
     def recorded(self, conn: Connection, principal: Principal, change: Change) -> None:
+        if change.cause is not None:
+            return  # a restore is announced once, as ``file.restored`` (see ``undone``)
         entry = change.entry
         if change.action in (CREATED, MODIFIED):
             if entry.type != FILE:
@@ -54,6 +65,16 @@ class FileEvents:
         if change.action == MOVED:
             payload["old_path"] = change.old_path
         record_event(conn, principal.tenant_id, event, payload)
+
+    def undone(
+        self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]
+    ) -> None:
+        """``file.restored``: a past revision made current again, or an item back from the
+        trash (``action`` says which; ``entry`` is the restored file or folder)."""
+        if action not in (FILE_RESTORE, TRASH_RESTORE):
+            return
+        payload: dict[str, Any] = {"action": action, **detail, **_actor(principal)}
+        record_event(conn, principal.tenant_id, "file.restored", payload)
 
 
 def record_upload_failed(

@@ -83,19 +83,7 @@ def publish_in(
             parent_id=existing.parent_id,
             blob_id=blob_id,
         )
-        conn.execute(
-            _UPDATE_CONTENT,
-            {
-                **keys(principal),
-                "entry_id": existing.id,
-                "new_size": size,
-                "new_sha256": sha256,
-                "new_rev": rev,
-                "new_mtime": entry.mtime,
-                "new_blob_id": blob_id,
-                "now": now,
-            },
-        )
+        update_content(conn, principal, entry, now)
         action = MODIFIED
     else:
         entry = Entry(
@@ -112,18 +100,43 @@ def publish_in(
         )
         rows.insert(conn, principal, entry, now)
         action = CREATED
+    insert_revision(conn, principal, entry, now)
+    rows.record(conn, principal, action, entry, now)
+    return entry
+
+
+def update_content(conn: Connection, principal: Principal, entry: Entry, now: float) -> None:
+    """Point the live entry ``entry.id`` at ``entry``'s content and rev."""
+    conn.execute(
+        _UPDATE_CONTENT,
+        {
+            **keys(principal),
+            "entry_id": entry.id,
+            "new_size": entry.size,
+            "new_sha256": entry.sha256,
+            "new_rev": entry.rev,
+            "new_mtime": entry.mtime,
+            "new_blob_id": entry.blob_id,
+            "now": now,
+        },
+    )
+
+
+def insert_revision(conn: Connection, principal: Principal, entry: Entry, now: float) -> None:
+    """The revision row of ``entry``'s content as it is now, with who published it and
+    through which client."""
     conn.execute(
         _INSERT_REVISION,
         {
             "entry_id": entry.id,
             "tenant_id": principal.tenant_id,
-            "rev": rev,
-            "blob_id": blob_id,
-            "size": size,
-            "sha256": sha256,
+            "rev": entry.rev,
+            "blob_id": entry.blob_id,
+            "size": entry.size,
+            "sha256": entry.sha256,
             "mtime": entry.mtime,
             "created_at": now,
+            "user_id": principal.user_id,
+            "client": principal.client or principal.kind,
         },
     )
-    rows.record(conn, principal, action, entry, now)
-    return entry

@@ -1,6 +1,6 @@
 """The records of the file service: an :class:`Entry`, a change-feed :class:`Change`, a
-:class:`Publication` of new content, the :class:`FileHook` plug-in point, and the entry
-types and change actions they use."""
+:class:`Publication` of new content, a past :class:`Revision`, a :class:`TrashItem`, the
+:class:`FileHook` plug-in point, and the entry types and change actions they use."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ CREATED = "created"
 MODIFIED = "modified"
 MOVED = "moved"
 DELETED = "deleted"
+
+# Undo operations: what a change was part of (``Change.cause``), and the audit actions
+# and hook calls that report them once each.
+FILE_RESTORE = "file.restore"
+TRASH_RESTORE = "trash.restore"
+TRASH_PURGE = "trash.purge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +56,17 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One change-feed row: ``entry`` as it is after the change (as it was, for deletes)."""
+    """One change-feed row: ``entry`` as it is after the change (as it was, for deletes).
+
+    ``cause``: ``FILE_RESTORE`` or ``TRASH_RESTORE`` when the change is part of an undo,
+    which its hooks report once through :meth:`FileHook.undone` instead of per row.
+    """
 
     seq: int
     action: str
     old_path: str | None
     entry: Entry
+    cause: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,19 +89,88 @@ class Publication:
     if_rev: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """One published content of a file, kept after overwrite and delete.
+
+    ``email`` is the publisher's (None for revisions older than that record, or a
+    user since removed); ``current`` marks the file's newest revision.
+    """
+
+    entry_id: str
+    rev: str
+    size: int
+    sha256: str
+    mtime: float | None
+    created_at: float
+    user_id: str | None
+    email: str | None
+    client: str | None
+    current: bool
+    blob_id: str = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rev": self.rev,
+            "size": self.size,
+            "sha256": self.sha256,
+            "mtime": self.mtime,
+            "created_at": self.created_at,
+            "user": {"id": self.user_id, "email": self.email} if self.user_id else None,
+            "client": self.client,
+            "current": self.current,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TrashItem:
+    """What a person deleted: a file, or a folder with the subtree deleted with it.
+
+    ``size`` and ``files`` count what comes back with it; ``path_taken`` says that
+    something live stands at ``entry.path`` now (a restore there needs a new path).
+    """
+
+    entry: Entry
+    trashed_at: float
+    files: int
+    size: int
+    path_taken: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.entry.id,
+            "name": self.entry.name,
+            "path": self.entry.path,
+            "type": self.entry.type,
+            "size": self.size,
+            "sha256": self.entry.sha256,
+            "rev": self.entry.rev,
+            "trashed_at": self.trashed_at,
+            "files": self.files,
+            "path_taken": self.path_taken,
+        }
+
+
 class FileHook(Protocol):
     """Plug-in point for policy and audit.
 
     ``check`` runs before an operation touches anything and may raise a
     :class:`Problem` (for example ``policy-denied``). ``recorded`` runs inside the
     write transaction for every change row, so an audit row commits with its change.
+    ``undone`` runs once inside the transaction of a restore or purge (``FILE_RESTORE``,
+    ``TRASH_RESTORE``, ``TRASH_PURGE``) with what it did.
     Actions passed to ``check``: ``create_folder``, ``upload``, ``move``, ``delete``,
-    ``download``.
+    ``download``, ``restore`` (a past revision's bytes become the file's again, ``size``
+    given) and ``undelete`` (a trash item lands at ``path``).
     """
 
     def check(self, principal: Principal, action: str, path: str, size: int | None) -> None: ...
 
     def recorded(self, conn: Connection, principal: Principal, change: Change) -> None: ...
+
+    def undone(
+        self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]
+    ) -> None: ...
 
 
 def new_rev() -> str:

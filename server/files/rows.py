@@ -90,6 +90,7 @@ class EntryRows:
         entry: Entry,
         now: float,
         old_path: str | None = None,
+        cause: str | None = None,
     ) -> Change:
         result = conn.execute(
             _INSERT_CHANGE,
@@ -111,10 +112,17 @@ class EntryRows:
         )
         key = result.inserted_primary_key
         assert key is not None
-        change = Change(seq=int(key[0]), action=action, old_path=old_path, entry=entry)
+        change = Change(seq=int(key[0]), action=action, old_path=old_path, entry=entry, cause=cause)
         for hook in self.hooks:
             hook.recorded(conn, principal, change)
         return change
+
+    def undone(
+        self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]
+    ) -> None:
+        """Tell the hooks, inside ``conn``'s transaction, about one restore or purge."""
+        for hook in self.hooks:
+            hook.undone(conn, principal, action, path, detail)
 
     def insert(self, conn: Connection, principal: Principal, entry: Entry, now: float) -> None:
         conn.execute(

@@ -6,7 +6,8 @@ before an operation (classified folders; size, extension and quota for uploads)
 and writes a ``file.download`` row for a download. ``recorded`` runs inside the
 write transaction of every change: it checks a finished upload again (size,
 quota and the content's first bytes against its extension) and writes the
-``file.<action>`` audit row that commits with the change.
+``file.<action>`` audit row that commits with the change. A restore or purge is
+audited once, by ``undone`` (``file.restore``, ``trash.restore``, ``trash.purge``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import Connection, select
 from dropline.server.audit import trail
 from dropline.server.guard import policy
 from dropline.server.guard.security import Security, request_facts
+from dropline.server.guard.usage import Retention
 from dropline.server.identity.accounts import Principal
 from dropline.server.storage import schema
 from dropline.server.storage.blobs import BlobStore
@@ -49,11 +51,18 @@ class SecurityFileHook:
             if action == "upload" and rules.storage_quota is not None and size is not None:
                 # Only the quota needs the database: what is used, and what this replaces.
                 with self.security.db.read() as conn:
-                    replaces = _existing_size(conn, principal, path)
+                    # The replaced content stops counting only if no version of it is kept.
+                    kept = Retention.of(rules).keeps_replaced
+                    replaces = 0 if kept else _existing_size(conn, principal, path)
                     policy.check_upload(conn, rules, subject, path, size, replaces)
             elif action == "upload":
                 policy.check_upload(None, rules, subject, path, size)
-            elif action == "move":
+            elif action == "restore":
+                # An old revision's bytes as new content: size and extension now; the
+                # quota after the change (``recorded``), when what it keeps is known.
+                unlimited = rules.model_copy(update={"storage_quota": None})
+                policy.check_upload(None, unlimited, subject, path, size)
+            elif action in ("move", "undelete"):
                 # A rename into a blocked extension is refused like an upload of it.
                 policy.check_upload(None, rules, subject, path, None)
             else:
@@ -81,8 +90,12 @@ class SecurityFileHook:
 
     def recorded(self, conn: Connection, principal: Principal, change: Any) -> None:
         entry = change.entry
+        if change.cause == "trash.restore":
+            return  # bytes the trash held and the quota counted; audited by ``undone``
         if change.action in ("created", "modified") and entry.type == "file":
             self._check_finished_upload(conn, principal, entry)
+        if change.cause is not None:
+            return  # audited once by ``undone``
         detail: dict[str, Any] = {"entry_id": entry.id, "type": entry.type, "rev": entry.rev}
         if entry.type == "file":
             detail.update(size=entry.size, sha256=entry.sha256)
@@ -96,6 +109,11 @@ class SecurityFileHook:
             entry.path,
             detail,
         )
+
+    def undone(
+        self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]
+    ) -> None:
+        trail.record(conn, self.security.context_for(principal), action, "success", path, detail)
 
     def _check_finished_upload(self, conn: Connection, principal: Principal, entry: Any) -> None:
         rules = self._rules(principal)

@@ -2,10 +2,12 @@
 
 A tenant's rules apply to all its users; a user's own rules replace the tenant's
 rule of the same name. Rules: allowed source CIDRs, allowed hours in a time zone,
-maximum file size, blocked extensions, a storage quota, refusing content whose
-first bytes contradict the extension, and classified folders that require mTLS or
-a scope. A check that fails raises :class:`PolicyDenied` naming the rule; callers
-turn it into a 403 problem, an audit row and a ``policy.violated`` event.
+maximum file size, blocked extensions, a storage quota (counting what retention
+keeps: see ``guard.usage``), refusing content whose first bytes contradict the
+extension, classified folders that require mTLS or a scope, and the retention of
+earlier versions and of the trash (the housekeeping job applies them). A check that
+fails raises :class:`PolicyDenied` naming the rule; callers turn it into a 403
+problem, an audit row and a ``policy.violated`` event.
 No web framework here.
 """
 
@@ -24,8 +26,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import puremagic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import Connection, and_, delete, func, select
+from sqlalchemy import Connection, and_, delete, select
 
+from dropline.server.guard.usage import Retention, measure
 from dropline.server.storage import schema
 from dropline.server.storage.db import Database
 
@@ -87,6 +90,11 @@ class Rules(BaseModel):
     storage_quota: int | None = Field(default=None, ge=0)
     content_must_match_extension: bool | None = None
     folders: list[FolderRule] | None = None
+    # Retention: versions replaced more than N days ago, beyond a file's M newest
+    # revisions, and trash deleted more than D days ago are removed for good.
+    version_retention_days: int | None = Field(default=None, ge=0)
+    max_versions: int | None = Field(default=None, ge=1)
+    trash_retention_days: int | None = Field(default=None, ge=0)
 
     @field_validator("allowed_cidrs")
     @classmethod
@@ -227,14 +235,11 @@ def _extension(path: str) -> str:
     return ("." + name.rsplit(".", 1)[-1]).lower() if "." in name.strip(".") else ""
 
 
-def usage(conn: Connection, tenant_id: str, user_id: str | None) -> int:
-    e = schema.entries
-    q = select(func.coalesce(func.sum(e.c.size), 0)).where(
-        e.c.tenant_id == tenant_id, e.c.trashed_at.is_(None), e.c.type == "file"
-    )
-    if user_id is not None:
-        q = q.where(e.c.space_id == user_id)
-    return int(conn.execute(q).scalar_one())
+def quota_space(conn: Connection, tenant_id: str, user_id: str) -> str | None:
+    """Whose files a quota counts: a user policy's quota is the user's (their space), a
+    tenant policy's is the whole tenant's (None)."""
+    own = load_rules(conn, tenant_id, user_id) or {}
+    return user_id if "storage_quota" in own else None
 
 
 def check_upload(
@@ -245,7 +250,11 @@ def check_upload(
     size: int | None,
     replaces: int = 0,
 ) -> None:
-    """Rules for a new or replaced file: size, extension, quota, folder classification."""
+    """Rules for a new or replaced file: size, extension, quota, folder classification.
+
+    ``replaces``: bytes the quota stops counting once the file lands (what it replaces,
+    when retention keeps no earlier version).
+    """
     check_path(rules, subject, path)
     ext = _extension(path)
     if rules.blocked_extensions and ext in rules.blocked_extensions:
@@ -257,10 +266,10 @@ def check_upload(
     if size is not None and rules.storage_quota is not None:
         if conn is None:
             raise ValueError("the quota check needs a connection")
-        # A user policy's quota is the user's; a tenant policy's is the whole tenant's.
-        user_quota = load_rules(conn, subject.tenant_id, subject.user_id) or {}
-        scope_user = subject.user_id if "storage_quota" in user_quota else None
-        used = usage(conn, subject.tenant_id, scope_user) - replaces
+        scope_user = quota_space(conn, subject.tenant_id, subject.user_id)
+        now = time.time()
+        counted = measure(conn, subject.tenant_id, scope_user, Retention.of(rules), now)
+        used = counted.used - replaces
         if used + size > rules.storage_quota:
             raise PolicyDenied(
                 "storage_quota",
@@ -318,5 +327,6 @@ __all__ = [
     "effective_cached",
     "load_rules",
     "parse_rules",
+    "quota_space",
     "save_rules",
 ]

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from dropline.server.admin.service import Admin
 from dropline.server.files.changes import ChangeFeed, ChangeNotifier
 from dropline.server.files.entries import FileService
+from dropline.server.files.housekeeping import Housekeeping
 from dropline.server.guard.file_guard import SecurityFileHook
 from dropline.server.guard.security import Security, current_tenant
 from dropline.server.http import errors
@@ -88,6 +89,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             asyncio.create_task(changes.retention_loop(), name="change-retention"),
         ]
+        # Version and trash retention (tenant policies); tests call run_once themselves.
+        app.state.housekeeping = Housekeeping(db, blobs)
+        background.append(
+            asyncio.create_task(
+                app.state.housekeeping.loop(settings.housekeeping_seconds), name="housekeeping"
+            )
+        )
         background += operations.start()
         yield
         for task in background:

@@ -35,6 +35,7 @@ EVENT_TYPES = (
     "file.uploaded",
     "file.deleted",
     "file.moved",
+    "file.restored",
     "upload.failed",
     "transfer.completed",
     "transfer.failed",

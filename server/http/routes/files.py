@@ -1,4 +1,5 @@
-"""Files API routes: metadata, listing, folders, move/rename, delete, content download.
+"""Files API routes: metadata, listing, folders, move/rename, delete, content download
+(the current content, or a past revision's with ``?rev=``).
 
 Thin: parse and check the HTTP parts (JSON bodies, ``If-Match``, ``Range``), call
 :class:`dropline.server.files.entries.FileService` off the event loop, shape the answer.
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dropline.server.files.entries import FileService
 from dropline.server.files.records import Entry
+from dropline.server.files.revisions import Revisions
 from dropline.server.http.auth import ReadPrincipal, WritePrincipal
 from dropline.server.problems import Problem
 
@@ -292,9 +294,16 @@ async def download(
     range_header: Annotated[str | None, Header(alias="range")] = None,
     if_range: Annotated[str | None, Header()] = None,
     if_none_match: Annotated[str | None, Header()] = None,
+    rev: Annotated[
+        str | None, Query(max_length=64, description="a past revision (from /revisions)")
+    ] = None,
 ) -> Response:
     files = _files(request)
-    entry = await anyio.to_thread.run_sync(files.get, principal, entry_id)
+    if rev is not None:
+        # That revision's bytes, under its own rev as the ETag (the file may be in the trash).
+        entry = await anyio.to_thread.run_sync(Revisions(files).content, principal, entry_id, rev)
+    else:
+        entry = await anyio.to_thread.run_sync(files.get, principal, entry_id)
     if entry.type != "file":
         raise Problem("conflict", f"{entry.path} is a folder; only files have content")
     headers = _content_headers(entry)

@@ -139,12 +139,23 @@ def test_blocked_extensions_are_refused_whatever_the_case(
 def test_the_storage_quota_counts_every_file_once(
     live_server: LiveServer, client: httpx.Client
 ) -> None:
-    set_policy(live_server, {"storage_quota": 100})
+    set_policy(live_server, {"storage_quota": 100, "max_versions": 1})
     assert tus.upload(client, "/a.bin", b"a" * 60).status_code == 201
     assert_denied(tus.upload(client, "/b.bin", b"b" * 60), "storage_quota")
-    # Replacing a file counts its new size instead of the old one.
+    # Keeping no earlier version, replacing a file counts its new size instead of the old.
     assert tus.upload(client, "/a.bin", b"c" * 90).status_code == 201
     assert client.get("/api/v1/metadata", params={"path": "/b.bin"}).status_code == 404
+
+
+def test_the_storage_quota_counts_the_versions_retention_keeps(
+    live_server: LiveServer, client: httpx.Client
+) -> None:
+    set_policy(live_server, {"storage_quota": 100})
+    assert tus.upload(client, "/a.bin", b"a" * 60).status_code == 201
+    # The 60 bytes stay as an earlier version: 60 + 50 is over the quota.
+    assert_denied(tus.upload(client, "/a.bin", b"c" * 50), "storage_quota")
+    assert tus.upload(client, "/a.bin", b"c" * 40).status_code == 201
+    assert client.get("/api/v1/me").json()["storage"]["versions"] == 60
 
 
 def test_content_that_contradicts_its_extension_is_refused(

@@ -278,4 +278,3 @@ def test_the_openapi_document_describes_the_version_routes(alice: httpx.Client) 
         "client",
         "current",
     }
-

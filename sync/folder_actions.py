@@ -18,6 +18,7 @@ from dropline.sdk import (
     AuthorizationError,
     DroplineClient,
     DroplineError,
+    Entry,
     InvalidNameError,
     NotFoundError,
     RateLimitedError,
@@ -29,7 +30,7 @@ from dropline.sync import fs, planner, records
 from dropline.sync.folder_state import Finished, FolderState
 from dropline.sync.journal import QueueItem
 from dropline.sync.records import Base, Local, PathState, Plan
-from dropline.sync.remote import remote_path
+from dropline.sync.remote import rel_of, remote_path
 from dropline.sync.transfer import (
     BatchFile,
     BatchResult,
@@ -193,7 +194,10 @@ async def _act(
                     await client.delete(a.base.remote_id, if_rev=a.base.rev)
             except NotFoundError:
                 pass  # already gone: what we wanted
-            journal.put_base(fid, a.path, None)
+            if a.base.is_dir:  # gone with everything in it (the planner leaves those to it)
+                journal.forget_subtree(fid, a.path)
+            else:
+                journal.put_base(fid, a.path, None)
             _done_with(folder, items, a.path)
         elif isinstance(a, records.DeleteLocal):
             if a.expect.is_dir:
@@ -223,16 +227,31 @@ async def _act(
 async def _remote_folder_has_unknowns(
     folder: FolderState, client: DroplineClient, path: str
 ) -> bool:
+    """Anything in the server's copy of a folder this side has not seen, at any depth (a
+    new entry, a newer revision of a file): deleting the folder would take it along.
+    Then everything the server holds there is queued to come down again."""
     known = {
-        remote_path(folder.spec.remote, p) for p in folder.journal.descendants(folder.id, path)
+        remote_path(folder.spec.remote, p): base
+        for p, base in folder.journal.descendants(folder.id, path).items()
     }
-    try:
-        async for entry in client.iter_folder(remote_path(folder.spec.remote, path)):
-            if entry.path not in known:
-                return True
-    except NotFoundError:
-        return False
-    return False
+    seen: list[Entry] = []
+    pending = [remote_path(folder.spec.remote, path)]
+    while pending:
+        try:
+            async for entry in client.iter_folder(pending.pop()):
+                seen.append(entry)
+                if entry.is_folder:
+                    pending.append(entry.path)
+        except NotFoundError:
+            continue
+    unknown = any(
+        (base := known.get(e.path)) is None or (not e.is_folder and e.rev != base.rev) for e in seen
+    )
+    if unknown:
+        back = [(rel_of(folder.spec.remote, e.path), remote_of(e)) for e in seen]
+        folder.journal.enqueue_remote(folder.id, [(r, s) for r, s in back if r is not None])
+        folder.feed.refresh(path)
+    return unknown
 
 
 def _failed(folder: FolderState, path: str, exc: BaseException) -> None:

@@ -503,8 +503,32 @@ def plan(
         ]
         return result
 
+    result.actions = _whole_folder_deletes(result.actions)
     result.actions.sort(key=lambda a: (_phase(a), _order_key(a)))
     return result
+
+
+def _whole_folder_deletes(actions: list[Action]) -> list[Action]:
+    """A folder deleted here goes to the server as one delete of the folder, not one per
+    file in it, so the server's trash holds it as one item that comes back whole. Only
+    when nothing but deletes is planned under it; the folder's delete first checks that
+    the server holds nothing there this side has not seen."""
+    dirs = [a.path for a in actions if isinstance(a, DeleteRemote) and a.base.is_dir]
+    tops = [d for d in dirs if not any(o != d and _under(d, o) for o in dirs)]
+    whole = [
+        top
+        for top in tops
+        if all(
+            isinstance(a, DeleteRemote) or (isinstance(a, RecordBase) and a.base is None)
+            for a in actions
+            if _path(a) != top and _under(_path(a), top)
+        )
+    ]
+    return [a for a in actions if not any(_path(a) != t and _under(_path(a), t) for t in whole)]
+
+
+def _path(a: Action) -> str:
+    return a.src if isinstance(a, MoveRemote | MoveLocal) else a.path
 
 
 def _order_key(a: Action) -> tuple[int, str]:

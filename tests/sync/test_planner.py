@@ -286,7 +286,7 @@ def test_download_only_never_uploads_new_local_files() -> None:
 def test_actions_come_in_a_safe_order() -> None:
     states = [
         PathState("gone", base(d=True, rid="g"), None, remote(d=True, rid="g")),
-        PathState("gone/f", base(inode=3, rid="gf", sha="x1"), None, remote(rid="gf", sha="x1")),
+        PathState("kept/f", base(inode=3, rid="kf", sha="x1"), None, remote(rid="kf", sha="x1")),
         PathState("new", None, local(d=True, inode=40), None),
         PathState("new/f", None, local(inode=41, sha="x2"), None),
     ]
@@ -295,4 +295,26 @@ def test_actions_come_in_a_safe_order() -> None:
     deletes = [
         a for a in plan(states, now=NOW, total_files=100).actions if isinstance(a, DeleteRemote)
     ]
-    assert [d.path for d in deletes] == ["gone/f", "gone"]
+    assert [d.path for d in deletes] == ["kept/f", "gone"]
+
+
+def test_a_folder_deleted_here_goes_to_the_server_as_one_delete() -> None:
+    """So the server's trash holds it as one item, which comes back whole."""
+    states = [
+        PathState("gone", base(d=True, rid="g"), None, remote(d=True, rid="g")),
+        PathState("gone/f", base(inode=3, rid="gf", sha="x1"), None, remote(rid="gf", sha="x1")),
+        PathState("gone/sub", base(d=True, inode=4, rid="gs"), None, remote(d=True, rid="gs")),
+        PathState("gone/sub/g", base(inode=5, rid="gg"), None, remote(rid="gg")),
+        PathState("gone-too.txt", base(inode=6, rid="gt"), None, remote(rid="gt")),
+    ]
+    deletes = plan(states, now=NOW, total_files=100).actions
+    assert all(isinstance(a, DeleteRemote) for a in deletes)
+    assert [a.path for a in deletes if isinstance(a, DeleteRemote)] == ["gone-too.txt", "gone"]
+    # A file in it that changed on the server comes down instead: nothing is collapsed.
+    edited = [
+        *states[:3],
+        PathState("gone/sub/g", base(inode=5, rid="gg"), None, remote("bb", "r2", "gg")),
+    ]
+    actions = plan(edited, now=NOW, total_files=100).actions
+    assert [a.path for a in actions if isinstance(a, Download)] == ["gone/sub/g"]
+    assert "gone/f" in [a.path for a in actions if isinstance(a, DeleteRemote)]

@@ -45,10 +45,7 @@ def new_user(
     """A client of a new user (so a test starts with an empty space and trash)."""
     email = email or f"user{next(_users)}@{tenant}.example"
     if admin:
-        try:
-            live.identity.tenant_id(tenant)
-        except ValueError:
-            live.identity.create_tenant(tenant)
+        ensure_tenant(live, tenant)
         live.identity.create_user(tenant, email, "correct horse battery staple", admin=True)
     key = live.new_key(tenant=tenant, email=email, scopes=scopes)
     headers = {"Authorization": f"Bearer {key}", "Tus-Resumable": "1.0.0"}
@@ -135,8 +132,15 @@ def blob_exists(live: LiveServer, blob_id: str) -> bool:
     return (live.settings.blob_dir / blob_id[:2] / blob_id).is_file()
 
 
+def ensure_tenant(live: LiveServer, tenant: str) -> str:
+    try:
+        return live.identity.tenant_id(tenant)
+    except ValueError:
+        return live.identity.create_tenant(tenant)
+
+
 def set_policy(live: LiveServer, tenant: str, rules: dict[str, Any] | None) -> None:
-    """Replace the tenant's policy (None removes it)."""
-    tenant_id = live.identity.tenant_id(tenant)
+    """Replace the tenant's policy (None removes it); the tenant is made if new."""
+    tenant_id = ensure_tenant(live, tenant)
     with live.app.state.db.write() as conn:  # type: ignore[attr-defined]
         policy.save_rules(conn, tenant_id, None, policy.parse_rules(rules) if rules else None)

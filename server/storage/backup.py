@@ -235,22 +235,37 @@ def _copy_keys(data_dir: Path, dest: Path, files: dict[str, list[int | str]]) ->
 
 
 def _copy_blobs(data_dir: Path, dest: Path, files: dict[str, list[int | str]], say: Say) -> int:
-    blobs = list(_blobs(data_dir / "blobs"))
-    sizes = [blob.stat().st_size for blob in blobs]
+    blobs: list[Path] = []
+    sizes: list[int] = []
+    for blob in _blobs(data_dir / "blobs"):
+        try:
+            sizes.append(blob.stat().st_size)
+        except FileNotFoundError:
+            continue  # purged (trash or retention) this very moment
+        blobs.append(blob)
     progress = Progress(say, "blobs: copied", len(blobs), sum(sizes))
     (dest / "blobs").mkdir(mode=0o700)
+    copied = 0
     for blob in blobs:
         shard = dest / "blobs" / blob.parent.name
         shard.mkdir(mode=0o700, exist_ok=True)
         name = f"blobs/{blob.parent.name}/{blob.name}"
-        files[name] = copy_hashed(blob, dest / name)
+        try:
+            files[name] = copy_hashed(blob, dest / name)
+        except FileNotFoundError:
+            # Purged since the listing; if the snapshot still names it, the check
+            # below says so.
+            (dest / name).unlink(missing_ok=True)
+            continue
+        copied += 1
         progress.add(int(files[name][0]))
-    return len(blobs)
+    return copied
 
 
 def _check_blobs_present(database: Path, files: dict[str, list[int | str]]) -> None:
-    """Every blob the snapshot names must be in the backup (blobs are never deleted once
-    published, so one missing here is missing from the data directory itself)."""
+    """Every blob the snapshot names must be in the backup (a blob is deleted only after
+    the rows naming it, so one missing here was purged while the backup ran, or is
+    missing from the data directory itself)."""
     if not _has_table(database, "revisions"):
         return
     sql = (
@@ -261,7 +276,8 @@ def _check_blobs_present(database: Path, files: dict[str, list[int | str]]) -> N
         name = f"blobs/{str(blob_id)[:2]}/{blob_id}"
         if name not in files:
             raise BackupError(
-                f"the database names blob {blob_id}, which is not in the data directory"
+                f"the database names blob {blob_id}, which is not in the data directory "
+                "(if the trash was purged while the backup ran, run it again)"
             )
 
 

@@ -196,7 +196,10 @@ async def test_the_trash_lists_restores_and_purges(api: DroplineClient) -> None:
     assert not file_item.path_taken and file_item.trashed_at <= items[0].trashed_at
     assert len(await api.trash()) == 3
     assert len(await api.trash(page_size=1)) == 3  # followed through the cursor
-    assert [i.path for i in await api.trash(since=items[0].trashed_at)] == ["/team/sub"]
+    since_sub = await api.trash(since=items[0].trashed_at)  # at that moment or later
+    assert [i.path for i in since_sub] == ["/elsewhere/z.txt", "/team/sub"]
+    before_sub = await api.trash(until=items[0].trashed_at)  # before that moment
+    assert [i.path for i in before_sub] == ["/team/a.txt"]
 
     back = await api.restore_from_trash(file_item.id)
     assert (back.path, back.sha256) == ("/team/a.txt", sha(b"alpha"))

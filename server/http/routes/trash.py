@@ -7,7 +7,7 @@ anyone else it is not found, like any id that is not theirs.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
@@ -28,7 +28,7 @@ class TrashItemOut(BaseModel):
     id: str
     name: str
     path: str
-    type: str
+    type: Literal["file", "folder"]
     size: int
     sha256: str | None
     rev: str

@@ -196,8 +196,11 @@ def server(data: Path) -> Iterator[tuple[str, str]]:
         _stop(proc)
 
 
-def put_on_server(url: str, key: str, path: str, data: bytes, if_rev: str | None = None) -> None:
-    """One tus creation-with-upload request: the whole file in the POST."""
+def put_on_server(
+    url: str, key: str, path: str, data: bytes, if_rev: str | None = None, agent: str = ""
+) -> None:
+    """One tus creation-with-upload request: the whole file in the POST (``agent``: the
+    User-Agent of the program it stands for)."""
     import httpx
 
     fields = {"path": path} if if_rev is None else {"path": path, "if_rev": if_rev}
@@ -211,6 +214,7 @@ def put_on_server(url: str, key: str, path: str, data: bytes, if_rev: str | None
             "Upload-Length": str(len(data)),
             "Upload-Metadata": metadata,
             "Content-Type": "application/offset+octet-stream",
+            **({"User-Agent": agent} if agent else {}),
         },
         timeout=60,
     )

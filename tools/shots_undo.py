@@ -18,6 +18,7 @@ from tools.screenshots import framed, log, put_on_server, save, settle, wait, wr
 VERSIONED = "Budget 2026 draft.xlsx"  # written three times here, once through the API
 DELETED = ("Invoice 2025-0143.pdf", "Minutes 2025-11-20.docx", "Logo refresh")
 CONFLICTED = "Staff rota November.docx"
+INTEGRATION = "northwind-erp/4.2"  # the business system that sends one version
 
 
 def _sha(path: Path) -> str:
@@ -44,7 +45,7 @@ def make_versions(client: Any, url: str, key: str, reports: Path) -> Path:
     def sent_through_the_api(kib: int) -> None:
         current = client.versions(str(target))["revisions"][0]["rev"]
         data = os.urandom(kib * 1024)
-        put_on_server(url, key, f"/Reports/{VERSIONED}", data, if_rev=current)
+        put_on_server(url, key, f"/Reports/{VERSIONED}", data, current, INTEGRATION)
         sha = hashlib.sha256(data).hexdigest()
         wait(lambda: _sha(target) == sha, 120, "the version sent through the API")
 
@@ -87,11 +88,18 @@ def shoot_undo(tray: Any, client: Any, url: str, key: str, reports: Path, out: P
 
     tray.undo.open_versions(str(versioned))
     versions = tray.undo.versions_window()
-    versions.resize(760, 360)
+    versions.resize(760, 390)
     wait(lambda: versions.model.rowCount() >= 4, 60, "the versions")
     versions.table.selectRow(2)
     settle(1.0)
     save(framed(versions.grab(), versions.windowTitle()), "versions", out)
+    versions.restore_button.click()  # the version of 712 KB, after the confirmation
+    wait(lambda: versions.confirm_box is not None, 10, "the confirmation")
+    versions.confirm_box.defaultButton().click()
+    wait(lambda: versions.banner.text().startswith("Restored"), 60, "the restore")
+    wait(lambda: versions.model.rowCount() >= 6, 60, "the restored version listed")
+    settle(1.0)
+    save(framed(versions.grab(), versions.windowTitle()), "versions-restored", out)
 
     tray.undo.open_trash()
     trash = tray.undo.trash_window()

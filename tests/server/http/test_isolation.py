@@ -32,6 +32,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/admin/api-keys/{key_id}/rotate"): {"json": {}},
     ("PATCH", "/api/v1/webhooks/{webhook_id}"): {"json": {"active": False}},
     ("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret"): {"json": {}},
+    ("POST", "/api/v1/files/{entry_id}/restore"): {"json": {"rev": "0123456789abcdef"}},
+    ("POST", "/api/v1/trash/{item_id}/restore"): {"json": {}},
     ("PATCH", "/api/v1/uploads/{upload_id}"): {
         "content": b"x",
         "headers": {"Upload-Offset": "5", "Content-Type": "application/offset+octet-stream"},
@@ -77,6 +79,8 @@ def tenants(ops_server: LiveServer) -> Iterator[tuple[httpx.Client, httpx.Client
 def objects_of(a: httpx.Client, live: LiveServer) -> dict[str, str]:
     """One of each kind of object tenant A owns, by the path parameter that names it."""
     file_id = tus.upload(a, "/private/secret.txt", b"secret").headers["dropline-entry-id"]
+    binned = tus.upload(a, "/private/binned.txt", b"old").headers["dropline-entry-id"]
+    assert a.delete(f"/api/v1/files/{binned}").status_code == 204
     upload = tus.create(a, 10, path="/private/pending.txt").headers["location"]
     tus.patch(a, upload, 0, b"12345")
     user = a.post(
@@ -108,6 +112,7 @@ def objects_of(a: httpx.Client, live: LiveServer) -> dict[str, str]:
     )
     ids = {
         "entry_id": file_id,
+        "item_id": binned,
         "upload_id": upload.rsplit("/", 1)[1],
         "user_id": user["id"],
         "key_id": key["id"],
@@ -151,6 +156,8 @@ def state_of(a: httpx.Client, owned: dict[str, str]) -> dict[str, Any]:
         "clients": a.get("/api/v1/admin/clients").json(),
         "certs": a.get("/api/v1/admin/client-certs").json(),
         "hook": a.get(f"/api/v1/webhooks/{owned['webhook_id']}").json(),
+        "revisions": a.get(f"/api/v1/files/{owned['entry_id']}/revisions").json(),
+        "trash": a.get("/api/v1/trash").json(),
     }
 
 
@@ -182,6 +189,7 @@ def test_tenant_b_gets_404_for_every_object_of_tenant_a(
         "/admin/api-keys/{key_id}",
         "/webhooks/{webhook_id}",
         "/transfers/{transfer_id}",
+        "/trash/{item_id}",
     ):
         assert any(needle in p for _m, p in walked), needle
 
@@ -206,6 +214,8 @@ def test_tenant_b_lists_see_nothing_of_tenant_a(
     assert b.get("/api/v1/admin/client-certs").json()["client_certs"] == []
     assert b.get("/api/v1/webhooks").json()["webhooks"] == []
     assert b.get("/api/v1/transfers").json()["transfers"] == []
+    assert b.get("/api/v1/trash").json()["items"] == []
+    assert b.get("/api/v1/me").json()["storage"]["used"] == 0
     events = b.get("/api/v1/audit-events").json()["events"]
     tenant_b = b.get("/api/v1/me").json()["tenant"]["id"]
     assert {e["tenant_id"] for e in events} <= {tenant_b}

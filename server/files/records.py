@@ -93,8 +93,9 @@ class Publication:
 class Revision:
     """One published content of a file, kept after overwrite and delete.
 
-    ``email`` is the publisher's (None for revisions older than that record, or a
-    user since removed); ``current`` marks the file's newest revision.
+    ``user_id`` and ``email`` are the publisher's (None for revisions older than that
+    record; the user is shown only while the account exists); ``current`` marks the
+    file's newest revision.
     """
 
     entry_id: str
@@ -116,7 +117,9 @@ class Revision:
             "sha256": self.sha256,
             "mtime": self.mtime,
             "created_at": self.created_at,
-            "user": {"id": self.user_id, "email": self.email} if self.user_id else None,
+            "user": {"id": self.user_id, "email": self.email}
+            if self.user_id and self.email
+            else None,
             "client": self.client,
             "current": self.current,
         }

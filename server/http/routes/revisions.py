@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/v1", tags=["files"])
 
 class RevisionUser(BaseModel):
     id: str
-    email: str | None
+    email: str
 
 
 class RevisionOut(BaseModel):

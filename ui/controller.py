@@ -121,6 +121,7 @@ class TrayApp(QObject):
     # -- windows
 
     def close_windows(self) -> None:
+        self.undo.close()
         for window in self._windows.values():
             window.close()
 

@@ -113,6 +113,11 @@ class UndoActions(QObject):
         self.picker = picker
         picker.open()
 
+    def close(self) -> None:
+        """Close the file picker, if open (the windows close with the tray's others)."""
+        if self.picker is not None:
+            self.picker.reject()
+
     def open_trash(self, folder: str | None = None, search: str = "") -> None:
         """The deleted-files window, filtered to ``folder`` (a local root) and ``search``."""
         window = self.trash_window()

@@ -33,6 +33,10 @@ export function folderHash(path) {
   return path === "/" ? "#files" : `#files=${encodeURIComponent(path)}`;
 }
 
+export function folderName(path) {
+  return path === "/" ? "My files" : path;
+}
+
 function byFolderThenName(a, b) {
   if (a.type !== b.type) return a.type === "folder" ? -1 : 1;
   return a.name.localeCompare(b.name, undefined, { numeric: true, sensitivity: "base" });
@@ -44,7 +48,7 @@ export async function showFolder(path) {
   searchInput.value = "";
   searchStatus.hidden = true;
   renderCrumbs(path);
-  dropWhere.textContent = path === "/" ? "My files" : path;
+  dropWhere.textContent = folderName(path);
   await attempt(async () => {
     const entries = await allPages("/api/v1/files", "entries", { path });
     if (state.path !== path) return;
@@ -81,10 +85,16 @@ function renderEntries(entries, withPaths) {
 function entryRow(entry, withPaths) {
   const isFolder = entry.type === "folder";
   const name = isFolder
-    ? h("a", { class: "name", href: folderHash(entry.path), text: entry.name })
-    : h("a", { class: "name", href: contentUrl(entry.id), download: entry.name, text: entry.name });
+    ? h("a", { class: "name", href: folderHash(entry.path), title: entry.name, text: entry.name })
+    : h("a", {
+        class: "name",
+        href: contentUrl(entry.id),
+        download: entry.name,
+        title: entry.name,
+        text: entry.name,
+      });
   const meta = [];
-  if (withPaths) meta.push(h("span", { class: "where", text: parentOf(entry.path) }));
+  if (withPaths) meta.push(h("span", { class: "where", text: folderName(parentOf(entry.path)) }));
   if (!isFolder) meta.push(h("span", { class: "size", text: formatSize(entry.size) }));
   if (entry.mtime) meta.push(h("span", { class: "when", text: formatTime(entry.mtime) }));
   return h(
@@ -284,7 +294,7 @@ export async function newFolder() {
   const input = h("input", { type: "text", required: true, autocomplete: "off", placeholder: "Folder name" });
   const done = await openDialog({
     title: "New folder",
-    body: field(`Name (in ${state.path === "/" ? "My files" : state.path})`, input),
+    body: field(`Name (in ${folderName(state.path)})`, input),
     actions: [
       {
         id: "create",

@@ -3,6 +3,7 @@
 
 import { allPages, api, formatSize, formatTime, parentOf } from "./api.js";
 import { attempt, field, h, openDialog, showNotice } from "./ui.js";
+import { folderName } from "./files.js";
 
 const list = document.getElementById("trash");
 const empty = document.getElementById("trash-empty");
@@ -38,7 +39,7 @@ function trashRow(item) {
       ? `${item.files} file${item.files === 1 ? "" : "s"} · ${formatSize(item.size || 0)}`
       : formatSize(item.size || 0);
   const meta = [
-    h("span", { class: "where", text: `From ${parentOf(item.path)}` }),
+    h("span", { class: "where", text: `From ${folderName(parentOf(item.path))}` }),
     h("span", { class: "size", text: size }),
     h("span", { class: "when", text: `Deleted ${formatTime(item.trashed_at)}` }),
   ];
@@ -47,7 +48,12 @@ function trashRow(item) {
     "li",
     { class: `item ${item.type}`, "data-id": item.id, "data-name": item.name, "data-path": item.path },
     h("span", { class: `icon ${item.type}`, "aria-hidden": "true" }),
-    h("div", { class: "main" }, h("span", { class: "name", text: item.name }), h("div", { class: "meta" }, meta)),
+    h(
+      "div",
+      { class: "main" },
+      h("span", { class: "name", title: item.name, text: item.name }),
+      h("div", { class: "meta" }, meta),
+    ),
     h(
       "div",
       { class: "row-actions" },

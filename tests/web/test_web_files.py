@@ -202,3 +202,27 @@ def test_static_files_come_from_the_server_itself(page: WebPage) -> None:
     assert hashlib.sha256(tus_js.content).hexdigest()[:16] in next(
         s for s in sources if "tus.min.js" in s
     )
+
+
+def test_files_dropped_on_the_page_are_uploaded_into_the_open_folder(
+    page: WebPage, alice_api: httpx.Client
+) -> None:
+    put(alice_api, "/Drops/.keep", b"")
+    page.sign_in(ALICE)
+    page.open_folder("/Drops")
+    wait_for(lambda: "/Drops" in page.driver.find_element(By.ID, "drop-where").text)
+    # What the browser hands the page when a file from the desktop is let go over it.
+    page.driver.execute_script(
+        """
+        const view = document.getElementById('view-files');
+        const data = new DataTransfer();
+        data.items.add(new File(['dropped on the page'], 'dropped note.txt'));
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+          view.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true,
+                                                  cancelable: true}));
+        }
+        """
+    )
+    row = page.wait_row("dropped note.txt")
+    assert row.get_attribute("data-size") == str(len(b"dropped on the page"))
+    assert content(alice_api, "/Drops/dropped note.txt") == b"dropped on the page"

@@ -150,7 +150,7 @@ def test_versions_are_listed_restored_and_opened_by_local_path(
     assert "WHEN" in lines[1] and "(current)" in lines[2] and current["rev"] in lines[2]
     assert older["rev"] in lines[3] and "alice@example.com" in lines[3]
     assert "dropline-agent/" in lines[3] and "(current)" not in lines[3]
-    assert json.loads(env.cli("versions", str(plan), "--json").out) == c.versions(str(plan))
+    assert json.loads(env.cli("versions", str(plan), "--json").out) == listing
 
     # No --rev: the newest earlier version, seen arriving in the folder.
     restored = env.cli("restore", str(plan))

@@ -15,6 +15,13 @@ from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Receiver
 
 
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests run on asyncio, the loop the SDK and the agent are written for (anyio's
+    plugin would also run them on trio whenever trio happens to be installed)."""
+    return "asyncio"
+
+
 @pytest.fixture
 def server_settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "server-data", port=0)

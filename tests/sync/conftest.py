@@ -23,12 +23,6 @@ from tests.sync.engine_helpers import (
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    """The async tests run on asyncio."""
-    return "asyncio"
-
-
-@pytest.fixture
 def root(tmp_path: Path) -> Path:
     """The synced folder, empty: tmp_path/Dropline."""
     folder = tmp_path / "Dropline"

@@ -24,6 +24,7 @@ from tests.server.files.undo_support import (
     module_server,
     new_user,
     put,
+    set_policy,
     user_id_of,
 )
 from tests.support.live import LiveServer
@@ -278,3 +279,22 @@ def test_the_openapi_document_describes_the_version_routes(alice: httpx.Client) 
         "client",
         "current",
     }
+
+
+def test_the_policy_applies_to_a_restore(live: LiveServer) -> None:
+    with new_user(live, tenant="rev-policy") as alice:
+        put(alice, "/big.txt", b"b" * 500)
+        entry = put(alice, "/big.txt", b"small")
+        big = revisions(alice, entry["id"])["revisions"][1]
+        set_policy(live, "rev-policy", {"max_file_size": 100})
+        since = cursor(alice)
+        url = f"/api/v1/files/{entry['id']}/restore"
+        refused = alice.post(url, json={"rev": big["rev"]})
+        assert refused.status_code == 403
+        assert refused.json()["rule"] == "max_file_size"
+        assert alice.get(f"/api/v1/files/{entry['id']}").json()["rev"] == entry["rev"]
+        assert changes_since(alice, since) == []
+        # The quota counts the old version already: restoring it adds nothing.
+        set_policy(live, "rev-policy", {"storage_quota": 505})
+        assert alice.post(url, json={"rev": big["rev"]}).status_code == 200
+        assert alice.get("/api/v1/me").json()["storage"]["used"] == 505

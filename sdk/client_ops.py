@@ -29,6 +29,7 @@ EVENT_TYPES = (
     "file.uploaded",
     "file.deleted",
     "file.moved",
+    "file.restored",
     "upload.failed",
     "transfer.completed",
     "transfer.failed",

@@ -112,16 +112,20 @@ async def share_password(request: Request, token: str) -> Response:
     return await share_page.submit_password(request, token, _open)
 
 
-@router.api_route(
+@router.head("/s/{token}/files/{file_id}")
+async def share_file_head(request: Request, token: str, file_id: str) -> Response:
+    """The file's headers; unlike a download, it does not count."""
+    share = await _open(request, token)
+    return Response(status_code=200, headers=_headers(share.file(file_id)))
+
+
+@router.get(
     "/s/{token}/files/{file_id}",
-    methods=["GET", "HEAD"],
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "the file"}},
 )
 async def share_download(request: Request, token: str, file_id: str) -> Response:
     share = await _open(request, token)
-    if request.method == "HEAD":
-        return Response(status_code=200, headers=_headers(share.file(file_id)))
     service: ShareService = request.app.state.shares
     ctx = audit_context(request).with_actor(share.tenant_id, "share-link", share.id, "share")
     shared = await anyio.to_thread.run_sync(service.take_download, share, file_id, ctx)

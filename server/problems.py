@@ -43,7 +43,9 @@ PROBLEM_TYPES: dict[str, tuple[int, str]] = {
     "share-password": (401, "Share password required or wrong"),
     "share-expired": (410, "Share link expired"),
     "internal": (500, "Internal server error"),
+    "content-damaged": (500, "Stored content is damaged"),
     "unavailable": (503, "Service unavailable"),
+    "insufficient-storage": (507, "Insufficient storage"),
 }
 
 

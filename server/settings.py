@@ -83,6 +83,9 @@ class Settings:
     change_retention_days: int = 90
     # How often version and trash retention runs (files.housekeeping).
     housekeeping_seconds: float = 3600.0
+    # How old unreferenced blobs, expired uploads and ended share links must be before
+    # the sweeper (files.sweeper) removes them: nothing still in flight is touched.
+    sweep_grace_seconds: float = 3600.0
     longpoll_max_seconds: int = 120
     page_size_max: int = 1000
     # Security (identity.oauth, guard.ratelimit, guard.defender, audit.trail).
@@ -145,6 +148,7 @@ class Settings:
             upload_expiry_seconds=_env_int("UPLOAD_EXPIRY_SECONDS", 24 * 3600),
             change_retention_days=_env_int("CHANGE_RETENTION_DAYS", 90),
             housekeeping_seconds=_env_float("HOUSEKEEPING_SECONDS", 3600.0),
+            sweep_grace_seconds=_env_float("SWEEP_GRACE_SECONDS", 3600.0),
             trusted_proxies=tuple(
                 p.strip()
                 for p in os.environ.get(ENV_PREFIX + "TRUSTED_PROXIES", "").split(",")

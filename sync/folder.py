@@ -236,10 +236,13 @@ class FolderLoop:
             self.hooks.publish(IssueRaised(issue))
         self.last_error = message
 
-    def retry_later(self, path: str, kind: str, message: str, hint: str) -> None:
-        """An issue on ``path``, tried again after a backoff that grows with each attempt."""
+    def retry_later(
+        self, path: str, kind: str, message: str, hint: str, *, cap: float = RETRY_CAP
+    ) -> None:
+        """An issue on ``path``, tried again after a backoff that grows with each attempt
+        (to at most ``cap`` seconds)."""
         attempts = self.journal.attempts(self.id, path, kind)
-        delay = min(RETRY_CAP, 2.0 ** min(attempts + 1, 9))
+        delay = min(cap, 2.0 ** min(attempts + 1, 9))
         self.holds[path] = time.monotonic() + delay
         self.raise_issue(path, kind, message, hint, retry_at=time.time() + delay)
 

@@ -27,6 +27,7 @@ from dropline.sdk import (
     batch,
 )
 from dropline.sync import fs, planner, records
+from dropline.sync.disk_space import DiskFullError
 from dropline.sync.folder_state import Finished, FolderState
 from dropline.sync.journal import QueueItem
 from dropline.sync.records import Base, Local, PathState, Plan
@@ -63,7 +64,11 @@ TRANSIENT = (
     "too-large",
     "name-clash",
     "case-clash",
+    "disk-full",
 )
+# A full disk is retried sooner than other failures: refusing again costs one look at
+# the free space, and people expect the file to arrive soon after they made room.
+DISK_FULL_RETRY_CAP = 30.0
 
 
 async def carry_out(
@@ -284,6 +289,8 @@ def _failed(folder: FolderState, path: str, exc: BaseException) -> None:
             f"Not allowed: {exc}",
             "Ask your administrator for access; it is tried again later.",
         )
+    elif isinstance(exc, DiskFullError):
+        folder.retry_later(path, "disk-full", exc.message, exc.hint, cap=DISK_FULL_RETRY_CAP)
     elif isinstance(
         exc,
         ChangedDuringUpload | fs.ChangedMeanwhileError | FileNotFoundError | FileExistsError,

@@ -121,10 +121,9 @@ def fsync_dir(path: Path) -> None:
 
 
 def partial_path(root: Path, key: str) -> Path:
-    """Where a download in progress is kept (across restarts) until it is verified."""
-    directory = root / PARTIAL_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory / f"{key}.part"
+    """Where a download in progress is kept (across restarts) until it is verified (the
+    caller makes its directory when it writes there)."""
+    return root / PARTIAL_DIR / f"{key}.part"
 
 
 def new_partial_key() -> str:

@@ -31,7 +31,7 @@ from dropline.sdk import (
     upload_batch,
     upload_file,
 )
-from dropline.sync import fs
+from dropline.sync import disk_space, fs
 from dropline.sync.journal import Journal, TransferRow
 from dropline.sync.records import Base, Local, Remote
 from dropline.sync.types import Direction
@@ -451,7 +451,11 @@ async def download(
     on_progress: Progress,
 ) -> Base:
     """Download into a partial file kept across restarts, verify, fsync, and move it
-    into place only if the local file is still what the plan saw."""
+    into place only if the local file is still what the plan saw.
+
+    Raises :class:`dropline.sync.disk_space.DiskFullError` when the file cannot fit (then
+    nothing is written) or the disk fills up midway (then the partial file is removed);
+    either way the local file is left as it was."""
     journal = shared.journal
     earlier = journal.transfer(folder_id, rel, Direction.DOWN)
     key = None
@@ -461,6 +465,10 @@ async def download(
         else:
             with contextlib.suppress(FileNotFoundError):
                 fs.partial_path(root, earlier.partial).unlink()
+    # Refused before the first byte when it cannot fit: a half-written file would only
+    # fill the disk further, for every other program too.
+    kept = 0 if key is None else _size_or_zero(fs.partial_path(root, key))
+    disk_space.ensure_room(root, rel, max(0, remote.size - kept))
     if key is None:
         key = fs.new_partial_key()
         journal.put_transfer(
@@ -497,16 +505,41 @@ async def download(
         placed.append(fs.place(root, src, rel, expected, None))
 
     async with shared.slots.slot(remote.size):
-        await download_file(
-            client,
-            entry_of(remote, remote_path),
-            fs.abspath(root, rel),
-            partial_path=partial,
-            on_progress=progress,
-            limiter=shared.down.take,
-            commit=commit,
-        )
+        try:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            await download_file(
+                client,
+                entry_of(remote, remote_path),
+                fs.abspath(root, rel),
+                partial_path=partial,
+                on_progress=progress,
+                limiter=shared.down.take,
+                commit=commit,
+            )
+        except OSError as exc:
+            if not disk_space.no_room(exc):
+                raise
+            # The disk filled up midway: the partial file goes (it holds space others
+            # need), the local file was never touched, and the next try starts afresh.
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+            journal.drop_transfer(folder_id, rel, Direction.DOWN)
+            raise disk_space.DiskFullError(rel, remote.size, _free_or_zero(root)) from exc
     journal.drop_transfer(folder_id, rel, Direction.DOWN)
     shared.counters.files_downloaded += 1
     st = placed[0]
     return Base(False, st.size, st.mtime_ns, st.inode, remote.sha256, remote.id, remote.rev)
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _free_or_zero(root: Path) -> int:
+    try:
+        return disk_space.free_bytes(root)
+    except OSError:
+        return 0

@@ -1,20 +1,31 @@
 """Blob storage: file contents stored by opaque id, never under a user-supplied path.
 
 :class:`BlobStore` is the seam (an encrypting store can wrap another one);
-:class:`LocalBlobStore` keeps blobs on local disk and publishes them atomically.
+:class:`LocalBlobStore` keeps blobs on local disk and publishes them atomically, each
+with its per-chunk SHA-256 sums (``storage.integrity``) checked on every read.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
+
+from dropline.server.storage.integrity import (
+    SUM_CHUNK,
+    CheckedReader,
+    compute_sums,
+    read_sums,
+    write_sums,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +40,11 @@ class BlobStore(Protocol):
     """Where published file contents live. Ids come from :func:`new_blob_id`."""
 
     def open(self, blob_id: str, offset: int = 0) -> BinaryIO:
-        """A binary reader positioned at ``offset`` of the blob's plain content."""
+        """A binary reader positioned at ``offset`` of the blob's plain content.
+
+        Damage found in the chunk at ``offset`` raises ``integrity.BlobDamaged`` here;
+        damage found further on raises it from a later read.
+        """
         ...
 
     def size(self, blob_id: str) -> int:
@@ -64,13 +79,31 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class LocalBlobStore:
-    """Blobs as files ``<root>/<id[:2]>/<id>``; the two-character shard keeps directories small."""
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A file under the blob root: a blob (``blob_id`` set) or a leftover (a temporary
+    copy, or sums whose blob is gone), with its size and modification time."""
 
-    def __init__(self, root: Path) -> None:
+    path: Path
+    blob_id: str | None
+    size: int
+    mtime: float
+
+
+class LocalBlobStore:
+    """Blobs as files ``<root>/<id[:2]>/<id>``, their sums as ``<sums root>/<id[:2]>/<id>``
+    (by default the directory ``checksums`` beside the root, so the blob directory holds
+    blobs only); the two-character shard keeps directories small."""
+
+    def __init__(self, root: Path, sums_root: Path | None = None) -> None:
         self.root = root
+        self.sums_root = sums_root or root.parent / "checksums"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.sums_root.mkdir(parents=True, exist_ok=True)
         self._known_shards: set[str] = set()
+
+    def _sums(self, blob_id: str) -> Path:
+        return self.sums_root / blob_id[:2] / blob_id
 
     def _path(self, blob_id: str) -> Path:
         # The id is checked, not trusted: a path is only ever built from 32 hex digits.
@@ -79,54 +112,123 @@ class LocalBlobStore:
         return self.root / blob_id[:2] / blob_id
 
     def open(self, blob_id: str, offset: int = 0) -> BinaryIO:
-        handle = self._path(blob_id).open("rb")
-        if offset:
-            handle.seek(offset)
-        return handle
+        path = self._path(blob_id)
+        handle = path.open("rb")
+        sums = read_sums(self._sums(blob_id))
+        if sums is None:  # stored before sums existed: served as it is
+            if offset:
+                handle.seek(offset)
+            return handle
+        try:
+            reader = CheckedReader(blob_id, handle, sums, offset)
+        except BaseException:
+            handle.close()
+            raise
+        return cast(BinaryIO, io.BufferedReader(reader, buffer_size=SUM_CHUNK))
 
     def size(self, blob_id: str) -> int:
         return self._path(blob_id).stat().st_size
 
     def put(self, blob_id: str, staged: Path) -> None:
-        fsync_dir(self._move_in(blob_id, staged))
+        shard = self._move_in(blob_id, staged)
+        fsync_dir(self.sums_root / shard.name)
+        fsync_dir(shard)
 
     def put_many(self, items: Sequence[tuple[str, Path]]) -> None:
         # Blobs that share a shard (a batch can choose ids that do) cost one fsync.
         shards = {self._move_in(blob_id, staged) for blob_id, staged in items}
         for shard in sorted(shards):
+            fsync_dir(self.sums_root / shard.name)
             fsync_dir(shard)
 
     def _move_in(self, blob_id: str, staged: Path) -> Path:
         """Rename ``staged`` to its blob path; returns the directory to fsync."""
         target = self._path(blob_id)
         shard = target.parent
+        sums = self._sums(blob_id)
         if shard.name not in self._known_shards:
             shard.mkdir(exist_ok=True)
             fsync_dir(self.root)
+            sums.parent.mkdir(exist_ok=True)
+            fsync_dir(self.sums_root)
             self._known_shards.add(shard.name)
-        # The staged file was written and fsynced by its producer; the rename publishes
-        # it in one step and the directory fsync makes the rename itself durable.
+        # The sums go first (made durable with the blob's directory sync: see put), so a
+        # reader never finds the blob without them; the staged file was written and
+        # fsynced by its producer and is likely still cached.
+        write_sums(sums, compute_sums(staged))
+        # The rename publishes the blob in one step and the directory fsync makes the
+        # rename itself durable.
         try:
-            os.replace(staged, target)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            self._copy_in(staged, target)
+            try:
+                os.replace(staged, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                self._copy_in(staged, target)
+        except BaseException:
+            sums.unlink(missing_ok=True)
+            raise
         return shard
 
     def _copy_in(self, staged: Path, target: Path) -> None:
         """Staging on another file system: copy to a temporary name, fsync, rename."""
         temp = target.with_name(target.name + ".tmp")
-        with staged.open("rb") as src, temp.open("wb") as dst:
-            shutil.copyfileobj(src, dst, 4 * 1024 * 1024)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(temp, target)
+        try:
+            with staged.open("rb") as src, temp.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 4 * 1024 * 1024)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)  # a full disk leaves no partial copy behind
+            raise
         staged.unlink()
 
     def delete(self, blob_id: str) -> None:
+        path = self._path(blob_id)
         try:
-            self._path(blob_id).unlink()
+            path.unlink()
         except FileNotFoundError:
+            self._sums(blob_id).unlink(missing_ok=True)
             return
+        self._sums(blob_id).unlink(missing_ok=True)
         log.debug("deleted blob %s", blob_id)
+
+    def stored(self) -> Iterator[StoredFile]:
+        """Every file of the store (for the sweeper): blobs with their id (the size
+        counting their sums), and leftovers without one (temporary copies, sums whose
+        blob is gone). Files vanishing meanwhile are skipped."""
+        blobs: set[str] = set()
+        for found in _files(self.root):
+            name = found.path.name
+            if _BLOB_ID.match(name) and name.startswith(found.path.parent.name):
+                blobs.add(name)
+                try:
+                    extra = self._sums(name).stat().st_size
+                except FileNotFoundError:
+                    extra = 0
+                yield StoredFile(found.path, name, found.size + extra, found.mtime)
+            else:
+                yield found
+        for found in _files(self.sums_root):
+            if found.path.name not in blobs and not self._path_exists(found.path.name):
+                yield found
+
+    def _path_exists(self, name: str) -> bool:
+        return bool(_BLOB_ID.match(name)) and self._path(name).exists()
+
+
+def _files(root: Path) -> Iterator[StoredFile]:
+    """The files in ``root``'s two-character shards."""
+    if not root.is_dir():
+        return
+    for shard in sorted(root.iterdir()):
+        if not shard.is_dir() or len(shard.name) != 2:
+            continue
+        for entry in os.scandir(shard):
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if entry.is_file(follow_symlinks=False):
+                yield StoredFile(Path(entry.path), None, stat.st_size, stat.st_mtime)

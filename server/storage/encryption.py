@@ -29,7 +29,9 @@ from sqlalchemy import select
 
 from dropline.server.storage import schema
 from dropline.server.storage.blobs import BlobStore
+from dropline.server.storage.damage import DamageLog, Report, reporting
 from dropline.server.storage.db import Database
+from dropline.server.storage.integrity import BlobDamaged
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,10 @@ MASTER_REF = "master"
 
 class EncryptionError(Exception):
     """Missing master key, or a blob that fails authentication (tampered or truncated)."""
+
+
+class SealedBlobDamaged(BlobDamaged, EncryptionError):
+    """A sealed chunk that fails authentication: answered like any damaged blob."""
 
 
 def _master_path(data_dir: Path) -> Path:
@@ -185,9 +191,17 @@ class _SealedReader(io.RawIOBase):
     """Plain bytes of a sealed blob from ``offset`` on, one chunk decrypted at a time."""
 
     def __init__(
-        self, handle: BinaryIO, header: bytes, prefix: bytes, key: bytes, size: int, offset: int
+        self,
+        blob_id: str,
+        handle: BinaryIO,
+        header: bytes,
+        prefix: bytes,
+        key: bytes,
+        size: int,
+        offset: int,
     ) -> None:
         super().__init__()
+        self._blob_id = blob_id
         self._handle = handle
         self._header = header
         self._prefix = prefix
@@ -197,6 +211,8 @@ class _SealedReader(io.RawIOBase):
         self._pos = min(offset, size)
         self._index = -1
         self._plain = b""
+        if self._pos < size:
+            self._load(self._pos // CHUNK)  # damage where the read starts: an error answer
 
     def readable(self) -> bool:
         return True
@@ -210,7 +226,9 @@ class _SealedReader(io.RawIOBase):
                 _nonce(self._prefix, index, last), sealed, _aad(self._header, index, last)
             )
         except Exception as exc:  # cryptography's InvalidTag carries no message
-            raise EncryptionError(f"blob chunk {index} failed authentication") from exc
+            raise SealedBlobDamaged(
+                self._blob_id, f"sealed chunk {index} failed authentication"
+            ) from exc
         self._index = index
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
@@ -242,14 +260,24 @@ def _read_header(handle: BinaryIO) -> tuple[bytes, str, bytes] | None:
 
 
 class EncryptedBlobStore:
-    """A ``BlobStore`` that seals new blobs of tenants with a data key and opens any blob."""
+    """A ``BlobStore`` that seals new blobs of tenants with a data key and opens any blob.
+
+    Being the store every reader goes through, it also reports damaged blobs (found by
+    the inner store's sums or by a sealed chunk's authentication) with ``report``,
+    by default a ``blob.damaged`` audit row (``storage.damage``).
+    """
 
     def __init__(
-        self, inner: BlobStore, keys: TenantKeys, tenant_of: Callable[[], str | None]
+        self,
+        inner: BlobStore,
+        keys: TenantKeys,
+        tenant_of: Callable[[], str | None],
+        report: Report | None = None,
     ) -> None:
         self.inner = inner
         self.keys = keys
         self.tenant_of = tenant_of
+        self.report = report or DamageLog(keys.db).report
 
     def _key(self) -> tuple[str, bytes | None]:
         tenant = self.tenant_of()
@@ -293,6 +321,9 @@ class EncryptedBlobStore:
         return handle, _read_header(handle)
 
     def open(self, blob_id: str, offset: int = 0) -> BinaryIO:
+        return reporting(lambda: self._open(blob_id, offset), self.report)
+
+    def _open(self, blob_id: str, offset: int) -> BinaryIO:
         handle, header = self._open_sealed(blob_id)
         if header is None:
             handle.seek(offset)
@@ -303,7 +334,11 @@ class EncryptedBlobStore:
             handle.close()
             raise EncryptionError(f"no key for sealed blob {blob_id}")
         size = self._plain_size(self.inner.size(blob_id), len(raw))
-        reader = _SealedReader(handle, raw, prefix, key, size, offset)
+        try:
+            reader = _SealedReader(blob_id, handle, raw, prefix, key, size, offset)
+        except BaseException:
+            handle.close()
+            raise
         return io.BufferedReader(reader, buffer_size=CHUNK)
 
     @staticmethod
@@ -322,4 +357,11 @@ class EncryptedBlobStore:
         self.inner.delete(blob_id)
 
 
-__all__ = ["EncryptedBlobStore", "EncryptionError", "TenantKeys", "load_master_key", "seal_file"]
+__all__ = [
+    "EncryptedBlobStore",
+    "EncryptionError",
+    "SealedBlobDamaged",
+    "TenantKeys",
+    "load_master_key",
+    "seal_file",
+]

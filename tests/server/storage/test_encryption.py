@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from dropline.server.storage.encryption import MAGIC, EncryptionError, TenantKeys
+from dropline.server.storage.integrity import BlobDamaged
 from tests.server import tus
 from tests.support.live import LiveServer
 
@@ -112,7 +113,7 @@ def test_a_tampered_blob_fails_to_open(
     data[len(data) // 2] ^= 0x01
     blob.write_bytes(bytes(data))
     store = live_server.app.state.blobs  # type: ignore[attr-defined]
-    with pytest.raises(EncryptionError), store.open(blob.name, 1024 * 1024) as fh:
+    with pytest.raises(BlobDamaged), store.open(blob.name, 1024 * 1024) as fh:
         fh.read()
 
 
@@ -123,7 +124,7 @@ def test_a_truncated_blob_fails_to_open(
     [blob] = blob_files(live_server)
     blob.write_bytes(blob.read_bytes()[: -(1024 * 1024 + 16)])  # drop the last whole chunk
     store = live_server.app.state.blobs  # type: ignore[attr-defined]
-    with pytest.raises(EncryptionError), store.open(blob.name) as fh:
+    with pytest.raises(BlobDamaged), store.open(blob.name) as fh:
         fh.read()
 
 

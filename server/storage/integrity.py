@@ -1,0 +1,171 @@
+"""Blob integrity: per-chunk SHA-256 sums kept beside every blob, and the reader that
+checks each chunk before any byte of it is handed out.
+
+What is checked when. A download may be a Range of a huge file, so hashing the whole
+blob on every read is out. Instead, when a blob is stored, the SHA-256 of each 1 MiB
+chunk is written to its sums file (32 bytes a chunk: 32 KiB per GiB; in
+``<data dir>/checksums``, see ``storage.blobs``), and a reader
+verifies every chunk it touches before it returns a byte of that chunk:
+
+- ``open`` verifies the chunk holding the first byte asked for, so damage there is an
+  error answer (``content-damaged``) before anything is sent;
+- each later chunk is verified as the read reaches it, so damage further on aborts the
+  stream mid-way: the client sees a broken transfer, never a complete wrong file;
+- a blob whose size no longer fits its sums (truncated, extended) is damaged at open.
+
+Sealed blobs (``storage.encryption``) are checked the same way here, and their chunks are
+authenticated by AES-GCM as well. A blob stored before sums existed (no ``.sums`` file)
+is served unchecked; the whole-file SHA-256 in its revision row still lets a client
+verify it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from dropline.server.problems import Problem
+
+SUM_CHUNK = 1024 * 1024
+DIGEST_SIZE = 32
+
+
+class BlobDamaged(Problem):
+    """A blob whose bytes no longer match their sums (or that fails authentication).
+
+    A :class:`Problem` so that, raised before a response started, it is answered as
+    ``content-damaged``; raised mid-stream, it aborts the stream.
+    """
+
+    def __init__(self, blob_id: str, reason: str) -> None:
+        super().__init__(
+            "content-damaged",
+            "the stored bytes of this file no longer match their checksum; nothing "
+            "damaged was sent. Restore the file from a backup or an earlier version",
+        )
+        self.blob_id = blob_id
+        self.reason = reason
+
+
+def chunk_count(size: int) -> int:
+    """Chunks of a blob of ``size`` bytes (an empty blob has one, empty, chunk)."""
+    return max(1, -(-size // SUM_CHUNK))
+
+
+def compute_sums(path: Path) -> bytes:
+    """The concatenated SHA-256 of each ``SUM_CHUNK`` of the file at ``path``."""
+    digests = bytearray()
+    buf = bytearray(SUM_CHUNK)
+    view = memoryview(buf)
+    with path.open("rb") as handle:
+        while True:
+            n = handle.readinto(buf)  # buffered: full chunks until the end of the file
+            if n == 0 and digests:
+                break
+            digests += hashlib.sha256(view[:n]).digest()
+            if n < SUM_CHUNK:
+                break
+    return bytes(digests)
+
+
+def write_sums(target: Path, sums: bytes) -> None:
+    """Write ``sums`` to ``target``, fsynced (the caller syncs the directory). A failure
+    (a full disk) leaves no partial sums file behind."""
+    temp = target.with_name(target.name + ".tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(sums)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def read_sums(path: Path) -> bytes | None:
+    """A blob's sums, or None when it has none (stored before sums existed)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+class CheckedReader(io.RawIOBase):
+    """The bytes of one blob, each chunk verified against its sums before it is read."""
+
+    def __init__(self, blob_id: str, handle: Any, sums: bytes, offset: int) -> None:
+        super().__init__()
+        self._blob_id = blob_id
+        self._handle = handle
+        self._sums = sums
+        self._size = os.fstat(handle.fileno()).st_size
+        self._pos = offset
+        self._index = -1
+        self._chunk = b""
+        if len(sums) != chunk_count(self._size) * DIGEST_SIZE:
+            raise BlobDamaged(blob_id, f"size {self._size} does not fit its sums")
+        if offset < self._size:
+            self._load(offset // SUM_CHUNK)  # damage where the read starts: an error answer
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence == io.SEEK_END:
+            offset += self._size
+        if offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = offset
+        return offset
+
+    def _load(self, index: int) -> None:
+        self._handle.seek(index * SUM_CHUNK)
+        data = self._handle.read(SUM_CHUNK)
+        expected = self._sums[index * DIGEST_SIZE : (index + 1) * DIGEST_SIZE]
+        if hashlib.sha256(data).digest() != expected:
+            raise BlobDamaged(self._blob_id, f"chunk {index} does not match its SHA-256")
+        self._chunk = data
+        self._index = index
+
+    def readinto(self, buffer: Any) -> int:
+        if self._pos >= self._size:
+            return 0
+        index = self._pos // SUM_CHUNK
+        if index != self._index:
+            self._load(index)
+        start = self._pos - index * SUM_CHUNK
+        piece = self._chunk[start : start + len(buffer)]
+        buffer[: len(piece)] = piece
+        self._pos += len(piece)
+        return len(piece)
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+__all__ = [
+    "SUM_CHUNK",
+    "BlobDamaged",
+    "CheckedReader",
+    "chunk_count",
+    "compute_sums",
+    "read_sums",
+    "write_sums",
+]

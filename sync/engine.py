@@ -16,6 +16,11 @@
     engine.counters() -> EngineCounters
     await engine.stop()                   # the journal stays consistent; start() resumes
 
+A journal that fails its integrity check at start is set aside (named with the date,
+kept for support) and every folder is rebuilt from the server's listing and the disk:
+nothing is deleted on either side, files only one side has are copied to the other, and
+files that differ become conflict copies. Each folder then has a ``journal-rebuilt`` issue.
+
 ``client_factory`` is a ``DroplineClient`` (the caller keeps owning it) or a
 callable returning one (the engine closes what it made). The journal lives in
 ``home``. An authentication failure puts the engine in ``State.SIGNED_OUT``; the
@@ -191,7 +196,7 @@ class Engine:
             s.chunk_size,
         )
         for spec in self._specs:
-            self._start_folder(spec)
+            self._start_folder(spec, rebuild_from=journal.damaged)
         log.info("engine started with %d folder(s)", len(self._loops))
 
     async def stop(self) -> None:
@@ -207,11 +212,13 @@ class Engine:
             self._journal.close()
             self._journal = None
 
-    def _start_folder(self, spec: FolderSpec) -> FolderLoop:
+    def _start_folder(self, spec: FolderSpec, rebuild_from: Path | None = None) -> FolderLoop:
         journal = self.shared.journal
         fid = journal.folder_id(str(spec.local), spec.remote)
         loop = FolderLoop(spec, fid, self)
         self._loops[str(spec.local)] = loop
+        if rebuild_from is not None:
+            loop.rebuild(rebuild_from)
         loop.start()
         return loop
 

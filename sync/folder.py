@@ -78,6 +78,9 @@ class FolderLoop:
         self.offline = False
         self.missing = False
         self.scanning = True  # until the first full scan has compared disk and journal
+        # The journal was damaged and started anew: no plan runs until the server's side
+        # has been listed, so every path is compared with both sides, never assumed.
+        self.rebuilding = False
         self.state = State.SCANNING
         self.pending = 0
         self.last_error: str | None = None
@@ -141,10 +144,27 @@ class FolderLoop:
 
     # -- lifecycle --------------------------------------------------------------------
 
+    def rebuild(self, damaged: Path) -> None:
+        """Before :meth:`start`: the journal was damaged (set aside as ``damaged``) and this
+        folder's base is empty. Every path is then in an unknown state: what only one side
+        has is copied to the other, what differs becomes a conflict copy, nothing is
+        deleted anywhere."""
+        self.rebuilding = True
+        self.raise_issue(
+            "",
+            "journal-rebuilt",
+            "Dropline's record of what was synced was damaged, so it was rebuilt by "
+            "comparing this folder with the server. Nothing was deleted on either side.",
+            "Files that differed between the two sides were kept both, as conflicted "
+            f"copies. The damaged record is kept for support as {damaged}.",
+        )
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"folder {self.root}")
         if self.spec.mode is not FolderMode.UPLOAD_ONLY:
             self.feed.start()
+        elif self.rebuilding:
+            self.feed.start_listing()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -269,7 +289,7 @@ class FolderLoop:
             state = State.PAUSED
         elif self.offline:
             state = State.OFFLINE
-        elif self.scanning:
+        elif self.scanning or self.rebuilding:
             state = State.SCANNING
         elif self.in_flight or self.pending or self.agg.pending():
             state = State.SYNCING
@@ -285,6 +305,8 @@ class FolderLoop:
         self.case_sensitive = (
             await asyncio.to_thread(fs.case_sensitive, self.root) if self.root.is_dir() else True
         )
+        if self.rebuilding:
+            await asyncio.to_thread(fs.clear_partials, self.root)
         self._start_watcher()
         while not self._stopping:
             try:
@@ -354,7 +376,7 @@ class FolderLoop:
                     await self._rescan_dirs(sorted(batch.dirs))
         if now >= self._rescan_at:
             await self._full_scan()
-        if self.hooks.signed_out() or self.user_paused or self.guard:
+        if self.hooks.signed_out() or self.user_paused or self.guard or self.rebuilding:
             return
         if self.offline:
             if now < self._offline_probe_at:

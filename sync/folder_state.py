@@ -68,6 +68,7 @@ class FolderState(Protocol):
     guard: str | None  # the kind of the issue that paused the folder (mass delete)
     allow_mass_delete: bool  # the user confirmed the mass delete: the next plan may run it
     restore_deletes: bool  # the user dismissed it: the next plan brings the files back
+    rebuilding: bool  # the journal was started anew: plan nothing until the server is listed
 
     # Work under way.
     dirty: bool  # queued work may be waiting for a round

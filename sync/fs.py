@@ -126,6 +126,23 @@ def partial_path(root: Path, key: str) -> Path:
     return root / PARTIAL_DIR / f"{key}.part"
 
 
+def clear_partials(root: Path) -> int:
+    """Remove every partial download of a folder (when the journal that knew them is
+    lost, nothing can resume them); returns how many there were."""
+    directory = root / PARTIAL_DIR
+    removed = 0
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.suffix == ".part" and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed += 1
+    return removed
+
+
 def new_partial_key() -> str:
     return uuid.uuid4().hex
 

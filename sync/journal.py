@@ -5,7 +5,8 @@ done yet (written before the work starts, so a crash loses nothing), transfer st
 for resuming (tus URL, partial download), per-file issues with their backoff, the
 remote cursor; and the transfer history. Used from the engine's event loop only;
 scanner threads read through :meth:`Journal.reader` (WAL lets readers run beside the
-writer).
+writer). A journal that fails its integrity check at open is set aside and a new one
+started (:mod:`dropline.sync.journal_check`); :attr:`Journal.damaged` says so.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import sqlite_utils
 
+from dropline.sync.journal_check import open_sound
 from dropline.sync.journal_migrations import migrate
 from dropline.sync.records import Base, Remote
 from dropline.sync.types import Direction, HistoryQuery, HistoryRow, Issue, Result
@@ -129,7 +131,10 @@ class Journal:
     def __init__(self, home: Path) -> None:
         home.mkdir(parents=True, exist_ok=True)
         self.path = home / FILE_NAME
-        self.conn = _connect(self.path)
+        # Where a journal that failed its integrity check was set aside (None: it was
+        # sound). The engine then rebuilds what it knew from the server and the disk.
+        self.damaged: Path | None
+        self.conn, self.damaged = open_sound(self.path, _connect)
         self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
         migrate(self.db)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 
 from dropline.sdk import (
@@ -21,6 +22,7 @@ from dropline.sdk import (
     Entry,
     NotFoundError,
 )
+from dropline.sync import fs
 from dropline.sync.folder_state import FolderState
 from dropline.sync.records import Base, Remote
 from dropline.sync.transfer import remote_of
@@ -116,6 +118,7 @@ class RemoteFeed:
                 if cursor is None:
                     await self._list_all()
                     self._catching_up = True
+                    self._listed()
                     continue
                 client = folder.hooks.client()
                 if self._catching_up:
@@ -140,6 +143,9 @@ class RemoteFeed:
                     folder.failed_network(exc)
                 else:
                     log.warning("folder %s: change feed: %s", folder.root, exc)
+                    # A listing that cannot succeed must not hold a rebuild forever: the
+                    # uploads' "only if absent" precondition still guards the server.
+                    self._listed()
                 folder.wake()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -147,6 +153,43 @@ class RemoteFeed:
                 log.exception("folder %s: change feed failed", folder.root)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _listed(self) -> None:
+        if self.folder.rebuilding:
+            self.folder.rebuilding = False
+            self.folder.queue_changed()
+
+    def start_listing(self) -> None:
+        """An upload-only folder rebuilding its journal (it has no feed): one listing of
+        the server's side, so files already there are recognised, not sent again."""
+        self._task = asyncio.create_task(self._list_once(), name=f"listing {self.folder.root}")
+
+    async def _list_once(self) -> None:
+        folder = self.folder
+        backoff = 1.0
+        items: list[tuple[str, Remote | None]] = []
+        while True:
+            if not self._may_run():
+                self.resume.clear()
+                await self.resume.wait()
+                continue
+            try:
+                items = await self._list_tree(folder.spec.remote)
+                break
+            except AuthenticationError as exc:
+                folder.hooks.auth_failed(exc)
+            except DroplineError as exc:
+                if not exc.retryable:
+                    log.warning("folder %s: listing the server: %s", folder.root, exc)
+                    break
+                folder.failed_network(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+        # Only what is here too needs comparing: the rest was handed over already.
+        items = [(rel, r) for rel, r in items if os.path.lexists(fs.abspath(folder.root, rel))]
+        folder.journal.enqueue_remote(folder.id, items)
+        folder.set_online()
+        self._listed()
 
     async def _list_all(self) -> None:
         """First contact (or an expired cursor): the whole remote tree against the base."""

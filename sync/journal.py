@@ -300,9 +300,11 @@ class Journal:
             state = (
                 remote_from_json(remote) if source == "remote" else (old.remote if old else None)
             )
-            merged[path] = QueueItem(
-                path, local, known, state, added if old is None else old.added_at
-            )
+            # The newest row read: done with the item, done with every row it was made
+            # of (rows come oldest first). With the oldest, a remote row queued beside a
+            # local one outlived the round that planned it and sat in the queue until
+            # some later wake-up (a minute after a restart that interrupted a publish).
+            merged[path] = QueueItem(path, local, known, state, added)
         return list(merged.values())
 
     def pending_count(self, folder_id: int) -> int:

@@ -17,6 +17,7 @@ from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 from dropline.server.storage.blobs import BlobStore, new_blob_id
 from dropline.server.storage.db import Database
+from dropline.server.storage.space import insufficient_storage, out_of_space
 from dropline.server.uploads.staging import StagedFile, remove_quietly
 from dropline.server.uploads.tus import UploadTarget
 
@@ -44,7 +45,9 @@ class Publisher:
 
         A digest other than the declared one, a stale ``if_rev``, a name taken or a
         policy refusal: ``discard()`` drops the upload, ``upload.failed`` is recorded,
-        and the problem is raised. ``record`` runs inside the publish transaction.
+        and the problem is raised. ``record`` runs inside the publish transaction. A
+        full disk (blob or database) is ``insufficient-storage`` and keeps the staged
+        bytes: the upload can publish once space is freed.
         """
         if target.sha256 is not None and digest != target.sha256:
             discard()
@@ -61,7 +64,12 @@ class Publisher:
                 "nothing was published and the upload was discarded",
             )
         blob_id = new_blob_id()
-        self.blobs.put(blob_id, staged)
+        try:
+            self.blobs.put(blob_id, staged)
+        except OSError as exc:
+            if out_of_space(exc):
+                raise insufficient_storage("the file") from exc
+            raise
         try:
             return self.files.publish(
                 principal,
@@ -80,8 +88,10 @@ class Publisher:
                 principal, upload_id, target, problem.slug, problem.detail or problem.title
             )
             raise
-        except BaseException:
+        except BaseException as exc:
             self.blobs.delete(blob_id)
+            if out_of_space(exc):
+                raise insufficient_storage("the file") from exc
             raise
 
     def publish_whole(
@@ -101,7 +111,12 @@ class Publisher:
         file = StagedFile(staged)
         hasher = hashlib.sha256()
         try:
-            file.write(chunks, 0, (hasher,), True)
+            try:
+                file.write(chunks, 0, (hasher,), True)
+            except OSError as exc:
+                if out_of_space(exc):
+                    raise insufficient_storage("the file") from exc
+                raise
             file.close()
             return self.complete(
                 principal,

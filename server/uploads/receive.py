@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dropline.server.problems import Problem
+from dropline.server.storage.space import insufficient_storage, out_of_space
 from dropline.server.uploads.live import LiveUpload, LiveUploads
 from dropline.server.uploads.staging import StagedFile
 from dropline.server.uploads.tus import CHECKSUMS
@@ -84,8 +85,9 @@ async def append(
 ) -> tuple[int, bool]:
     """Receive one request body into the upload; returns (new offset, cut short).
 
-    A checksum mismatch, an oversize body or a cut connection under a checksum
-    leaves the upload exactly as it was: bytes truncated, running hash restored.
+    A checksum mismatch, an oversize body, a full disk (``insufficient-storage``) or a
+    cut connection under a checksum leaves the upload exactly as it was: bytes
+    truncated, running hash restored.
     """
     staged = StagedFile(staged_path)
     snapshot = live.hasher.copy()
@@ -103,10 +105,13 @@ async def append(
                         f"the chunk's {checksum[0]} does not match Upload-Checksum; "
                         "it was discarded",
                     )
-        except BaseException:
+        except BaseException as exc:
+            # Shrinking a file needs no free space, so this works on a full disk too.
             await asyncio.shield(uploads.run(staged.truncate, start))
             live.hasher = snapshot
             live.offset = start
+            if out_of_space(exc):
+                raise insufficient_storage("the chunk") from exc
             raise
     finally:
         staged.close()  # closing a raw descriptor does no I/O worth a thread hop

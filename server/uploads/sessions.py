@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -35,12 +36,13 @@ from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 from dropline.server.storage.blobs import BlobStore
 from dropline.server.storage.db import Database
+from dropline.server.storage.space import insufficient_storage, out_of_space
 from dropline.server.uploads.expiry import UploadExpiry
 from dropline.server.uploads.live import LiveUpload, LiveUploads
 from dropline.server.uploads.publish import Publisher
 from dropline.server.uploads.receive import BodyCut, append
 from dropline.server.uploads.rows import UploadRows, UploadState, state_of
-from dropline.server.uploads.staging import StagedFile, rehash_staged, remove_quietly
+from dropline.server.uploads.staging import create_empty, rehash_staged, remove_quietly
 from dropline.server.uploads.tus import (
     OFFSET_OCTET_STREAM,
     UploadTarget,
@@ -50,6 +52,8 @@ from dropline.server.uploads.tus import (
     parse_repr_digest,
     target_from_metadata,
 )
+
+log = logging.getLogger(__name__)
 
 EARLY_CHECK_BYTES = 1024 * 1024  # above this, preconditions are checked before any byte
 
@@ -173,9 +177,7 @@ class UploadService:
                         await self.live.run(remove_quietly, self._staged_path(upload_id))
                         raise BodyCut()
                 elif length == 0 or not data_follows:
-                    await self.live.run(
-                        StagedFile(self._staged_path(upload_id)).write, [], 0, (), True
-                    )
+                    await self.live.run(create_empty, self._staged_path(upload_id))
                 now = time.time()
                 if offset == length:
 
@@ -383,9 +385,17 @@ class UploadService:
             )
             recorded = declared if row.sha256 is None else None
             expires_at = time.time() + self.expiry_seconds
-            await asyncio.to_thread(
-                self.rows.record_offset, upload_id, new_offset, expires_at, recorded
-            )
+            try:
+                await asyncio.to_thread(
+                    self.rows.record_offset, upload_id, new_offset, expires_at, recorded
+                )
+            except Exception as exc:
+                # The row keeps the old offset; the next request cuts the staged bytes
+                # back to it and rebuilds the hash.
+                live.hasher = None
+                if out_of_space(exc):
+                    raise insufficient_storage("the chunk") from exc
+                raise
             state = UploadState(state.id, state.length, new_offset, expires_at, state.metadata)
             if new_offset == state.length:
                 target = UploadTarget(
@@ -396,9 +406,15 @@ class UploadService:
                     self.rows.mark_published(conn, upload_id, entry, state.length)
 
                 keep = False
-                entry = await self._complete(
-                    principal, upload_id, live, state.length, target, record
-                )
+                try:
+                    entry = await self._complete(
+                        principal, upload_id, live, state.length, target, record
+                    )
+                except Problem as problem:
+                    if problem.slug == "insufficient-storage":
+                        keep = True
+                        await self._rewind(upload_id, live, offset, expires_at)
+                    raise
                 state = UploadState(
                     state.id,
                     state.length,
@@ -416,6 +432,21 @@ class UploadService:
             raise
         finally:
             self.live.release(upload_id, live, keep)
+
+    async def _rewind(
+        self, upload_id: str, live: LiveUpload, offset: int, expires_at: float
+    ) -> None:
+        """A publish the full disk refused: back to ``offset``, where this PATCH started,
+        so a client resumes by sending its last chunk again (which publishes), and the
+        chunk's bytes are freed now. If even that fails, the upload stays complete and
+        unpublished, and an empty PATCH at its length publishes it."""
+        try:
+            await asyncio.to_thread(self.rows.record_offset, upload_id, offset, expires_at)
+            live.hasher = await self.live.run(rehash_staged, self._staged_path(upload_id), offset)
+            live.offset = offset
+        except Exception:
+            live.hasher = None
+            log.warning("upload %s: could not step back after a full disk", upload_id)
 
     async def terminate(self, principal: Principal, upload_id: str) -> None:
         await asyncio.to_thread(self.rows.load, principal, upload_id)

@@ -64,6 +64,15 @@ class StagedFile:
             self.fd = -1
 
 
+def create_empty(path: Path) -> None:
+    """The empty, durable staged file of an upload created without bytes."""
+    staged = StagedFile(path)
+    try:
+        staged.write([], 0, (), True)
+    finally:
+        staged.close()  # a raw descriptor: nothing else would ever close it
+
+
 def rehash_staged(path: Path, offset: int) -> Any:
     """Rebuild the running SHA-256 of the first ``offset`` staged bytes (after a restart).
 

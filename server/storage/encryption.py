@@ -326,8 +326,13 @@ class EncryptedBlobStore:
     def _open(self, blob_id: str, offset: int) -> BinaryIO:
         handle, header = self._open_sealed(blob_id)
         if header is None:
-            handle.seek(offset)
-            return handle
+            if not offset:
+                handle.seek(0)
+                return handle
+            # Opened again at the offset, so the inner store checks the chunk the read
+            # starts in now, while an error can still be the answer.
+            handle.close()
+            return self.inner.open(blob_id, offset)
         raw, ref, prefix = header
         key = self.keys.key(ref)
         if key is None:

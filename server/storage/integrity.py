@@ -3,15 +3,16 @@ checks each chunk before any byte of it is handed out.
 
 What is checked when. A download may be a Range of a huge file, so hashing the whole
 blob on every read is out. Instead, when a blob is stored, the SHA-256 of each 1 MiB
-chunk is written to its sums file (32 bytes a chunk: 32 KiB per GiB; in
-``<data dir>/checksums``, see ``storage.blobs``), and a reader
+chunk is written to its sums file (the blob's size in 8 bytes, then 32 bytes a chunk:
+32 KiB per GiB; in ``<data dir>/checksums``, see ``storage.blobs``), and a reader
 verifies every chunk it touches before it returns a byte of that chunk:
 
 - ``open`` verifies the chunk holding the first byte asked for, so damage there is an
   error answer (``content-damaged``) before anything is sent;
 - each later chunk is verified as the read reaches it, so damage further on aborts the
   stream mid-way: the client sees a broken transfer, never a complete wrong file;
-- a blob whose size no longer fits its sums (truncated, extended) is damaged at open.
+- a blob whose size differs from the one its sums record (truncated, extended) is
+  damaged at open.
 
 Sealed blobs (``storage.encryption``) are checked the same way here, and their chunks are
 authenticated by AES-GCM as well. A blob stored before sums existed (no ``.sums`` file)
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from dropline.server.problems import Problem
 
 SUM_CHUNK = 1024 * 1024
 DIGEST_SIZE = 32
+SIZE_FIELD = 8
 
 
 class BlobDamaged(Problem):
@@ -56,8 +59,9 @@ def chunk_count(size: int) -> int:
 
 
 def compute_sums(path: Path) -> bytes:
-    """The concatenated SHA-256 of each ``SUM_CHUNK`` of the file at ``path``."""
+    """The sums of the file at ``path``: its size, then the SHA-256 of each ``SUM_CHUNK``."""
     digests = bytearray()
+    size = 0
     buf = bytearray(SUM_CHUNK)
     view = memoryview(buf)
     with path.open("rb") as handle:
@@ -66,9 +70,10 @@ def compute_sums(path: Path) -> bytes:
             if n == 0 and digests:
                 break
             digests += hashlib.sha256(view[:n]).digest()
+            size += n
             if n < SUM_CHUNK:
                 break
-    return bytes(digests)
+    return struct.pack(">Q", size) + bytes(digests)
 
 
 def write_sums(target: Path, sums: bytes) -> None:
@@ -105,13 +110,14 @@ class CheckedReader(io.RawIOBase):
         super().__init__()
         self._blob_id = blob_id
         self._handle = handle
-        self._sums = sums
+        self._sums = sums[SIZE_FIELD:]
         self._size = os.fstat(handle.fileno()).st_size
         self._pos = offset
         self._index = -1
         self._chunk = b""
-        if len(sums) != chunk_count(self._size) * DIGEST_SIZE:
-            raise BlobDamaged(blob_id, f"size {self._size} does not fit its sums")
+        recorded = struct.unpack(">Q", sums[:SIZE_FIELD])[0] if len(sums) >= SIZE_FIELD else -1
+        if self._size != recorded or len(self._sums) != chunk_count(recorded) * DIGEST_SIZE:
+            raise BlobDamaged(blob_id, f"size {self._size} differs from the {recorded} stored")
         if offset < self._size:
             self._load(offset // SUM_CHUNK)  # damage where the read starts: an error answer
 

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from dropline.server.admin.service import Admin
+from dropline.server.audit.damage import DamageLog
 from dropline.server.files.changes import ChangeFeed, ChangeNotifier
 from dropline.server.files.entries import FileService
 from dropline.server.files.housekeeping import Housekeeping
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         notifier.bind(asyncio.get_running_loop())
+        # Damaged blobs found by any reader become blob.damaged audit rows.
+        blobs.report = DamageLog(db).report
         cleanup_every = min(600.0, max(1.0, settings.upload_expiry_seconds / 4))
         background = [
             asyncio.create_task(

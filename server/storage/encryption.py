@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from dropline.server.storage import schema
 from dropline.server.storage.blobs import BlobStore
-from dropline.server.storage.damage import DamageLog, Report, reporting
+from dropline.server.storage.damage import Report, log_damage, reporting
 from dropline.server.storage.db import Database
 from dropline.server.storage.integrity import BlobDamaged
 
@@ -262,9 +262,9 @@ def _read_header(handle: BinaryIO) -> tuple[bytes, str, bytes] | None:
 class EncryptedBlobStore:
     """A ``BlobStore`` that seals new blobs of tenants with a data key and opens any blob.
 
-    Being the store every reader goes through, it also reports damaged blobs (found by
-    the inner store's sums or by a sealed chunk's authentication) with ``report``,
-    by default a ``blob.damaged`` audit row (``storage.damage``).
+    Being the store every reader goes through, it also passes on damaged blobs (found
+    by the inner store's sums or by a sealed chunk's authentication) to ``report``: a
+    log line by default; the app sets ``audit.damage.DamageLog.report``.
     """
 
     def __init__(
@@ -277,7 +277,7 @@ class EncryptedBlobStore:
         self.inner = inner
         self.keys = keys
         self.tenant_of = tenant_of
-        self.report = report or DamageLog(keys.db).report
+        self.report = report or log_damage
 
     def _key(self) -> tuple[str, bytes | None]:
         tenant = self.tenant_of()

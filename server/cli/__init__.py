@@ -1,5 +1,6 @@
 """``dropline-server``: serve; administer tenants, users, keys, clients, policies,
-bans, client certificates, signing keys and the audit trail; back up, restore, migrate.
+bans, client certificates, signing keys and the audit trail; back up, restore, migrate,
+sweep.
 
 Messages go to stderr; secrets that are shown once (API keys, client secrets) go
 to stdout so a script can capture them. Errors are one readable line and a
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 from dropline import __version__
 from dropline.server.admin.service import NotFound, Refused
-from dropline.server.cli import accounts, backup, migrate, secure, serve
+from dropline.server.cli import accounts, backup, migrate, secure, serve, sweep
 from dropline.server.cli._common import CliError, open_services
 from dropline.server.identity.accounts import IdentityError
 from dropline.server.storage.backup import BackupError
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     secure.register(sub)
     backup.register(sub)
     migrate.register(sub)
+    sweep.register(sub)
     return parser
 
 

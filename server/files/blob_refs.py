@@ -26,17 +26,17 @@ S = schema.shares
 CHUNK = 500  # ids per IN (...) list: far below every database's parameter limit
 
 
-def share_pinned(conn: Connection, tenant_id: str, now: float) -> set[str]:
-    """The blobs that ``tenant_id``'s live share links serve (not revoked, not expired,
-    downloads left)."""
-    rows = conn.execute(
-        select(S.c.files).where(
-            S.c.tenant_id == tenant_id,
-            S.c.revoked_at.is_(None),
-            or_(S.c.expires_at.is_(None), S.c.expires_at > now),
-            or_(S.c.max_downloads.is_(None), S.c.downloads < S.c.max_downloads),
-        )
-    ).all()
+def share_pinned(conn: Connection, tenant_id: str | None, now: float) -> set[str]:
+    """The blobs that ``tenant_id``'s (None: every tenant's) share links live at ``now``
+    serve (not revoked, not expired, downloads left)."""
+    query = select(S.c.files).where(
+        S.c.revoked_at.is_(None),
+        or_(S.c.expires_at.is_(None), S.c.expires_at > now),
+        or_(S.c.max_downloads.is_(None), S.c.downloads < S.c.max_downloads),
+    )
+    if tenant_id is not None:
+        query = query.where(S.c.tenant_id == tenant_id)
+    rows = conn.execute(query).all()
     pinned: set[str] = set()
     for row in rows:
         try:

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, select
 
 from dropline.server.audit import trail
 from dropline.server.files.blob_refs import delete_blobs, share_pinned, unreferenced
-from dropline.server.files.purge import drop_entries, drop_revisions
+from dropline.server.files.purge import drop_entries, drop_revisions, kept_for_shares
 from dropline.server.storage import schema
 from dropline.server.storage.blobs import BlobStore
 from dropline.server.storage.db import Database
@@ -208,26 +208,17 @@ class Housekeeping:
         """Revision rows a purge kept for a share link's sake, once the link has ended."""
         deleted = 0
         with self.db.read() as conn:
-            tenants = [
-                row.tenant_id
-                for row in conn.execute(
-                    select(R.c.tenant_id)
-                    .outerjoin(E, E.c.id == R.c.entry_id)
-                    .where(E.c.id.is_(None))
-                    .distinct()
-                )
-            ]
+            tenants = sorted({tenant for tenant, _row, _blob in kept_for_shares(conn)})
         for tenant_id in tenants:
             with self.db.write() as conn:
                 pinned = share_pinned(conn, tenant_id, now)
-                orphans = conn.execute(
-                    select(R.c.id, R.c.blob_id)
-                    .outerjoin(E, E.c.id == R.c.entry_id)
-                    .where(R.c.tenant_id == tenant_id, E.c.id.is_(None))
-                ).all()
-                gone = [row for row in orphans if row.blob_id not in pinned]
-                drop_revisions(conn, tenant_id, [row.id for row in gone])
-                unused = unreferenced(conn, {row.blob_id for row in gone})
+                gone = [
+                    (row, blob)
+                    for _tenant, row, blob in kept_for_shares(conn, tenant_id)
+                    if blob not in pinned
+                ]
+                drop_revisions(conn, tenant_id, [row for row, _blob in gone])
+                unused = unreferenced(conn, {blob for _row, blob in gone})
             deleted += delete_blobs(self.blobs, sorted(unused))
         return deleted
 

@@ -48,10 +48,21 @@ def drop_entries(
     return named - pinned
 
 
+def kept_for_shares(conn: Connection, tenant_id: str | None = None) -> list[tuple[str, int, str]]:
+    """(tenant id, row id, blob id) of the revision rows, of ``tenant_id`` or of every
+    tenant, whose entry is gone: a purge kept them because a share link served their blob."""
+    query = select(R.c.tenant_id, R.c.id, R.c.blob_id).outerjoin(E, E.c.id == R.c.entry_id)
+    query = query.where(E.c.id.is_(None))
+    if tenant_id is not None:
+        query = query.where(R.c.tenant_id == tenant_id)
+    rows = conn.execute(query.order_by(R.c.tenant_id, R.c.id))
+    return [(row.tenant_id, row.id, row.blob_id) for row in rows]
+
+
 def drop_revisions(conn: Connection, tenant_id: str, revision_ids: list[int]) -> None:
     """Delete the revision rows ``revision_ids`` (row ids) of ``tenant_id``."""
     for batch in _chunks(revision_ids):
         conn.execute(delete(R).where(R.c.tenant_id == tenant_id, R.c.id.in_(batch)))
 
 
-__all__ = ["drop_entries", "drop_revisions"]
+__all__ = ["drop_entries", "drop_revisions", "kept_for_shares"]

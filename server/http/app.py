@@ -30,6 +30,7 @@ from dropline.server.http.routes import revisions as revisions_routes
 from dropline.server.http.routes import trash as trash_routes
 from dropline.server.http.routes import uploads as uploads_routes
 from dropline.server.http.security_middleware import SecurityMiddleware
+from dropline.server.http.sweeping import build_sweeper
 from dropline.server.http.web import routes as web_routes
 from dropline.server.identity.accounts import Identity, Principal
 from dropline.server.identity.oauth.csrf import Csrf, load_secret
@@ -97,6 +98,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         background.append(
             asyncio.create_task(
                 app.state.housekeeping.loop(settings.housekeeping_seconds), name="housekeeping"
+            )
+        )
+        # The sweeper (expired uploads, ended share links, unreferenced blobs), on the
+        # housekeeping schedule; `dropline-server sweep` runs the same on demand.
+        app.state.sweeper = build_sweeper(settings, db, uploads.live.ids)
+        background.append(
+            asyncio.create_task(
+                app.state.sweeper.loop(settings.housekeeping_seconds), name="sweeper"
             )
         )
         background += operations.start()

@@ -194,6 +194,16 @@ class LocalBlobStore:
         self._sums(blob_id).unlink(missing_ok=True)
         log.debug("deleted blob %s", blob_id)
 
+    def footprint(self, blob_id: str) -> int:
+        """Bytes the blob takes on disk with its sums (0 when it is gone)."""
+        total = 0
+        for path in (self._path(blob_id), self._sums(blob_id)):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                continue
+        return total
+
     def stored(self) -> Iterator[StoredFile]:
         """Every file of the store (for the sweeper): blobs with their id (the size
         counting their sums), and leftovers without one (temporary copies, sums whose

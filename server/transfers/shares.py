@@ -22,6 +22,7 @@ from sqlalchemy import Connection, select, update
 
 from dropline.server.audit import trail
 from dropline.server.files.records import Entry
+from dropline.server.files.sweeper import SweepItem
 from dropline.server.identity.accounts import verify_password
 from dropline.server.problems import Problem
 from dropline.server.storage import schema
@@ -224,21 +225,64 @@ class ShareService:
         log.info("share %s: file %s downloaded", share.id, file_id)
         return shared
 
-    def expire_due(self) -> int:
+    def expire_due(self, now: float | None = None) -> int:
         """Mark link transfers whose link's time is up as expired; returns how many."""
-        now = time.time()
-        due = select(S.c.transfer_id).where(S.c.expires_at <= now)
+        now = time.time() if now is None else now
         with self.db.write() as conn:
-            count = conn.execute(
-                update(schema.transfers)
-                .where(
-                    schema.transfers.c.kind == "link",
-                    schema.transfers.c.state == "completed",
-                    schema.transfers.c.id.in_(due),
-                )
+            return _expire_links(conn, _due_links(conn, now), now)
+
+
+def _due_links(conn: Connection, before: float) -> list[tuple[str, str]]:
+    """(share id, transfer id) of links whose time was up at ``before`` and whose
+    transfer is not marked expired yet."""
+    T = schema.transfers
+    rows = conn.execute(
+        select(S.c.id, S.c.transfer_id)
+        .join(T, T.c.id == S.c.transfer_id)
+        .where(S.c.expires_at <= before, T.c.kind == "link", T.c.state == "completed")
+        .order_by(S.c.id)
+    )
+    return [(row.id, row.transfer_id) for row in rows]
+
+
+def _expire_links(conn: Connection, links: list[tuple[str, str]], now: float) -> int:
+    T = schema.transfers
+    count = 0
+    for _share_id, transfer_id in links:
+        count += (
+            conn.execute(
+                update(T)
+                .where(T.c.id == transfer_id, T.c.state == "completed")
                 .values(state="expired", updated_at=now)
             ).rowcount
-        return int(count or 0)
+            or 0
+        )
+    return count
 
 
-__all__ = ["SHARE_PREFIX", "Share", "ShareService", "SharedFile", "create_share", "token_hash"]
+class EndedShareLinks:
+    """The sweeper's part for share links: those whose time was up more than the grace
+    period ago get their transfer marked expired (the server's own 30-second check
+    normally did so already; this covers a server that was down). The versions they
+    pinned are released by ``files.sweeper.KeptRevisions``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def sweep(self, now: float, grace: float, dry_run: bool) -> list[SweepItem]:
+        with self.db.write() as conn:
+            links = _due_links(conn, now - grace)
+            if not dry_run:
+                _expire_links(conn, links, now)
+        return [SweepItem("share-link", share_id) for share_id, _transfer in links]
+
+
+__all__ = [
+    "SHARE_PREFIX",
+    "EndedShareLinks",
+    "Share",
+    "ShareService",
+    "SharedFile",
+    "create_share",
+    "token_hash",
+]

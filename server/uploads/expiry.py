@@ -1,5 +1,6 @@
 """Expiry of uploads: expired uploads removed with their staged bytes unless a request is
-using them, and staged files a stopped server left behind swept once old."""
+using them, and staged files a stopped server left behind swept once old; and the
+sweeper's part for uploads (:class:`ExpiredUploads`), which waits a grace period more."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from dropline.server.files.sweeper import SweepItem
 from dropline.server.uploads.live import LiveUploads
 from dropline.server.uploads.rows import UploadRows
 from dropline.server.uploads.staging import remove_quietly
@@ -73,6 +75,52 @@ class UploadExpiry:
             except FileNotFoundError:
                 continue
         return removed
+
+
+class ExpiredUploads:
+    """The sweeper's part: uploads expired more than the grace period ago (row and staged
+    bytes), and files in the upload directory (staged bytes, batch uploads, sealed
+    copies) that no upload row owns, untouched for the grace period. ``busy`` names the
+    uploads requests of this process are using; they are never touched."""
+
+    def __init__(
+        self, rows: UploadRows, upload_dir: Path, busy: Callable[[], set[str]] = set
+    ) -> None:
+        self.rows = rows
+        self.upload_dir = upload_dir
+        self.busy = busy
+
+    def _size(self, path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def sweep(self, now: float, grace: float, dry_run: bool) -> list[SweepItem]:
+        cutoff = now - grace
+        busy = self.busy()
+        expired = [u for u in self.rows.expired_ids(cutoff) if u not in busy]
+        known = self.rows.ids() | busy
+        items = [SweepItem("upload", u, self._size(self.upload_dir / f"{u}.part")) for u in expired]
+        strays: list[Path] = []
+        for path in sorted(self.upload_dir.iterdir()):
+            # <id>.part, <id>.part.sealed, <name>.batch: the upload id comes first.
+            if path.name.split(".", 1)[0] in known or not path.is_file():
+                continue
+            try:
+                if path.stat().st_mtime >= cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
+            strays.append(path)
+            items.append(SweepItem("staged-file", path.name, self._size(path)))
+        if not dry_run:
+            for upload_id in expired:
+                self.rows.delete(upload_id)
+                remove_quietly(self.upload_dir / f"{upload_id}.part")
+            for path in strays:
+                remove_quietly(path)
+        return items
 
 
 async def expiry_loop(cleanup: Callable[[], Awaitable[int]], interval: float) -> None:

@@ -55,7 +55,7 @@ class LiveUploads:
         self._uploads.pop(upload_id, None)
 
     def ids(self) -> set[str]:
-        return set(self._uploads)
+        return set(self._uploads.copy())  # one C call: safe beside the event loop
 
     async def lock(self, upload_id: str) -> LiveUpload:
         """The upload's state, its lock held (a 409 ``conflict`` after waiting too long)."""

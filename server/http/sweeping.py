@@ -1,0 +1,34 @@
+"""The sweeper as both the running server and ``dropline-server sweep`` build it: its
+parts, from the rooms that own them, in the order they must run (``files.sweeper``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dropline.server.files.sweeper import KeptRevisions, OrphanBlobs, Sweeper, SweepPart
+from dropline.server.settings import Settings
+from dropline.server.storage.blobs import LocalBlobStore
+from dropline.server.storage.db import Database
+from dropline.server.transfers.shares import EndedShareLinks
+from dropline.server.uploads.expiry import ExpiredUploads
+from dropline.server.uploads.rows import UploadRows
+
+
+def build_sweeper(
+    settings: Settings,
+    db: Database,
+    busy: Callable[[], set[str]] = set,
+    grace: float | None = None,
+) -> Sweeper:
+    """``busy``: the uploads this process's requests are using (none from the CLI)."""
+    store = LocalBlobStore(settings.blob_dir)
+    parts: list[SweepPart] = [
+        ExpiredUploads(UploadRows(db), settings.upload_dir, busy),
+        EndedShareLinks(db),
+        KeptRevisions(db, store),
+        OrphanBlobs(db, store),
+    ]
+    return Sweeper(db, parts, settings.sweep_grace_seconds if grace is None else grace)
+
+
+__all__ = ["build_sweeper"]

@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         # The sweeper (expired uploads, ended share links, unreferenced blobs), on the
         # housekeeping schedule; `dropline-server sweep` runs the same on demand.
-        app.state.sweeper = build_sweeper(settings, db, uploads.live.ids)
+        app.state.sweeper = build_sweeper(settings, db, uploads.live.in_use)
         background.append(
             asyncio.create_task(
                 app.state.sweeper.loop(settings.housekeeping_seconds), name="sweeper"

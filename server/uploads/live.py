@@ -55,7 +55,12 @@ class LiveUploads:
         self._uploads.pop(upload_id, None)
 
     def ids(self) -> set[str]:
-        return set(self._uploads.copy())  # one C call: safe beside the event loop
+        return set(self._uploads)
+
+    def in_use(self) -> set[str]:
+        """The uploads a request holds or waits for now (safe from another thread: the
+        copy is one C call, never interleaved with the event loop's changes)."""
+        return {upload_id for upload_id, live in self._uploads.copy().items() if live.users > 0}
 
     async def lock(self, upload_id: str) -> LiveUpload:
         """The upload's state, its lock held (a 409 ``conflict`` after waiting too long)."""

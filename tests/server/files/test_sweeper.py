@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dropline.server.files.sweeper import SweepReport, Sweeper
+from dropline.server.files.sweeper import Sweeper, SweepReport
 from dropline.server.storage.blobs import LocalBlobStore, new_blob_id
 from tests.server.files.test_trash import blob_of
 from tests.server.files.undo_support import (
@@ -103,9 +103,7 @@ def test_an_unreferenced_blob_goes_only_after_the_grace_period(
     assert content(alice, kept) == b"version two"
     revisions = alice.get(f"/api/v1/files/{kept['id']}/revisions").json()["revisions"]
     assert len(revisions) == 2
-    first = alice.get(
-        f"/api/v1/files/{kept['id']}/content", params={"rev": revisions[-1]["rev"]}
-    )
+    first = alice.get(f"/api/v1/files/{kept['id']}/content", params={"rev": revisions[-1]["rev"]})
     assert first.content == b"version one"
     # A day on, the finished uploads' rows go (their expiry passed); no blob does.
     a_day_on = sweeper(live).run(later + DAY)

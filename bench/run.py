@@ -32,6 +32,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.engine_idle",
         "sync engine with 100,000 files tracked: restart time, bytes hashed, idle CPU, RSS",
     ),
+    "request-rate": (
+        "bench.request_rate",
+        "requests per second of one agent's credential at its busiest (10,000 small files)",
+    ),
     "packages": (
         "bench.packages",
         "bundle and .deb sizes; start-up of the bundled commands against the venv's",

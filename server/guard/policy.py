@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import threading
 import time
 import uuid
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import time as dtime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import puremagic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -58,7 +59,9 @@ class Hours(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     end: str = Field(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
-    timezone: str = "UTC"
+    timezone: str = Field(
+        default="UTC", json_schema_extra={"enum": sorted(available_timezones() | {"UTC"})}
+    )
     days: list[Day] = list(DAYS)
 
     @field_validator("timezone")
@@ -79,11 +82,22 @@ class FolderRule(BaseModel):
     require_scope: str | None = None
 
 
+# For the OpenAPI document: IPv4 networks as a pattern (IPv6 ones are accepted too).
+_IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_CIDRS_SCHEMA = {
+    "items": {"pattern": rf"^(?:{_IPV4_OCTET}\.){{3}}{_IPV4_OCTET}(?:/(?:3[0-2]|[12]?[0-9]))?$"},
+    "description": "source networks (CIDR), IPv4 or IPv6",
+}
+# A host name or address, or "*." and a domain for every name under that domain.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+PUSH_HOST_PATTERN = rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$"
+
+
 class Rules(BaseModel):
     """The policy document (every rule optional)."""
 
     model_config = ConfigDict(extra="forbid")
-    allowed_cidrs: list[str] | None = None
+    allowed_cidrs: list[str] | None = Field(default=None, json_schema_extra=_CIDRS_SCHEMA)
     allowed_hours: Hours | None = None
     max_file_size: int | None = Field(default=None, ge=0)
     blocked_extensions: list[str] | None = None
@@ -95,6 +109,13 @@ class Rules(BaseModel):
     version_retention_days: int | None = Field(default=None, ge=0)
     max_versions: int | None = Field(default=None, ge=1)
     trash_retention_days: int | None = Field(default=None, ge=0)
+    # Push transfers only to these hosts ("files.example.com", "*.example.com"); unset
+    # allows any public host, an empty list allows none.
+    push_allowed_hosts: list[str] | None = Field(
+        default=None,
+        max_length=100,
+        json_schema_extra={"items": {"pattern": PUSH_HOST_PATTERN, "maxLength": 253}},
+    )
 
     @field_validator("allowed_cidrs")
     @classmethod
@@ -105,6 +126,17 @@ class Rules(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"not a network: {cidr!r}") from exc
         return value
+
+    @field_validator("push_allowed_hosts")
+    @classmethod
+    def _push_hosts(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        hosts = [h.strip().lower().rstrip(".") for h in value]
+        for host in hosts:
+            if len(host) > 253 or not re.fullmatch(PUSH_HOST_PATTERN, host):
+                raise ValueError(f"not a host name or '*.domain' pattern: {host!r}")
+        return hosts
 
     @field_validator("blocked_extensions")
     @classmethod
@@ -299,6 +331,27 @@ def check_content(rules: Rules, path: str, head: bytes) -> None:
         )
 
 
+def push_host_allowed(rules: Rules, host: str) -> bool:
+    """Whether the tenant's (or user's) allow-list lets a push transfer reach ``host``."""
+    if rules.push_allowed_hosts is None:
+        return True
+    host = host.lower().rstrip(".")
+    for allowed in rules.push_allowed_hosts:
+        if allowed.startswith("*."):
+            if host.endswith(allowed[1:]):
+                return True
+        elif host == allowed:
+            return True
+    return False
+
+
+def check_push_host(rules: Rules, host: str) -> None:
+    if not push_host_allowed(rules, host):
+        raise PolicyDenied(
+            "push_allowed_hosts", f"push transfers to {host} are not allowed by the policy"
+        )
+
+
 def check_path(rules: Rules, subject: Subject, path: str) -> None:
     """Classified folders: everything at or under the folder needs what it requires."""
     for folder in rules.folders or ():
@@ -321,12 +374,14 @@ __all__ = [
     "Subject",
     "check_content",
     "check_path",
+    "check_push_host",
     "check_request",
     "check_upload",
     "effective",
     "effective_cached",
     "load_rules",
     "parse_rules",
+    "push_host_allowed",
     "quota_space",
     "save_rules",
 ]

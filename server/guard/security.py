@@ -298,6 +298,13 @@ class Security:
         except policy.PolicyDenied as denied:
             raise self.deny(request, principal, denied, resource=path) from None
 
+    def check_push_host(self, request: Request, principal: Principal, host: str) -> None:
+        """The policy's push allow-list, for a push transfer being created (raises the 403)."""
+        try:
+            policy.check_push_host(self.rules(request, principal), host)
+        except policy.PolicyDenied as denied:
+            raise self.deny(request, principal, denied, resource=host) from None
+
     def check_content(self, request: Request, principal: Principal, path: str, head: bytes) -> None:
         try:
             policy.check_content(self.rules(request, principal), path, head)

@@ -18,6 +18,7 @@ from dropline.server.files.housekeeping import Housekeeping
 from dropline.server.guard.file_guard import SecurityFileHook
 from dropline.server.guard.security import Security, current_tenant
 from dropline.server.http import errors
+from dropline.server.http import openapi as openapi_doc
 from dropline.server.http.middleware import RequestContextMiddleware
 from dropline.server.http.operations import Operations
 from dropline.server.http.routes import admin as admin_routes
@@ -158,4 +159,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(revisions_routes.router)
     app.include_router(trash_routes.router)
     app.include_router(web_routes.router)
+    openapi_doc.install(app)
     return app

@@ -11,6 +11,7 @@ import ipaddress
 import json
 from typing import Annotated, Any, Literal
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_FILES = 100
@@ -67,6 +68,7 @@ class LinkDestination(BaseModel):
 class PushDestination(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["push"]
+    # "{name}" in the URL is replaced by each file's name.
     url: str = Field(min_length=8, max_length=2048)
     method: Literal["PUT", "POST"] = "PUT"
     # Sent with every request (an endpoint's own token, say); stored, never shown again.
@@ -99,6 +101,14 @@ class TransferRequest(BaseModel):
     destination: Destination
 
 
+def push_host(url: str) -> str:
+    """The host a push URL (with its ``{name}`` placeholder) goes to; "" when it has none."""
+    try:
+        return httpx.URL(url.replace(NAME_PLACEHOLDER, "file")).host
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return ""
+
+
 def request_fingerprint(body: TransferRequest) -> str:
     """What makes two POSTs "the same request" for Idempotency-Key. The password is
     left out: a fast hash of a low-entropy secret must not be stored."""
@@ -129,5 +139,6 @@ __all__ = [
     "PushDestination",
     "TransferRequest",
     "public_destination",
+    "push_host",
     "request_fingerprint",
 ]

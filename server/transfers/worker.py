@@ -28,12 +28,13 @@ import anyio.to_thread
 from dropline.server.files.entries import FileService
 from dropline.server.files.names import join_path, split_path
 from dropline.server.files.records import Entry
-from dropline.server.guard import outbound
+from dropline.server.guard import outbound, policy
 from dropline.server.guard.security import RequestFacts, Security, request_facts
 from dropline.server.identity.accounts import Principal
 from dropline.server.metrics import Metrics
 from dropline.server.problems import Problem
 from dropline.server.storage.blobs import BlobStore, new_blob_id
+from dropline.server.transfers.requests import push_host
 from dropline.server.transfers.service import (
     CANCELLED,
     COMPLETED,
@@ -486,9 +487,27 @@ class TransferWorkers:
 
     # -- push to an HTTPS endpoint -------------------------------------------------------
 
+    async def _check_push_policy(self, owner: Principal, url: str) -> None:
+        """The push allow-list read again when the push runs: a host taken off the list
+        since the transfer was created is refused now, not only at creation."""
+        host = push_host(url)
+
+        def check() -> None:
+            with self.service.db.read() as conn:
+                rules = policy.effective(conn, owner.tenant_id, owner.user_id)
+            policy.check_push_host(rules, host)
+
+        try:
+            await anyio.to_thread.run_sync(check)
+        except policy.PolicyDenied as denied:
+            if self.security is not None:
+                raise self.security.deny(None, owner, denied, resource=host) from None
+            raise Problem("policy-denied", denied.detail) from None
+
     async def _push(self, job: Any) -> None:
         owner = worker_principal(job)
         dest = json.loads(job.destination)
+        await self._check_push_policy(owner, str(dest["url"]))
         secrets = json.loads(job.secrets)
         file_ids: list[str] = json.loads(job.file_ids)
         result: dict[str, Any] = json.loads(job.result)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Body, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dropline.server.admin.service import Actor, Admin, NotFound, Refused, is_admin, is_super_admin
 from dropline.server.audit import trail
+from dropline.server.guard import policy
 from dropline.server.guard.security import Security
 from dropline.server.http.auth import require
-from dropline.server.identity.accounts import DEFAULT_KEY_LIFETIME_SECONDS, Principal
+from dropline.server.identity.accounts import ALL_SCOPES, DEFAULT_KEY_LIFETIME_SECONDS, Principal
 from dropline.server.problems import Problem
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -65,8 +66,24 @@ class TenantIn(_Model):
     name: str = Field(min_length=1, max_length=200)
 
 
+# The server's own rules, for the document (the service checks them and answers 400).
+_SCOPES = {"items": {"enum": list(ALL_SCOPES)}, "uniqueItems": True, "minItems": 1}
+_GRANT_TYPES = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:device_code",
+]
+# A policy document, as dropline.server.guard.policy.Rules validates it.
+PolicyBody = Annotated[dict[str, Any], Body(json_schema_extra=policy.Rules.model_json_schema())]
+
+
 class UserIn(_Model):
-    email: str = Field(min_length=3, max_length=320)
+    email: str = Field(
+        min_length=3,
+        max_length=320,
+        json_schema_extra={"pattern": "^[^@]*@", "description": "contains an @"},
+    )
     password: str | None = Field(default=None, min_length=8)
     admin: bool = False
 
@@ -79,7 +96,7 @@ class UserPatch(_Model):
 
 class KeyIn(_Model):
     user_id: str
-    scopes: list[str] = ["files:read", "files:write"]
+    scopes: list[str] = Field(default=["files:read", "files:write"], json_schema_extra=_SCOPES)
     expires_in: int | None = Field(default=DEFAULT_KEY_LIFETIME_SECONDS, gt=0)
     name: str | None = Field(default=None, max_length=200)
 
@@ -91,9 +108,17 @@ class RotateIn(_Model):
 
 class ClientIn(_Model):
     name: str = Field(min_length=1, max_length=200)
-    grant_types: list[str]
-    scopes: list[str]
-    redirect_uris: list[str] = []
+    grant_types: list[str] = Field(
+        json_schema_extra={"items": {"enum": _GRANT_TYPES}, "uniqueItems": True, "minItems": 1}
+    )
+    scopes: list[str] = Field(json_schema_extra=_SCOPES)
+    redirect_uris: list[str] = Field(
+        default=[],
+        json_schema_extra={
+            "items": {"pattern": r"^(?:https://|http://127\.0\.0\.1|http://\[::1\])"},
+            "description": "https, or a loopback http address; at least one for authorization_code",
+        },
+    )
     confidential: bool = True
     service_user_id: str | None = None
 
@@ -101,7 +126,7 @@ class ClientIn(_Model):
 class CertIn(_Model):
     user_id: str
     certificate: str = Field(description="PEM")
-    scopes: list[str] = ["files:read", "files:write"]
+    scopes: list[str] = Field(default=["files:read", "files:write"], json_schema_extra=_SCOPES)
 
 
 # -- tenants --------------------------------------------------------------------------
@@ -200,7 +225,7 @@ def create_client(body: ClientIn, actor: AdminActor, admin: Service) -> dict[str
         tuple(body.scopes),
         tuple(body.redirect_uris),
         body.confidential,
-        body.service_user_id,
+        body.service_user_id or None,  # "" names no user, as leaving it out does
     )
     return {**info, "client_secret": secret}
 
@@ -228,7 +253,7 @@ def get_policy(actor: AdminActor, admin: Service) -> dict[str, Any]:
 
 
 @router.put("/policy")
-def set_policy(rules: dict[str, Any], actor: AdminActor, admin: Service) -> dict[str, Any]:
+def set_policy(rules: PolicyBody, actor: AdminActor, admin: Service) -> dict[str, Any]:
     return {"rules": _call(admin.set_policy, actor, rules)}
 
 
@@ -245,7 +270,7 @@ def get_user_policy(user_id: str, actor: AdminActor, admin: Service) -> dict[str
 
 @router.put("/users/{user_id}/policy")
 def set_user_policy(
-    user_id: str, rules: dict[str, Any], actor: AdminActor, admin: Service
+    user_id: str, rules: PolicyBody, actor: AdminActor, admin: Service
 ) -> dict[str, Any]:
     return {"rules": _call(admin.set_policy, actor, rules, user_id)}
 

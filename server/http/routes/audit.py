@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from dropline.server.audit import trail
 from dropline.server.http.auth import require
+from dropline.server.http.routes.params import AuditCursor
 from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 
@@ -23,6 +24,14 @@ router = APIRouter(prefix="/api/v1", tags=["audit"])
 NDJSON = "application/x-ndjson"
 CSV = "text/csv"
 CURSOR_HEADER = "Dropline-Next-Cursor"
+# What _when reads, as a pattern for the document: epoch seconds, or an ISO 8601 time
+# with its offset (the pattern keeps to days 01-28 so every match is a real date).
+_WHEN_PATTERN = (
+    r"^(?:-?[0-9]{1,15}(?:\.[0-9]{1,6})?"
+    r"|[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]))$"
+)
 
 
 def _when(value: str | None, name: str) -> float | None:
@@ -76,15 +85,29 @@ def _format(request: Request, fmt: str | None) -> str:
 def audit_events(
     request: Request,
     principal: Annotated[Principal, Depends(require("audit:read"))],
-    since: Annotated[str | None, Query(description="from (inclusive): epoch or ISO 8601")] = None,
-    until: Annotated[str | None, Query(description="to (exclusive): epoch or ISO 8601")] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            description="from (inclusive): epoch or ISO 8601",
+            json_schema_extra={"pattern": _WHEN_PATTERN},
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(
+            description="to (exclusive): epoch or ISO 8601",
+            json_schema_extra={"pattern": _WHEN_PATTERN},
+        ),
+    ] = None,
     actor: str | None = None,
     action: Annotated[str | None, Query(description="exact, or a prefix ending in '.'")] = None,
     outcome: Annotated[str | None, Query(pattern="^(success|failure|denied)$")] = None,
     resource: Annotated[str | None, Query(description="prefix")] = None,
-    cursor: str | None = None,
+    cursor: AuditCursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    format: Annotated[str | None, Query(alias="format")] = None,
+    format: Annotated[
+        str | None, Query(alias="format", json_schema_extra={"enum": ["json", "ndjson", "csv"]})
+    ] = None,
 ) -> Response:
     flt = trail.AuditFilter(
         since=_when(since, "since"),

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from dropline.server.files.changes import ChangeFeed
+from dropline.server.files.changes import MAX_CURSOR_DIGITS, ChangeFeed
 from dropline.server.http.auth import ReadPrincipal
 from dropline.server.http.routes.files import EntryOut
 
@@ -37,6 +37,14 @@ def _feed(request: Request) -> ChangeFeed:
 
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
+# The feed checks the cursor itself (bad-request when malformed, 410 when expired).
+Cursor = Annotated[
+    str | None,
+    Query(
+        description="the cursor of the previous page (or latest-cursor); empty starts over",
+        json_schema_extra={"pattern": f"^[0-9]{{0,{MAX_CURSOR_DIGITS}}}$"},
+    ),
+]
 
 
 @router.get("/latest-cursor", response_model=CursorOut)
@@ -46,7 +54,7 @@ def latest_cursor(principal: ReadPrincipal, request: Request) -> dict[str, str]:
 
 @router.get("", response_model=ChangePageOut)
 def list_changes(
-    principal: ReadPrincipal, request: Request, cursor: str | None = None, limit: Limit = 500
+    principal: ReadPrincipal, request: Request, cursor: Cursor = None, limit: Limit = 500
 ) -> dict[str, Any]:
     return _feed(request).page(principal, cursor, limit).to_json()
 
@@ -55,7 +63,7 @@ def list_changes(
 async def wait_for_changes(
     principal: ReadPrincipal,
     request: Request,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     timeout: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 60.0,
     limit: Limit = 500,
 ) -> dict[str, Any]:

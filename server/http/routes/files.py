@@ -24,6 +24,14 @@ from dropline.server.files.entries import FileService
 from dropline.server.files.records import Entry
 from dropline.server.files.revisions import Revisions
 from dropline.server.http.auth import ReadPrincipal, WritePrincipal
+from dropline.server.http.routes.params import (
+    NAME_SCHEMA,
+    PATH_SCHEMA,
+    EntryPath,
+    FolderPath,
+    ListCursor,
+    path_field,
+)
 from dropline.server.problems import Problem
 
 log = logging.getLogger(__name__)
@@ -53,7 +61,7 @@ class EntryList(BaseModel):
 
 class FolderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str
+    path: str = path_field()
 
 
 class EntryUpdate(BaseModel):
@@ -65,6 +73,22 @@ class EntryUpdate(BaseModel):
     parent_id: str | None = None
 
 
+# What the server accepts: an object with exactly one of the three, none of them null.
+_ENTRY_UPDATE_SCHEMA: dict[str, Any] = {
+    "title": "EntryUpdate",
+    "description": EntryUpdate.__doc__,
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "maxProperties": 1,
+    "properties": {
+        "path": {"type": "string", **PATH_SCHEMA},
+        "name": {"type": "string", **NAME_SCHEMA},
+        "parent_id": {"type": "string", "description": "the id of the new parent folder"},
+    },
+}
+
+
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -73,11 +97,12 @@ def _files(request: Request) -> FileService:
     return service
 
 
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+def _body_schema(model: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
+    schema = model if isinstance(model, dict) else model.model_json_schema()
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": schema}},
         }
     }
 
@@ -118,9 +143,7 @@ def _entry_response(entry: Entry, status: int = 200) -> JSONResponse:
 
 
 @router.get("/metadata", response_model=EntryOut)
-def metadata(
-    principal: ReadPrincipal, request: Request, path: Annotated[str, Query()]
-) -> JSONResponse:
+def metadata(principal: ReadPrincipal, request: Request, path: EntryPath) -> JSONResponse:
     return _entry_response(_files(request).lookup(principal, path))
 
 
@@ -128,10 +151,10 @@ def metadata(
 def list_files(
     principal: ReadPrincipal,
     request: Request,
-    path: str | None = None,
+    path: FolderPath = None,
     parent_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-    cursor: str | None = None,
+    cursor: ListCursor = None,
 ) -> dict[str, Any]:
     if path is not None and parent_id is not None:
         raise Problem("validation", "give 'path' or 'parent_id', not both")
@@ -161,7 +184,9 @@ def get_entry(principal: ReadPrincipal, request: Request, entry_id: str) -> JSON
     return _entry_response(_files(request).get(principal, entry_id))
 
 
-@router.patch("/files/{entry_id}", response_model=EntryOut, openapi_extra=_body_schema(EntryUpdate))
+@router.patch(
+    "/files/{entry_id}", response_model=EntryOut, openapi_extra=_body_schema(_ENTRY_UPDATE_SCHEMA)
+)
 async def update_entry(
     principal: WritePrincipal,
     request: Request,

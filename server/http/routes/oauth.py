@@ -109,6 +109,77 @@ async def _form(request: Request) -> list[tuple[str, str]]:
     return [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
 
 
+# -- the forms these endpoints read by hand, for the OpenAPI document ----------------------
+
+_FORM = "application/x-www-form-urlencoded"
+
+
+def _form_doc(required: list[str], fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    schema = {"type": "object", "required": required, "properties": fields}
+    return {"requestBody": {"required": True, "content": {_FORM: {"schema": schema}}}}
+
+
+_TEXT: dict[str, Any] = {"type": "string"}
+_GRANT_TYPES = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:device_code",
+]
+_AUTHORIZE_QUERY: dict[str, dict[str, Any]] = {
+    "response_type": {"type": "string", "enum": ["code"]},
+    "client_id": _TEXT,
+    "redirect_uri": _TEXT,
+    "scope": _TEXT,
+    "state": _TEXT,
+    "code_challenge": {"type": "string", "pattern": "^[A-Za-z0-9._~-]{43,128}$"},
+    "code_challenge_method": {"type": "string", "enum": ["S256"]},
+}
+_SIGNIN_FIELDS: dict[str, dict[str, Any]] = {
+    "csrf_token": _TEXT,
+    "email": _TEXT,
+    "organisation": _TEXT,
+    "password": {"type": "string", "format": "password"},
+    "decision": {"type": "string", "enum": ["allow", "deny"]},
+}
+OAUTH_DOC: dict[str, dict[str, Any]] = {
+    "authorize_get": {
+        "parameters": [
+            {"name": name, "in": "query", "required": name != "state", "schema": schema}
+            for name, schema in _AUTHORIZE_QUERY.items()
+        ]
+    },
+    "authorize_post": _form_doc(
+        ["csrf_token", "response_type", "client_id"], {**_SIGNIN_FIELDS, **_AUTHORIZE_QUERY}
+    ),
+    "token": _form_doc(
+        ["grant_type"],
+        {
+            "grant_type": {"type": "string", "enum": _GRANT_TYPES},
+            "code": _TEXT,
+            "redirect_uri": _TEXT,
+            "code_verifier": _TEXT,
+            "refresh_token": _TEXT,
+            "device_code": _TEXT,
+            "client_id": _TEXT,
+            "client_secret": _TEXT,
+            "scope": _TEXT,
+        },
+    ),
+    "device_authorization": _form_doc(["client_id"], {"client_id": _TEXT, "scope": _TEXT}),
+    "revoke": _form_doc(
+        ["token"],
+        {
+            "token": _TEXT,
+            "token_type_hint": {"type": "string", "enum": ["access_token", "refresh_token"]},
+            "client_id": _TEXT,
+            "client_secret": _TEXT,
+        },
+    ),
+    "device_post": _form_doc(["csrf_token", "user_code"], {"user_code": _TEXT, **_SIGNIN_FIELDS}),
+}
+
+
 def _page(
     request: Request, template: str, status: int = 200, cookie: str | None = None, **ctx: Any
 ) -> HTMLResponse:
@@ -201,6 +272,16 @@ async def _consent(request: Request, oreq: OAuthRequest, issuer: str) -> Any:
     server = _security(request).oauth
     try:
         return await _in_thread(issuer, server.get_consent_grant, oreq)
+    except ValueError:
+        # Authlib refuses to build an error whose description would quote characters
+        # outside printable ASCII (from a hostile redirect_uri, say): the link is bad.
+        return _message(
+            request,
+            "This sign-in link is not valid",
+            "The link has characters a sign-in link cannot have.",
+            ok=False,
+            status=400,
+        )
     except OAuth2Error as error:
         if error.redirect_uri:
             # Only a redirect URI Authlib validated against the client gets the error.
@@ -214,7 +295,9 @@ async def _consent(request: Request, oreq: OAuthRequest, issuer: str) -> Any:
         )
 
 
-@router.get("/oauth/authorize", response_class=HTMLResponse)
+@router.get(
+    "/oauth/authorize", response_class=HTMLResponse, openapi_extra=OAUTH_DOC["authorize_get"]
+)
 async def authorize_page(request: Request) -> Response:
     issuer = _security(request).issuer(request)
     query = list(request.query_params.multi_items())
@@ -253,7 +336,9 @@ def _signin_page(
     )
 
 
-@router.post("/oauth/authorize", response_class=HTMLResponse)
+@router.post(
+    "/oauth/authorize", response_class=HTMLResponse, openapi_extra=OAUTH_DOC["authorize_post"]
+)
 async def authorize_submit(request: Request) -> Response:
     security = _security(request)
     issuer = security.issuer(request)
@@ -319,12 +404,12 @@ async def _protocol_call(request: Request, call: Callable[[OAuthRequest], Any]) 
     return response
 
 
-@router.post("/oauth/token")
+@router.post("/oauth/token", openapi_extra=OAUTH_DOC["token"])
 async def token(request: Request) -> Response:
     return await _protocol_call(request, _security(request).oauth.create_token_response)
 
 
-@router.post("/oauth/device_authorization")
+@router.post("/oauth/device_authorization", openapi_extra=OAUTH_DOC["device_authorization"])
 async def device_authorization(request: Request) -> Response:
     server = _security(request).oauth
     return await _protocol_call(
@@ -332,7 +417,7 @@ async def device_authorization(request: Request) -> Response:
     )
 
 
-@router.post("/oauth/revoke")
+@router.post("/oauth/revoke", openapi_extra=OAUTH_DOC["revoke"])
 async def revoke(request: Request) -> Response:
     server = _security(request).oauth
     return await _protocol_call(
@@ -370,7 +455,7 @@ def device_page(request: Request, user_code: str = "") -> HTMLResponse:
     return _device_page(request, user_code=normalise_user_code(user_code) if user_code else "")
 
 
-@router.post("/device", response_class=HTMLResponse)
+@router.post("/device", response_class=HTMLResponse, openapi_extra=OAUTH_DOC["device_post"])
 async def device_submit(request: Request) -> HTMLResponse:
     security = _security(request)
     form = dict(await _form(request))

@@ -17,6 +17,7 @@ from dropline.server.files.records import Entry
 from dropline.server.files.revisions import Revisions
 from dropline.server.http.auth import ReadPrincipal, WritePrincipal
 from dropline.server.http.routes.files import EntryOut, etag_value, json_body
+from dropline.server.http.routes.params import RevisionsCursor
 
 router = APIRouter(prefix="/api/v1", tags=["files"])
 
@@ -57,7 +58,7 @@ def list_revisions(
     request: Request,
     entry_id: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: str | None = None,
+    cursor: RevisionsCursor = None,
 ) -> dict[str, Any]:
     revisions, next_cursor = revisions_of(request).list(
         principal, entry_id, limit=limit, cursor=cursor

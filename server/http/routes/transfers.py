@@ -17,9 +17,10 @@ from dropline.server.audit import trail
 from dropline.server.guard import policy
 from dropline.server.http.auth import require
 from dropline.server.http.routes.files import json_body
+from dropline.server.http.routes.params import FOLDER_SCHEMA, TARGET_URL_SCHEMA
 from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
-from dropline.server.transfers.requests import PushDestination, TransferRequest
+from dropline.server.transfers.requests import PushDestination, TransferRequest, push_host
 from dropline.server.transfers.service import STATES, PolicyCheck, Transfer, TransferService
 
 router = APIRouter(prefix="/api/v1", tags=["transfers"])
@@ -60,6 +61,15 @@ class TransferList(BaseModel):
 
 
 MAX_KEY_LENGTH = 255
+
+
+def _request_schema() -> dict[str, Any]:
+    """The request model's schema with what the service checks by hand written into it."""
+    schema = TransferRequest.model_json_schema()
+    defs = schema["$defs"]
+    defs["FolderDestination"]["properties"]["path"].update(FOLDER_SCHEMA)
+    defs["PushDestination"]["properties"]["url"].update(TARGET_URL_SCHEMA)
+    return schema
 
 
 def _service(request: Request) -> TransferService:
@@ -133,20 +143,30 @@ def _answer(transfer: Transfer, status: int = 200, **headers: str) -> JSONRespon
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": TransferRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": _request_schema()}},
         }
     },
 )
 async def create_transfer(
     principal: TransferPrincipal,
     request: Request,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="1-255 printable ASCII characters: a repeat of the same request "
+            "answers with the transfer the first one made",
+            json_schema_extra={"pattern": r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$"},
+        ),
+    ] = None,
 ) -> JSONResponse:
     body = await json_body(request, TransferRequest)
     key = _idempotency_key(idempotency_key)
     service = _service(request)
     if isinstance(body.destination, PushDestination):
         await service.check_push_url(body.destination.url)
+        security = getattr(request.app.state, "security", None)
+        if security is not None:
+            security.check_push_host(request, principal, push_host(body.destination.url))
     settings = request.app.state.settings
     link_base = settings.public_url or str(request.base_url)
     check = _policy_check(request, principal)
@@ -168,7 +188,7 @@ async def create_transfer(
 def list_transfers(
     principal: TransferPrincipal,
     request: Request,
-    state: str | None = None,
+    state: Annotated[str | None, Query(json_schema_extra={"enum": list(STATES)})] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: float | None = None,
 ) -> dict[str, Any]:

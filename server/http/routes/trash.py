@@ -12,13 +12,14 @@ from typing import Annotated, Any, Literal
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from dropline.server.admin.service import is_admin
 from dropline.server.files.records import Entry
 from dropline.server.files.trash import Trash
 from dropline.server.http.auth import ReadPrincipal, WritePrincipal
 from dropline.server.http.routes.files import EntryOut, json_body
+from dropline.server.http.routes.params import FOLDER_SCHEMA, TrashCursor, path_field
 from dropline.server.identity.accounts import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["trash"])
@@ -44,7 +45,7 @@ class TrashList(BaseModel):
 
 class TrashRestoreIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str | None = Field(default=None, min_length=1)
+    path: Annotated[str, path_field(min_length=1)] | None = None
 
 
 def trash_of(request: Request) -> Trash:
@@ -55,11 +56,14 @@ def trash_of(request: Request) -> Trash:
 def list_trash(
     principal: ReadPrincipal,
     request: Request,
-    path: Annotated[str | None, Query(description="only items at or under this folder")] = None,
+    path: Annotated[
+        str | None,
+        Query(description="only items at or under this folder", json_schema_extra=FOLDER_SCHEMA),
+    ] = None,
     since: Annotated[float | None, Query(description="deleted at or after (epoch s)")] = None,
     until: Annotated[float | None, Query(description="deleted before (epoch s)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    cursor: TrashCursor = None,
 ) -> dict[str, Any]:
     items, next_cursor = trash_of(request).list(
         principal, path=path, since=since, until=until, limit=limit, cursor=cursor

@@ -7,7 +7,7 @@ import email.utils
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from dropline.server.http.auth import AnyPrincipal, WritePrincipal, require
 from dropline.server.http.routes.files import EntryOut
+from dropline.server.http.routes.params import PATH_SCHEMA, UPLOAD_METADATA_FORMAT
 from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 from dropline.server.uploads.batch import MAX_BYTES, MAX_FILES, BatchUploads
@@ -28,9 +29,7 @@ from dropline.server.uploads.tus import OFFSET_OCTET_STREAM, TUS_EXTENSIONS, TUS
 CHECKSUM_ALGORITHMS = "sha256,sha1"
 
 
-async def require_tus(tus_resumable: Annotated[str | None, Header()] = None) -> None:
-    # async: a header check is not worth a trip to the thread pool (FastAPI runs plain
-    # functions there).
+async def check_tus_version(tus_resumable: str | None) -> None:
     if (tus_resumable or "").strip() != TUS_VERSION:
         raise Problem(
             "tus-version",
@@ -39,9 +38,79 @@ async def require_tus(tus_resumable: Annotated[str | None, Header()] = None) -> 
         )
 
 
+async def require_tus(request: Request) -> None:
+    # async: a header check is not worth a trip to the thread pool (FastAPI runs plain
+    # functions there). The header is declared in each operation's document below.
+    await check_tus_version(request.headers.get("tus-resumable"))
+
+
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 # After the credential in each signature, so an anonymous caller hears 401 first.
 Tus = Annotated[None, Depends(require_tus)]
+
+
+# The tus headers as the handlers read them (by hand, from the request: the fast lane
+# below serves POST and PATCH without FastAPI), declared here for the OpenAPI document.
+def _header(name: str, required: bool, description: str, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
+_DIGITS = r"^[0-9]{1,19}$"
+_TUS_RESUMABLE = _header("Tus-Resumable", True, "the tus protocol version", enum=[TUS_VERSION])
+_UPLOAD_DOC: dict[str, list[dict[str, Any]]] = {
+    "create": [
+        _TUS_RESUMABLE,
+        _header(
+            "Upload-Length",
+            True,
+            "the file's size in bytes, at most Tus-Max-Size (OPTIONS); Upload-Defer-Length "
+            "is not supported",
+            pattern=r"^[0-9]{1,10}$",
+        ),
+        _header(
+            "Upload-Metadata",
+            True,
+            "comma-separated 'key base64(value)' pairs: 'path' (absolute), or 'filename' "
+            "with an optional 'parent_path'; optional 'sha256' (64 hex digits), 'mtime' "
+            "(epoch seconds), 'if_rev'",
+            format=UPLOAD_METADATA_FORMAT,
+        ),
+        _header(
+            "Content-Type",
+            False,
+            "creation-with-upload: the body carries the first bytes (or all of them)",
+            enum=[OFFSET_OCTET_STREAM],
+        ),
+    ],
+    "append": [
+        _TUS_RESUMABLE,
+        _header("Upload-Offset", True, "where these bytes start", pattern=_DIGITS),
+        _header("Content-Type", True, "the tus body type", enum=[OFFSET_OCTET_STREAM]),
+        _header(
+            "Upload-Checksum",
+            False,
+            "the chunk's checksum: 'sha256' or 'sha1', a space, base64 of the digest",
+            pattern=r"^(?:sha256|sha1) [A-Za-z0-9+/]+={0,2}$",
+        ),
+        _header(
+            "Repr-Digest",
+            False,
+            "the whole file's SHA-256 (RFC 9530), checked when the last byte arrives",
+            pattern=r"^sha-256=:[A-Za-z0-9+/]{43}=:$",
+        ),
+    ],
+    "tus": [_TUS_RESUMABLE],
+}
+_APPEND_BODY = {
+    "required": True,
+    "content": {OFFSET_OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}}},
+}
 
 
 def _uploads(request: Request) -> UploadService:
@@ -158,27 +227,23 @@ async def _patch(request: Request, principal: Principal) -> Response:
 @router.post(
     "",
     status_code=201,
+    openapi_extra={"parameters": _UPLOAD_DOC["create"]},
     responses={
         201: {
-            "model": EntryOut,
-            "description": "Created. When this request carried the whole file, it is "
-            "published and the answer holds its entry; otherwise the body is empty.",
+            # No "content" here: OpenAPI cannot say "a body, or none", and most answers
+            # (every creation without the whole file) have none.
+            "description": "Created (Location: the upload's URL). When this request carried "
+            "the whole file, it is published and the body is its entry as JSON "
+            "(#/components/schemas/EntryOut, with Dropline-Entry-Id and Dropline-Rev); "
+            "otherwise the body is empty.",
         }
     },
 )
-async def create(
-    principal: WritePrincipal,
-    _tus: Tus,
-    request: Request,
-    upload_length: Annotated[str | None, Header()] = None,
-    upload_defer_length: Annotated[str | None, Header()] = None,
-    upload_metadata: Annotated[str | None, Header()] = None,
-    content_type: Annotated[str | None, Header()] = None,
-) -> Response:
+async def create(principal: WritePrincipal, _tus: Tus, request: Request) -> Response:
     return await _create(request, principal)
 
 
-@router.head("/{upload_id}")
+@router.head("/{upload_id}", openapi_extra={"parameters": _UPLOAD_DOC["tus"]})
 async def head(principal: WritePrincipal, _tus: Tus, request: Request, upload_id: str) -> Response:
     state = await _uploads(request).head(principal, upload_id)
     headers = _headers(state)
@@ -188,21 +253,16 @@ async def head(principal: WritePrincipal, _tus: Tus, request: Request, upload_id
     return Response(status_code=200, headers=headers)
 
 
-@router.patch("/{upload_id}", status_code=204)
-async def patch(
-    principal: WritePrincipal,
-    _tus: Tus,
-    request: Request,
-    upload_id: str,
-    upload_offset: Annotated[str | None, Header()] = None,
-    upload_checksum: Annotated[str | None, Header()] = None,
-    content_type: Annotated[str | None, Header()] = None,
-    repr_digest: Annotated[str | None, Header()] = None,
-) -> Response:
+@router.patch(
+    "/{upload_id}",
+    status_code=204,
+    openapi_extra={"parameters": _UPLOAD_DOC["append"], "requestBody": _APPEND_BODY},
+)
+async def patch(principal: WritePrincipal, _tus: Tus, request: Request, upload_id: str) -> Response:
     return await _patch(request, principal)
 
 
-@router.delete("/{upload_id}", status_code=204)
+@router.delete("/{upload_id}", status_code=204, openapi_extra={"parameters": _UPLOAD_DOC["tus"]})
 async def terminate(
     principal: WritePrincipal, _tus: Tus, request: Request, upload_id: str
 ) -> Response:
@@ -237,9 +297,28 @@ _BATCH_BODY: dict[str, Any] = {
                     "required": ["manifest", "file"],
                     "properties": {
                         "manifest": {
-                            "type": "string",
-                            "description": 'JSON: {"files": [{"path", "sha256", "mtime"?, '
-                            '"if_rev"?}, ...]}, one entry per file part, in the same order',
+                            "type": "object",
+                            "description": "one entry per file part, in the same order",
+                            "required": ["files"],
+                            "properties": {
+                                "files": {
+                                    "type": "array",
+                                    "maxItems": MAX_FILES,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["path", "sha256"],
+                                        "properties": {
+                                            "path": {"type": "string", **PATH_SCHEMA},
+                                            "sha256": {
+                                                "type": "string",
+                                                "pattern": "^[0-9a-f]{64}$",
+                                            },
+                                            "mtime": {"type": "number"},
+                                            "if_rev": {"type": "string"},
+                                        },
+                                    },
+                                }
+                            },
                         },
                         "file": {
                             "type": "array",
@@ -315,7 +394,7 @@ class _FastLane:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         principal = await run_in_threadpool(_write_scope, request)
-        await require_tus(request.headers.get("tus-resumable"))
+        await check_tus_version(request.headers.get("tus-resumable"))
         response = await self.handler(request, principal)
         await response(scope, receive, send)
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dropline.server.http.auth import require
 from dropline.server.http.routes.files import json_body
+from dropline.server.http.routes.params import TARGET_URL_SCHEMA
 from dropline.server.http.routes.transfers import audit_context
 from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
@@ -26,18 +27,31 @@ WebhookPrincipal = Annotated[Principal, Depends(require("webhooks"))]
 DELIVERY_STATES = ("pending", "succeeded", "failed", "cancelled")
 
 
+# Each event type at most once: the list is a set, and a repeat would exceed max_length.
+_EVENT_TYPES_SCHEMA = {"items": {"enum": list(EVENT_TYPES)}, "uniqueItems": True}
+
+
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=8, max_length=2048)
-    event_types: list[str] = Field(min_length=1, max_length=len(EVENT_TYPES))
+    url: str = Field(min_length=8, max_length=2048, json_schema_extra=TARGET_URL_SCHEMA)
+    event_types: list[str] = Field(
+        min_length=1, max_length=len(EVENT_TYPES), json_schema_extra=_EVENT_TYPES_SCHEMA
+    )
     description: str = Field(default="", max_length=500)
     active: bool = True
 
 
 class WebhookUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str | None = Field(default=None, min_length=8, max_length=2048)
-    event_types: list[str] | None = Field(default=None, min_length=1, max_length=len(EVENT_TYPES))
+    url: str | None = Field(
+        default=None, min_length=8, max_length=2048, json_schema_extra=TARGET_URL_SCHEMA
+    )
+    event_types: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=len(EVENT_TYPES),
+        json_schema_extra=_EVENT_TYPES_SCHEMA,
+    )
     description: str | None = Field(default=None, max_length=500)
     active: bool | None = None
 
@@ -227,7 +241,7 @@ def deliveries(
     webhook_id: str,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: float | None = None,
-    state: str | None = None,
+    state: Annotated[str | None, Query(json_schema_extra={"enum": list(DELIVERY_STATES)})] = None,
 ) -> dict[str, Any]:
     if state is not None and state not in DELIVERY_STATES:
         raise Problem("validation", f"state must be one of {', '.join(DELIVERY_STATES)}")

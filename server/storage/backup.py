@@ -1,6 +1,7 @@
 """Online backups of a data directory: the SQLite database through SQLite's backup API
-(WAL contents included), then keys, blobs and uploads in progress, and a manifest with
-the version, time, counts and the SHA-256 of every file. Restoring is in ``restore``."""
+(WAL contents included), then keys, blobs (with their checksums) and uploads in
+progress, and a manifest with the version, time, counts and the SHA-256 of every file.
+Restoring is in ``restore``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dropline import __version__
-from dropline.server.storage.blobs import fsync_dir
+from dropline.server.storage.blobs import SUMS_DIR, fsync_dir
 from dropline.server.storage.migrations import check_known
 
 MANIFEST = "manifest.json"
@@ -259,7 +260,21 @@ def _copy_blobs(data_dir: Path, dest: Path, files: dict[str, list[int | str]], s
             continue
         copied += 1
         progress.add(int(files[name][0]))
+        _copy_sums(data_dir, dest, blob, files)
     return copied
+
+
+def _copy_sums(data_dir: Path, dest: Path, blob: Path, files: dict[str, list[int | str]]) -> None:
+    """The blob's chunk sums (``storage.integrity``), so restored blobs are checked on read
+    as before; a blob stored before sums existed has none."""
+    name = f"{SUMS_DIR}/{blob.parent.name}/{blob.name}"
+    if not (data_dir / name).is_file():
+        return
+    (dest / name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        files[name] = copy_hashed(data_dir / name, dest / name)
+    except FileNotFoundError:
+        (dest / name).unlink(missing_ok=True)  # purged with its blob since
 
 
 def _check_blobs_present(database: Path, files: dict[str, list[int | str]]) -> None:

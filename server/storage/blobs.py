@@ -30,6 +30,7 @@ from dropline.server.storage.integrity import (
 log = logging.getLogger(__name__)
 
 _BLOB_ID = re.compile(r"^[0-9a-f]{32}$")
+SUMS_DIR = "checksums"  # beside the blob root, in the data directory
 
 
 def new_blob_id() -> str:
@@ -97,7 +98,7 @@ class LocalBlobStore:
 
     def __init__(self, root: Path, sums_root: Path | None = None) -> None:
         self.root = root
-        self.sums_root = sums_root or root.parent / "checksums"
+        self.sums_root = sums_root or root.parent / SUMS_DIR
         self.root.mkdir(parents=True, exist_ok=True)
         self.sums_root.mkdir(parents=True, exist_ok=True)
         self._known_shards: set[str] = set()

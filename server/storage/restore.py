@@ -16,7 +16,7 @@ from dropline.server.storage.backup import (
     copy_hashed,
     sha256_file,
 )
-from dropline.server.storage.blobs import fsync_dir
+from dropline.server.storage.blobs import SUMS_DIR, fsync_dir
 from dropline.server.storage.lock import LOCK_NAME, DataDirLock
 from dropline.server.storage.migrations import check_known
 
@@ -27,6 +27,7 @@ SERVER_STATE = (
     DATABASE + "-wal",
     DATABASE + "-shm",
     "blobs",
+    SUMS_DIR,
     "keys",
     "uploads",
     "transfers",

@@ -17,8 +17,10 @@ import pytest
 from sqlalchemy import select
 
 from dropline.server.storage import schema
+from dropline.server.storage.backup import take_backup
 from dropline.server.storage.blobs import LocalBlobStore, new_blob_id
 from dropline.server.storage.integrity import BlobDamaged
+from dropline.server.storage.restore import restore_backup
 from tests.server.conftest import api_client
 from tests.server.tus import upload
 from tests.support.live import LiveServer
@@ -190,3 +192,20 @@ def test_the_store_checks_size_and_every_chunk_and_serves_blobs_without_sums(
 
     store.delete(blob_id)
     assert list(store.stored()) == []
+
+
+def test_a_backup_keeps_the_sums_so_restored_blobs_are_still_checked(
+    live_server: LiveServer, alice: httpx.Client, tmp_path: Path
+) -> None:
+    entry = put_file(alice, "/kept.bin")
+    blob_id, _path = blob_of(live_server, entry["id"])
+    take_backup(live_server.settings.data_dir, tmp_path / "backup", lambda _line: None)
+    restored = tmp_path / "restored"
+    restore_backup(tmp_path / "backup", restored, force=False, say=lambda _line: None)
+
+    store = LocalBlobStore(restored / "blobs")
+    with store.open(blob_id) as fh:
+        assert fh.read() == DATA
+    flip_bit(restored / "blobs" / blob_id[:2] / blob_id, 10)
+    with pytest.raises(BlobDamaged):
+        store.open(blob_id)

@@ -75,6 +75,8 @@ class FolderLoop:
         self.guard: str | None = None  # the kind of the issue that paused us
         self.allow_mass_delete = False
         self.restore_deletes = False
+        self.held_deletes: set[str] = set()  # planned deletes waiting for the rest to come
+        self.deletes_due = 0.0  # monotonic time the held deletes may go
         self.offline = False
         self.missing = False
         self.scanning = True  # until the first full scan has compared disk and journal

@@ -69,6 +69,7 @@ TRANSIENT = (
 # A full disk is retried sooner than other failures: refusing again costs one look at
 # the free space, and people expect the file to arrive soon after they made room.
 DISK_FULL_RETRY_CAP = 30.0
+IN_FLIGHT_WAIT = 0.3  # seconds before a folder move waiting on its uploads looks again
 
 
 async def carry_out(
@@ -131,6 +132,8 @@ async def _act(
     journal, root, fid = folder.journal, folder.root, folder.id
     client = folder.hooks.client()
     path = _path_of(a)
+    if _uploads_running_under(folder, a, items):
+        return
     try:
         if isinstance(a, records.MkdirRemote):
             entry = await client.create_folder(remote_path(folder.spec.remote, a.path))
@@ -227,6 +230,29 @@ async def _act(
             )
     except Exception as exc:  # every failure becomes an issue or a retry
         _failed(folder, path, exc)
+
+
+def _uploads_running_under(
+    folder: FolderState, a: records.Action, items: dict[str, QueueItem]
+) -> bool:
+    """A folder moved or deleted here while files in it are still going up: the server
+    side waits for those uploads, or they would land under the old name after the move
+    (bringing the old folder back) or in the folder after its delete. Everything queued
+    under both names waits with it (True: held, look again shortly)."""
+    tops: tuple[str, ...]
+    if isinstance(a, records.MoveRemote) and a.base.is_dir:
+        tops = (a.src, a.dst)
+    elif isinstance(a, records.DeleteRemote) and a.base.is_dir:
+        tops = (a.path,)
+    else:
+        return False
+    if not any(fs.is_under(p, tops[0]) for p in folder.in_flight):
+        return False
+    until = time.monotonic() + IN_FLIGHT_WAIT
+    for p in items:
+        if any(fs.is_under(p, top) for top in tops):
+            folder.holds[p] = until
+    return True
 
 
 async def _remote_folder_has_unknowns(

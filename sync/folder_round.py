@@ -14,11 +14,25 @@ from dropline.sync import fs, planner
 from dropline.sync.folder_actions import carry_out
 from dropline.sync.folder_state import FolderState
 from dropline.sync.journal import QueueItem
-from dropline.sync.records import Base, Download, Local, PathState, Plan, RecordBase, Remote, Upload
+from dropline.sync.records import (
+    Base,
+    DeleteLocal,
+    DeleteRemote,
+    Download,
+    Local,
+    PathState,
+    Plan,
+    RecordBase,
+    Remote,
+    Upload,
+)
 from dropline.sync.scanner import FileBusyError, hash_file, walk
 from dropline.sync.types import Direction, FolderMode
 
 ROUND_SIZE = 5_000  # queued paths planned together
+# Seconds without a new delete before deletes are carried out: longer than the watcher's
+# longest hand-on delay (a second), so a delete that goes on for a while is seen whole.
+DELETE_SETTLE = 2.0
 RETRY_CAP = 300.0  # seconds: the longest wait before a failed path is tried again
 
 
@@ -52,11 +66,35 @@ async def run_round(folder: FolderState) -> None:
         p = plan.mass_delete
         folder.raise_issue(p.path, p.kind, p.message, p.hint)
         return
-    folder.allow_mass_delete = False
+    confirmed, folder.allow_mass_delete = folder.allow_mass_delete, False
+    if not confirmed:
+        waiting |= _hold_deletes(folder, plan, now)
     await carry_out(folder, plan, {i.path: i for i in items}, states, waiting)
     structural = any(not isinstance(a, Upload | Download | RecordBase) for a in plan.actions)
     if len(items) >= ROUND_SIZE or plan.deferred or structural:
         folder.queue_changed()  # more queued, or follow-ups of what just ran
+
+
+def _hold_deletes(folder: FolderState, plan: Plan, now: float) -> set[str]:
+    """Deletes wait until none has come for :data:`DELETE_SETTLE` seconds, then go
+    together. A file manager deleting thousands of files takes seconds, and the planner's
+    guard must see such a mass delete whole, not a harmless-looking slice per round.
+    Returns the paths held back (they stay queued)."""
+    deletes = {a.path for a in plan.actions if isinstance(a, DeleteRemote | DeleteLocal)}
+    if not deletes:
+        if now >= folder.deletes_due:
+            folder.held_deletes.clear()
+        return set()
+    if not deletes - folder.held_deletes and now >= folder.deletes_due:
+        folder.held_deletes.clear()  # quiet long enough: these go now
+        return set()
+    if deletes - folder.held_deletes:
+        folder.deletes_due = now + DELETE_SETTLE  # more are coming: wait for the rest
+    folder.held_deletes |= deletes
+    for path in folder.held_deletes:
+        folder.holds[path] = folder.deletes_due
+    plan.actions = [a for a in plan.actions if not isinstance(a, DeleteRemote | DeleteLocal)]
+    return deletes
 
 
 async def _look(

@@ -69,6 +69,8 @@ class FolderState(Protocol):
     allow_mass_delete: bool  # the user confirmed the mass delete: the next plan may run it
     restore_deletes: bool  # the user dismissed it: the next plan brings the files back
     rebuilding: bool  # the journal was started anew: plan nothing until the server is listed
+    held_deletes: set[str]  # planned deletes held until deletes stop coming (mass-delete guard)
+    deletes_due: float  # monotonic time the held deletes may go
 
     # Work under way.
     dirty: bool  # queued work may be waiting for a round

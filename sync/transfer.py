@@ -223,12 +223,16 @@ async def upload(
         else:
             shared.counters.bytes_uploaded += max(0, done - sent_from[-1])
             sent_from.append(done)
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise ChangedDuringUpload(f"{rel} went away while uploading") from exc
-        if st.st_size != local.size or st.st_mtime_ns != local.mtime_ns:
-            raise ChangedDuringUpload(f"{rel} changed while uploading; it is sent again")
+        if done < total:
+            # Reported after the last byte, the server has published what was hashed
+            # (it checked the SHA-256): a change now is the next version, not a reason
+            # to treat a published upload as failed (its echo would look like a conflict).
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                raise ChangedDuringUpload(f"{rel} went away while uploading") from exc
+            if st.st_size != local.size or st.st_mtime_ns != local.mtime_ns:
+                raise ChangedDuringUpload(f"{rel} changed while uploading; it is sent again")
         on_progress(done, total)
 
     async with shared.slots.slot(local.size):

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test package lint typecheck bench screenshots clean
+.PHONY: demo test package lint typecheck bench screenshots faults clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ bench: $(STAMP)
 
 screenshots: $(STAMP)
 	$(BIN)/python -m tools.screenshots
+
+# The full fault campaign (docs/reliability.md); its table goes to build/faults.md.
+faults: $(STAMP)
+	@mkdir -p build
+	$(BIN)/python -m tests.faults.campaign --report build/faults.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

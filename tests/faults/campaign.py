@@ -1,0 +1,132 @@
+"""``python -m tests.faults.campaign [--scenario NAME] [--trials N] [--seed S]``: the fault
+campaign, or a part of it, or one trial again; a results table at the end.
+
+NAME is a scenario (``agent-kill.publish``) or a family (``agent-kill``). Without
+``--trials`` each scenario runs its full count (``--ci``: the reduced one). ``--report
+FILE`` also writes the table as Markdown, as docs/reliability.md shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.faults.harness import Scenario, ScenarioResult, run_scenario
+from tests.faults.scenarios import agent_kill, network, server_down, server_kill
+
+DEFAULT_SEED = 20261206
+
+
+def all_scenarios(ci: bool = False) -> list[Scenario]:
+    found: list[Scenario] = []
+    found += agent_kill.scenarios(ci)
+    found += server_kill.scenarios(ci)
+    found += network.scenarios(ci)
+    found += server_down.scenarios(ci)
+    return found
+
+
+def chosen(name: str | None, ci: bool = False) -> list[Scenario]:
+    every = all_scenarios(ci)
+    if name is None:
+        return every
+    picked = [s for s in every if s.name == name or s.name.startswith(name + ".")]
+    if not picked:
+        names = ", ".join(s.name for s in every)
+        raise SystemExit(f"no scenario {name!r}; there are: {names}")
+    return picked
+
+
+async def run(
+    scenarios: list[Scenario], trials: int | None, seed: int, base: Path, ci: bool = False
+) -> list[ScenarioResult]:
+    results = []
+    for scenario in scenarios:
+        count = trials if trials is not None else (scenario.ci_trials if ci else scenario.trials)
+        results.append(await run_scenario(scenario, count, seed, base))
+    return results
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def table(results: list[ScenarioResult]) -> str:
+    rows = [
+        "| Scenario | Trials | Faults injected | Files checked | Files lost or corrupted "
+        "| Bytes re-sent | Converge median / max | Failed trials | Also measured |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        median, worst = r.converge()
+        notes = []
+        for key, label in (
+            ("orphan_blobs", "orphan blobs (for the sweeper)"),
+            ("peak_rps", "peak requests/s in the first 10 s back"),
+            ("offline_attempts_per_min", "connection attempts/min while down"),
+            ("resent_chunks_per_cut", "chunks re-sent per cut"),
+            ("delivered_twice", "webhooks delivered more than once"),
+        ):
+            value = r.note(key)
+            if value is not None:
+                notes.append(f"{label}: {value:g}")
+        rows.append(
+            f"| {r.name} | {len(r.records)} | {r.total(lambda o: o.faults):.0f} "
+            f"| {r.total(lambda o: o.findings.files_checked):.0f} "
+            f"| {r.total(lambda o: o.findings.lost):.0f} | {_size(r.total(lambda o: o.resent))} "
+            f"| {median:.1f} s / {worst:.1f} s | {len(r.failures)} | {'; '.join(notes)} |"
+        )
+    return "\n".join(rows)
+
+
+def machine_note() -> str:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return (
+        f"{time.strftime('%Y-%m-%d')}, commit {commit or 'unknown'}, "
+        f"Python {platform.python_version()} on {platform.system()} {platform.machine()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.faults.campaign", description=__doc__)
+    parser.add_argument("--scenario", help="a scenario or a family (default: all)")
+    parser.add_argument("--trials", type=int, help="trials per scenario (default: its count)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the first trial's seed")
+    parser.add_argument("--ci", action="store_true", help="the reduced campaign CI runs")
+    parser.add_argument("--report", type=Path, help="also write the table here (Markdown)")
+    args = parser.parse_args(argv)
+    if args.trials is not None and args.trials < 1:
+        parser.error("--trials must be at least 1")
+    scenarios = chosen(args.scenario, args.ci)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dropline-faults-") as tmp:
+        results = asyncio.run(run(scenarios, args.trials, args.seed, Path(tmp)))
+        failed = [f for r in results for f in r.failures]
+        if failed:  # keep the failed trials' folders for a look
+            keep = Path(tempfile.mkdtemp(prefix="dropline-faults-failed-"))
+            subprocess.run(["cp", "-a", f"{tmp}/.", str(keep)], check=False)
+            print(f"failed trials' folders copied to {keep}")
+    minutes = (time.monotonic() - started) / 60
+    text = table(results)
+    print(f"\n{text}\n\n{machine_note()}; {minutes:.1f} minutes")
+    for record in failed:
+        print(f"FAILED {record.scenario} seed {record.seed}: {record.replay}")
+    if args.report is not None:
+        args.report.write_text(f"{text}\n\n{machine_note()}; {minutes:.1f} minutes\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -114,7 +114,8 @@ class CheckedReader(io.RawIOBase):
         self._size = os.fstat(handle.fileno()).st_size
         self._pos = offset
         self._index = -1
-        self._chunk = b""
+        self._buffer = memoryview(bytearray(SUM_CHUNK))
+        self._chunk = self._buffer[:0]
         recorded = struct.unpack(">Q", sums[:SIZE_FIELD])[0] if len(sums) >= SIZE_FIELD else -1
         if self._size != recorded or len(self._sums) != chunk_count(recorded) * DIGEST_SIZE:
             raise BlobDamaged(blob_id, f"size {self._size} differs from the {recorded} stored")
@@ -140,24 +141,41 @@ class CheckedReader(io.RawIOBase):
         self._pos = offset
         return offset
 
-    def _load(self, index: int) -> None:
+    def _fill(self, index: int, into: memoryview) -> int:
+        """Read chunk ``index`` into ``into`` and verify it; returns its length."""
         self._handle.seek(index * SUM_CHUNK)
-        data = self._handle.read(SUM_CHUNK)
+        want = min(SUM_CHUNK, self._size - index * SUM_CHUNK)
+        got = 0
+        while got < want:
+            n = self._handle.readinto(into[got:want])
+            if not n:
+                break  # shrunk since open: the digest below fails
+            got += n
         expected = self._sums[index * DIGEST_SIZE : (index + 1) * DIGEST_SIZE]
-        if hashlib.sha256(data).digest() != expected:
+        if hashlib.sha256(into[:got]).digest() != expected:
             raise BlobDamaged(self._blob_id, f"chunk {index} does not match its SHA-256")
-        self._chunk = data
+        return got
+
+    def _load(self, index: int) -> None:
+        self._index = -1
+        self._chunk = self._buffer[: self._fill(index, self._buffer)]
         self._index = index
 
     def readinto(self, buffer: Any) -> int:
         if self._pos >= self._size:
             return 0
-        index = self._pos // SUM_CHUNK
+        index, start = divmod(self._pos, SUM_CHUNK)
+        target = memoryview(buffer).cast("B")
+        if index != self._index and start == 0 and len(target) >= SUM_CHUNK:
+            # A whole chunk wanted: read and verify it in the caller's buffer, no copy.
+            # On damage the exception means the caller never uses those bytes.
+            n = self._fill(index, target)
+            self._pos += n
+            return n
         if index != self._index:
             self._load(index)
-        start = self._pos - index * SUM_CHUNK
-        piece = self._chunk[start : start + len(buffer)]
-        buffer[: len(piece)] = piece
+        piece = self._chunk[start : start + len(target)]
+        target[: len(piece)] = piece
         self._pos += len(piece)
         return len(piece)
 

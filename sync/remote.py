@@ -196,17 +196,21 @@ class RemoteFeed:
         folder = self.folder
         client = folder.hooks.client()
         cursor = await client.latest_cursor()  # before listing: nothing can slip between
+        # What the base held before listing: only that can be missing from the listing
+        # because the server lost it. What the engine records meanwhile (a folder it
+        # made, a file it uploaded) may simply come after the listing passed its place.
+        before = folder.journal.descendants(folder.id, "")
         root = folder.spec.remote
         if root != "/":
             try:
                 await client.metadata(root)
             except NotFoundError:
                 if folder.spec.mode is FolderMode.DOWNLOAD_ONLY:
-                    await self._store([], cursor, full=True)
+                    await self._store([], cursor, full=before)
                     return
                 await client.create_folder(root)
         items = await self._list_tree(root)
-        await self._store(items, cursor, full=True)
+        await self._store(items, cursor, full=before)
 
     async def _list_tree(self, top: str) -> list[tuple[str, Remote | None]]:
         folder = self.folder
@@ -228,10 +232,16 @@ class RemoteFeed:
         return items
 
     async def _store(
-        self, items: list[tuple[str, Remote | None]], cursor: str, *, full: bool = False
+        self,
+        items: list[tuple[str, Remote | None]],
+        cursor: str,
+        *,
+        full: dict[str, Base] | None = None,
     ) -> None:
+        """Queue what the server says. ``full``: ``items`` is a whole listing, and ``full``
+        the base as it was before it began (what the listing lacks of that is gone)."""
         folder, journal = self.folder, self.folder.journal
-        if full:
+        if full is not None:
             base = journal.descendants(folder.id, "")
             seen = {rel for rel, _ in items}
             # Only what differs from the base needs a look.
@@ -243,7 +253,11 @@ class RemoteFeed:
                 or base[rel].rev != r.rev
                 or base[rel].remote_id != r.id
             ]
-            items += [(rel, None) for rel in base if rel not in seen]
+            items += [
+                (rel, None)
+                for rel, was in full.items()
+                if rel not in seen and rel in base and base[rel].rev == was.rev
+            ]
         else:
             # Our own uploads come back through the feed: those the base already has
             # (same id, same rev) need no look.

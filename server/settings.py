@@ -67,6 +67,10 @@ DEFAULT_WEBHOOK_RETRY_SCHEDULE += (50400, 72000, 72000)
 DEFAULT_TRANSFER_RETRY_SCHEDULE: tuple[float, ...] = (10, 60, 300, 1800, 3600)
 
 
+DEFAULT_RATE_LIMIT_PER_CREDENTIAL = "500/second"
+DEFAULT_RATE_LIMIT_PER_ENDPOINT = "100/second"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
@@ -94,9 +98,12 @@ class Settings:
     client_cert_header: str = "x-client-cert"
     access_token_seconds: int = 900
     refresh_token_seconds: int = 30 * 24 * 3600
-    # Generous per credential so a bulk sync runs at full speed; tight per address on
+    # Per credential: about three times an agent's busiest second in its benchmarks, and
+    # per credential and URL for reads, which a sync client spreads over many URLs and a
+    # runaway script does not (docs/security.md has the figures). Tight per address on
     # the unauthenticated sign-in endpoints, where guessing happens.
-    rate_limit_per_credential: str = "2000/second"
+    rate_limit_per_credential: str = DEFAULT_RATE_LIMIT_PER_CREDENTIAL
+    rate_limit_per_endpoint: str = DEFAULT_RATE_LIMIT_PER_ENDPOINT
     rate_limit_per_ip: str = "30/second"
     defender_max_failures: int = 10
     defender_window_seconds: int = 300
@@ -155,9 +162,10 @@ class Settings:
                 if p.strip()
             ),
             client_cert_header=os.environ.get(ENV_PREFIX + "CLIENT_CERT_HEADER", "x-client-cert"),
-            rate_limit_per_credential=os.environ.get(
-                ENV_PREFIX + "RATE_LIMIT_PER_CREDENTIAL", "2000/second"
-            ),
+            rate_limit_per_credential=os.environ.get(ENV_PREFIX + "RATE_LIMIT_PER_CREDENTIAL")
+            or DEFAULT_RATE_LIMIT_PER_CREDENTIAL,
+            rate_limit_per_endpoint=os.environ.get(ENV_PREFIX + "RATE_LIMIT_PER_ENDPOINT")
+            or DEFAULT_RATE_LIMIT_PER_ENDPOINT,
             rate_limit_per_ip=os.environ.get(ENV_PREFIX + "RATE_LIMIT_PER_IP", "30/second"),
             audit_retention_days=_env_int("AUDIT_RETENTION_DAYS", 365),
             allow_private_targets=_env_bool("ALLOW_PRIVATE_TARGETS", False),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
 
-# Buckets of keys not seen for a while are dropped once the table grows past this.
+# Once the table grows past this, buckets that have refilled are dropped.
 PRUNE_ABOVE = 50_000
 
 
@@ -49,7 +49,8 @@ class _Bucket:
 
 
 class RateLimiter:
-    """Named policies (``credential``, ``ip``), each one or more limits (``;``-separated)."""
+    """Named policies (``credential``, ``endpoint``, ``ip``), each one or more limits
+    (``;``-separated)."""
 
     def __init__(self, policies: dict[str, str]) -> None:
         self._items: dict[str, list[RateLimitItem]] = {
@@ -97,8 +98,13 @@ class RateLimiter:
         return min(decisions, key=lambda d: d.remaining)
 
     def _prune(self, now: float) -> None:
+        """Drop the buckets that have refilled: a new one starts full, so nothing changes
+        for their keys (a download of 100,000 files leaves one per file)."""
         for key, bucket in list(self._buckets.items()):
-            if now - bucket.at > 3600:
+            policy, index, _who = key
+            item = self._items[policy][index]
+            capacity, window = float(item.amount), float(item.get_expiry())
+            if bucket.tokens + (now - bucket.at) * capacity / window >= capacity:
                 del self._buckets[key]
 
 

@@ -10,6 +10,7 @@ is :class:`dropline.server.http.security_middleware.SecurityMiddleware`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -84,7 +85,11 @@ class Security:
             settings.defender_ban_seconds,
         )
         self.limiter = RateLimiter(
-            {"credential": settings.rate_limit_per_credential, "ip": settings.rate_limit_per_ip}
+            {
+                "credential": settings.rate_limit_per_credential,
+                "endpoint": settings.rate_limit_per_endpoint,
+                "ip": settings.rate_limit_per_ip,
+            }
         )
         self.trusted = parse_networks(settings.trusted_proxies)
 
@@ -190,13 +195,25 @@ class Security:
         self.defender.failure(ip)
 
     def after_authenticate(self, request: Request, principal: Principal) -> None:
-        """Per-request policy (where from, when) and the per-credential rate limit."""
+        """Per-request policy (where from, when) and the rate limits: per credential, and
+        per credential and URL (docs/security.md: how they were sized)."""
         decision = self.limiter.hit("credential", principal.credential_id)
+        if decision.allowed and request.method in ("GET", "HEAD"):
+            # A sync client reads many URLs, each now and then; a runaway script reads one
+            # over and over. The query is part of the URL (listings of two folders are two
+            # URLs); hashed, so a bucket's key stays small. Writes each make or change
+            # something, so only the credential's own bucket counts them.
+            url = f"{principal.credential_id} {request.url.path}?{request.url.query}"
+            key = hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            endpoint = self.limiter.hit("endpoint", key.hex())
+            if not endpoint.allowed or endpoint.remaining < decision.remaining:
+                decision = endpoint
         request.state.ratelimit_headers = decision.headers()
         if not decision.allowed:
+            whose = "this credential" if decision.policy == "credential" else "one URL"
             raise Problem(
                 "rate-limited",
-                f"more than {decision.limit} requests in {decision.window} s for this credential",
+                f"more than {decision.limit} requests in {decision.window} s for {whose}",
                 headers=decision.headers(),
             )
         rules = policy.effective_cached(self.db, principal.tenant_id, principal.user_id)

@@ -50,7 +50,8 @@ Tus = Annotated[None, Depends(require_tus)]
 
 
 # The tus headers as the handlers read them (by hand, from the request: the fast lane
-# below serves POST and PATCH without FastAPI), declared here for the OpenAPI document.
+# below serves POST and PATCH without FastAPI), declared for the OpenAPI document in
+# lower case, as FastAPI names the headers it declares itself.
 def _header(name: str, required: bool, description: str, **schema: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -62,19 +63,19 @@ def _header(name: str, required: bool, description: str, **schema: Any) -> dict[
 
 
 _DIGITS = r"^[0-9]{1,19}$"
-_TUS_RESUMABLE = _header("Tus-Resumable", True, "the tus protocol version", enum=[TUS_VERSION])
+_TUS_RESUMABLE = _header("tus-resumable", True, "the tus protocol version", enum=[TUS_VERSION])
 _UPLOAD_DOC: dict[str, list[dict[str, Any]]] = {
     "create": [
         _TUS_RESUMABLE,
         _header(
-            "Upload-Length",
+            "upload-length",
             True,
             "the file's size in bytes, at most Tus-Max-Size (OPTIONS); Upload-Defer-Length "
             "is not supported",
             pattern=r"^[0-9]{1,10}$",
         ),
         _header(
-            "Upload-Metadata",
+            "upload-metadata",
             True,
             "comma-separated 'key base64(value)' pairs: 'path' (absolute), or 'filename' "
             "with an optional 'parent_path'; optional 'sha256' (64 hex digits), 'mtime' "
@@ -82,7 +83,7 @@ _UPLOAD_DOC: dict[str, list[dict[str, Any]]] = {
             format=UPLOAD_METADATA_FORMAT,
         ),
         _header(
-            "Content-Type",
+            "content-type",
             False,
             "creation-with-upload: the body carries the first bytes (or all of them)",
             enum=[OFFSET_OCTET_STREAM],
@@ -90,16 +91,16 @@ _UPLOAD_DOC: dict[str, list[dict[str, Any]]] = {
     ],
     "append": [
         _TUS_RESUMABLE,
-        _header("Upload-Offset", True, "where these bytes start", pattern=_DIGITS),
-        _header("Content-Type", True, "the tus body type", enum=[OFFSET_OCTET_STREAM]),
+        _header("upload-offset", True, "where these bytes start", pattern=_DIGITS),
+        _header("content-type", True, "the tus body type", enum=[OFFSET_OCTET_STREAM]),
         _header(
-            "Upload-Checksum",
+            "upload-checksum",
             False,
             "the chunk's checksum: 'sha256' or 'sha1', a space, base64 of the digest",
             pattern=r"^(?:sha256|sha1) [A-Za-z0-9+/]+={0,2}$",
         ),
         _header(
-            "Repr-Digest",
+            "repr-digest",
             False,
             "the whole file's SHA-256 (RFC 9530), checked when the last byte arrives",
             pattern=r"^sha-256=:[A-Za-z0-9+/]{43}=:$",
@@ -230,12 +231,9 @@ async def _patch(request: Request, principal: Principal) -> Response:
     openapi_extra={"parameters": _UPLOAD_DOC["create"]},
     responses={
         201: {
-            # No "content" here: OpenAPI cannot say "a body, or none", and most answers
-            # (every creation without the whole file) have none.
-            "description": "Created (Location: the upload's URL). When this request carried "
-            "the whole file, it is published and the body is its entry as JSON "
-            "(#/components/schemas/EntryOut, with Dropline-Entry-Id and Dropline-Rev); "
-            "otherwise the body is empty.",
+            "model": EntryOut,
+            "description": "Created. When this request carried the whole file, it is "
+            "published and the answer holds its entry; otherwise the body is empty.",
         }
     },
 )

@@ -17,8 +17,11 @@ the file) and 422 (an Idempotency-Key used before for another request). Per oper
   that need each other, such as authorization_code needing a redirect URI), checked
   when they are made.
 
-The tus PATCH is exercised with the other operations: its body is a plain byte stream,
-and an upload id the fuzzer made up is 404 before any byte is read.
+The answer to the tus POST is not held against its schema: its 201 carries the entry
+when the whole file came with it and no body otherwise, and OpenAPI cannot say "a body
+or none" (the document says it in words). The tus PATCH is exercised with the other
+operations: its body is a plain byte stream, and an upload id the fuzzer made up is 404
+before any byte is read.
 """
 
 from __future__ import annotations
@@ -103,6 +106,11 @@ def config(key: str) -> SchemathesisConfig:
                 {"include-path": "/api/v1/files", "include-method": "GET", "checks": wider},
                 {"include-path": "/api/v1/uploads/batch", "checks": wider},
                 {"include-path-regex": "^/api/v1/admin/", "checks": wider},
+                {
+                    "include-path": "/api/v1/uploads",
+                    "include-method": "POST",
+                    "checks": {"response_schema_conformance": {"enabled": False}},
+                },
             ],
         }
     )

@@ -52,11 +52,12 @@ class BlobStore(Protocol):
         """The blob's plain size in bytes."""
         ...
 
-    def put(self, blob_id: str, staged: Path) -> None:
+    def put(self, blob_id: str, staged: Path, sums: bytes | None = None) -> None:
         """Take ownership of ``staged`` (a complete, fsynced file) as ``blob_id``.
 
         After it returns the blob is durable and ``staged`` is gone; readers see
-        the whole blob or none of it.
+        the whole blob or none of it. ``sums``: the file's chunk sums if the caller
+        computed them on the way (``integrity.ChunkSummer``); otherwise they are read.
         """
         ...
 
@@ -130,8 +131,8 @@ class LocalBlobStore:
     def size(self, blob_id: str) -> int:
         return self._path(blob_id).stat().st_size
 
-    def put(self, blob_id: str, staged: Path) -> None:
-        shard = self._move_in(blob_id, staged)
+    def put(self, blob_id: str, staged: Path, sums: bytes | None = None) -> None:
+        shard = self._move_in(blob_id, staged, sums)
         fsync_dir(self.sums_root / shard.name)
         fsync_dir(shard)
 
@@ -142,7 +143,7 @@ class LocalBlobStore:
             fsync_dir(self.sums_root / shard.name)
             fsync_dir(shard)
 
-    def _move_in(self, blob_id: str, staged: Path) -> Path:
+    def _move_in(self, blob_id: str, staged: Path, given: bytes | None = None) -> Path:
         """Rename ``staged`` to its blob path; returns the directory to fsync."""
         target = self._path(blob_id)
         shard = target.parent
@@ -156,7 +157,7 @@ class LocalBlobStore:
         # The sums go first (made durable with the blob's directory sync: see put), so a
         # reader never finds the blob without them; the staged file was written and
         # fsynced by its producer and is likely still cached.
-        write_sums(sums, compute_sums(staged))
+        write_sums(sums, compute_sums(staged) if given is None else given)
         # The rename publishes the blob in one step and the directory fsync makes the
         # rename itself durable.
         try:

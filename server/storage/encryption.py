@@ -285,11 +285,12 @@ class EncryptedBlobStore:
         # sight, the master key (None: encryption is not configured at all).
         return (tenant, self.keys.key(tenant)) if tenant else (MASTER_REF, self.keys.master)
 
-    def put(self, blob_id: str, staged: Path) -> None:
+    def put(self, blob_id: str, staged: Path, sums: bytes | None = None) -> None:
         ref, key = self._key()
         if key is None:
-            self.inner.put(blob_id, staged)
+            self.inner.put(blob_id, staged, sums)
             return
+        # Sealed: the stored bytes differ from the plain ones the sums were taken of.
         sealed = staged.with_name(staged.name + ".sealed")
         try:
             seal_file(staged, sealed, key, ref)

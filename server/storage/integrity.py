@@ -76,6 +76,46 @@ def compute_sums(path: Path) -> bytes:
     return struct.pack(">Q", size) + bytes(digests)
 
 
+class ChunkSummer:
+    """The sums of bytes fed in order (an upload's, while they are received), so a publish
+    need not read the file again to compute them. Quacks like a hashlib object for the
+    upload's list of hashers."""
+
+    def __init__(self) -> None:
+        self._current = hashlib.sha256()
+        self._filled = 0
+        self._digests: list[bytes] = []
+        self.size = 0
+
+    def update(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        self.size += len(view)
+        while view:
+            take = min(len(view), SUM_CHUNK - self._filled)
+            self._current.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == SUM_CHUNK:
+                self._digests.append(self._current.digest())
+                self._current = hashlib.sha256()
+                self._filled = 0
+
+    def copy(self) -> ChunkSummer:
+        twin = ChunkSummer()
+        twin._current = self._current.copy()
+        twin._filled = self._filled
+        twin._digests = list(self._digests)
+        twin.size = self.size
+        return twin
+
+    def sums(self) -> bytes:
+        """The sums of everything fed so far, as :func:`compute_sums` writes them."""
+        digests = list(self._digests)
+        if self._filled or not digests:
+            digests.append(self._current.digest())
+        return struct.pack(">Q", self.size) + b"".join(digests)
+
+
 def write_sums(target: Path, sums: bytes) -> None:
     """Write ``sums`` to ``target``, fsynced (the caller syncs the directory). A failure
     (a full disk) leaves no partial sums file behind."""
@@ -188,6 +228,7 @@ __all__ = [
     "SUM_CHUNK",
     "BlobDamaged",
     "CheckedReader",
+    "ChunkSummer",
     "chunk_count",
     "compute_sums",
     "read_sums",

@@ -23,6 +23,9 @@ class LiveUpload:
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     hasher: Any = None  # hashlib object covering bytes [0, offset); None: rebuild from disk
+    # Chunk sums of bytes [0, offset) (storage.integrity), kept while the upload stays in
+    # memory from its creation on; None: the blob store computes them at publish.
+    sums: Any = None
     offset: int = -1
     users: int = 0  # requests holding or waiting for the lock; forgotten only at zero
 

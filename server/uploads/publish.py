@@ -36,12 +36,14 @@ class Publisher:
         upload_id: str,
         staged: Path,
         digest: str,
+        sums: bytes | None,
         length: int,
         target: UploadTarget,
         record: Record,
         discard: Callable[[], None],
     ) -> Entry:
-        """Publish the fsynced bytes at ``staged`` (SHA-256 ``digest``) to the target.
+        """Publish the fsynced bytes at ``staged`` (SHA-256 ``digest``, chunk ``sums`` if
+        known) to the target.
 
         A digest other than the declared one, a stale ``if_rev``, a name taken or a
         policy refusal: ``discard()`` drops the upload, ``upload.failed`` is recorded,
@@ -65,7 +67,7 @@ class Publisher:
             )
         blob_id = new_blob_id()
         try:
-            self.blobs.put(blob_id, staged)
+            self.blobs.put(blob_id, staged, sums)
         except OSError as exc:
             if out_of_space(exc):
                 raise insufficient_storage("the file") from exc
@@ -123,6 +125,7 @@ class Publisher:
                 upload_id,
                 staged,
                 hasher.hexdigest(),
+                None,
                 length,
                 target,
                 record,

@@ -91,8 +91,11 @@ async def append(
     """
     staged = StagedFile(staged_path)
     snapshot = live.hasher.copy()
+    sums_snapshot = None if live.sums is None else live.sums.copy()
     chunk_hasher = CHECKSUMS[checksum[0]]() if checksum else None
     hashers = [live.hasher] if chunk_hasher is None else [live.hasher, chunk_hasher]
+    if live.sums is not None:
+        hashers.append(live.sums)
     try:
         try:
             written, cut = await receive(uploads, staged, start, length - start, body, hashers)
@@ -109,6 +112,7 @@ async def append(
             # Shrinking a file needs no free space, so this works on a full disk too.
             await asyncio.shield(uploads.run(staged.truncate, start))
             live.hasher = snapshot
+            live.sums = sums_snapshot
             live.offset = start
             if out_of_space(exc):
                 raise insufficient_storage("the chunk") from exc

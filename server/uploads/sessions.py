@@ -36,6 +36,7 @@ from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 from dropline.server.storage.blobs import BlobStore
 from dropline.server.storage.db import Database
+from dropline.server.storage.integrity import ChunkSummer
 from dropline.server.storage.space import insufficient_storage, out_of_space
 from dropline.server.uploads.expiry import UploadExpiry
 from dropline.server.uploads.live import LiveUpload, LiveUploads
@@ -112,6 +113,8 @@ class UploadService:
             upload_id,
             self._staged_path(upload_id),
             live.hasher.hexdigest(),
+            # Sums taken while the bytes arrived, if they cover exactly the whole file.
+            live.sums.sums() if live.sums is not None and live.sums.size == length else None,
             length,
             target,
             record,
@@ -161,7 +164,7 @@ class UploadService:
             await asyncio.to_thread(prechecks)
 
         upload_id = uuid.uuid4().hex
-        live = LiveUpload(hasher=hashlib.sha256(), offset=0, users=1)
+        live = LiveUpload(hasher=hashlib.sha256(), sums=ChunkSummer(), offset=0, users=1)
         self.live.add(upload_id, live)
         persisted = False
         offset = 0
@@ -303,6 +306,7 @@ class UploadService:
         if row.entry_id is None and row.expires_at < time.time():
             raise Problem("upload-expired", "this upload expired; start a new one")
         if row.entry_id is None and (live.hasher is None or live.offset != row.offset):
+            live.sums = None  # the blob store computes them at publish
             live.hasher = await self.live.run(
                 rehash_staged, self._staged_path(upload_id), int(row.offset)
             )
@@ -442,6 +446,7 @@ class UploadService:
         unpublished, and an empty PATCH at its length publishes it."""
         try:
             await asyncio.to_thread(self.rows.record_offset, upload_id, offset, expires_at)
+            live.sums = None
             live.hasher = await self.live.run(rehash_staged, self._staged_path(upload_id), offset)
             live.offset = offset
         except Exception:

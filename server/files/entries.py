@@ -123,6 +123,8 @@ class FileService:
                     raise Problem("not-found", f"nothing at {normalized}")
             if folder is not None and folder.type != FOLDER:
                 raise Problem("conflict", f"{folder.path} is a file, not a folder")
+            # A folder a policy restricts is listed only by whoever may read a file in it.
+            self.check(principal, "list", folder.path if folder is not None else "/")
             query = select(E).where(
                 scope(principal),
                 E.c.parent_id == folder.id if folder else E.c.parent_id.is_(None),

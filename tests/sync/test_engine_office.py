@@ -83,13 +83,6 @@ async def test_a_big_file_copied_in_slowly_is_published_once_whole_after_the_cop
     await copied_in_slowly(root, sdk, start_engine, size=64 * MiB, seconds=6.0)
 
 
-@pytest.mark.slow
-async def test_a_two_gigabyte_file_copied_in_over_a_minute_is_published_once_whole(
-    root: Path, sdk: DroplineClient, start_engine: StartEngine
-) -> None:
-    await copied_in_slowly(root, sdk, start_engine, size=2048 * MiB, seconds=60.0)
-
-
 async def copied_in_slowly(
     root: Path, sdk: DroplineClient, start_engine: StartEngine, *, size: int, seconds: float
 ) -> None:

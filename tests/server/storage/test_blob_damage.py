@@ -33,11 +33,10 @@ DATA = os.urandom(3 * MiB + 12345)
 def put_file(client: httpx.Client, path: str, data: bytes = DATA) -> dict[str, Any]:
     answer = upload(client, path, data)
     assert answer.status_code == 201, answer.text
-    [entry] = [
-        e
-        for e in client.get("/api/v1/files", params={"path": "/"}).json()["entries"]
-        if e["path"] == path
+    entries: list[dict[str, Any]] = client.get("/api/v1/files", params={"path": "/"}).json()[
+        "entries"
     ]
+    [entry] = [e for e in entries if e["path"] == path]
     return entry
 
 

@@ -26,12 +26,13 @@ def out_of_space(exc: BaseException) -> bool:
     return False
 
 
-def insufficient_storage(what: str) -> Problem:
+def insufficient_storage(
+    what: str, then: str = "resume the upload where it is once space is freed"
+) -> Problem:
     """The 507 answer when ``what`` ("the chunk", "the file") could not be stored."""
     return Problem(
         "insufficient-storage",
-        f"the server's storage is full, so {what} was not kept; nothing was published "
-        "and the upload is where it was: resume it once space is freed",
+        f"the server's storage is full, so {what} was not kept and nothing was published; {then}",
     )
 
 

@@ -41,6 +41,7 @@ from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 from dropline.server.storage.blobs import BlobStore, new_blob_id
 from dropline.server.storage.db import Database
+from dropline.server.storage.space import insufficient_storage, out_of_space
 
 log = logging.getLogger(__name__)
 
@@ -355,8 +356,12 @@ class BatchUploads:
             if pending is not None:
                 pending.result()
             return await self._run(self._finish, principal, receiver, buf)
-        except BaseException:
+        except BaseException as exc:
             await asyncio.shield(self._run(self._discard, receiver))
+            if out_of_space(exc):
+                raise insufficient_storage(
+                    "the batch", "send it again once space is freed"
+                ) from exc
             raise
 
     def _discard(self, receiver: _Receiver) -> None:

@@ -20,6 +20,7 @@ import pytest
 from dropline.server.settings import Settings
 from tests.server.conftest import api_client
 from tests.server.tus import create, patch, sha256, upload
+from tests.server.uploads.test_uploads_batch import batch, spec
 from tests.support.live import LiveServer, running_server
 
 MiB = 1024 * 1024
@@ -176,3 +177,20 @@ def test_a_small_upload_in_one_post_on_a_full_disk_is_507_and_leaves_nothing(
     filler.unlink()
     assert upload(alice, "/small.bin", data).status_code == 201
     assert listed(alice) == ["/small.bin"]
+
+
+def test_a_batch_on_a_full_disk_is_507_and_publishes_none_of_it(
+    full_server: LiveServer, alice: httpx.Client, small_disk: Path
+) -> None:
+    files = [(f"/batch/{n}.txt", os.urandom(300 * 1024)) for n in range(4)]
+    filler = fill(small_disk, leave=512 * 1024)
+    refused = batch(alice, [(spec(path, data), data) for path, data in files])
+    assert refused.status_code == 507
+    assert refused.json()["type"] == INSUFFICIENT
+    assert staged(full_server) == {}
+    assert listed(alice) == []
+
+    filler.unlink()
+    again = batch(alice, [(spec(path, data), data) for path, data in files])
+    assert again.status_code == 200, again.text
+    assert listed(alice) == ["/batch"]

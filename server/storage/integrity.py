@@ -15,7 +15,7 @@ verifies every chunk it touches before it returns a byte of that chunk:
   damaged at open.
 
 Sealed blobs (``storage.encryption``) are checked the same way here, and their chunks are
-authenticated by AES-GCM as well. A blob stored before sums existed (no ``.sums`` file)
+authenticated by AES-GCM as well. A blob stored before sums existed (no sums file)
 is served unchecked; the whole-file SHA-256 in its revision row still lets a client
 verify it.
 """

@@ -85,12 +85,24 @@ def m005_undo_and_web(conn: Connection) -> None:
     schema.web_sessions.create(conn, checkfirst=True)
 
 
+def m006_blob_indexes(conn: Connection) -> None:
+    # Whether a blob is still named is asked for every blob the sweeper, a purge or
+    # retention may delete; without these indexes each question scans both tables.
+    # 002 creates them on a new database (today's definition), so only where missing.
+    for index in (
+        *(i for i in schema.entries.indexes if i.name == "ix_entries_blob"),
+        *(i for i in schema.revisions.indexes if i.name == "ix_revisions_blob"),
+    ):
+        index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Named] = [
     ("001_identity", m001_identity),
     ("002_files", m002_files),
     ("003_security", m003_security),
     ("004_transfers_webhooks", m004_transfers_webhooks),
     ("005_undo_and_web", m005_undo_and_web),
+    ("006_blob_indexes", m006_blob_indexes),
 ]
 
 

@@ -90,6 +90,8 @@ entries = Table(
         postgresql_where=text("trashed_at IS NULL"),
     ),
     Index("ix_entries_parent", "space_id", "parent_id", "name"),
+    # Which rows name a blob: asked before any blob is deleted (files.blob_refs).
+    Index("ix_entries_blob", "blob_id"),
 )
 
 # Every published content version of a file, kept after overwrite and delete.
@@ -110,6 +112,7 @@ revisions = Table(
     Column("user_id", String(36), nullable=True),
     Column("client", String(120), nullable=True),
     Index("ix_revisions_entry", "entry_id"),
+    Index("ix_revisions_blob", "blob_id"),
 )
 
 # The change feed: one row per metadata change, written in the same transaction.

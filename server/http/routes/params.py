@@ -80,6 +80,14 @@ TARGET_URL_SCHEMA: dict[str, Any] = {
 }
 
 
+# A network in CIDR notation: IPv4 in the pattern (IPv6 networks are accepted as well).
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+CIDR_SCHEMA: dict[str, Any] = {
+    "pattern": rf"^(?:{_OCTET}\.){{3}}{_OCTET}(?:/(?:3[0-2]|[12]?[0-9]))?$",
+    "description": "a network such as 192.0.2.0/24 (IPv6 too)",
+}
+
+
 # Opaque values: a client passes back what an earlier answer gave it. Each kind has its
 # own format name so a tool generating requests can be taught what such a value is.
 CURSOR_FORMATS = {
@@ -108,6 +116,7 @@ TrashCursor = Annotated[str | None, cursor_query("trash")]
 AuditCursor = Annotated[str | None, cursor_query("audit")]
 
 __all__ = [
+    "CIDR_SCHEMA",
     "CURSOR_FORMATS",
     "FOLDER_PATTERN",
     "FOLDER_SCHEMA",

@@ -17,7 +17,7 @@ from dropline.server.audit import trail
 from dropline.server.guard import policy
 from dropline.server.http.auth import require
 from dropline.server.http.routes.files import json_body
-from dropline.server.http.routes.params import FOLDER_SCHEMA, TARGET_URL_SCHEMA
+from dropline.server.http.routes.params import CIDR_SCHEMA, FOLDER_SCHEMA, TARGET_URL_SCHEMA
 from dropline.server.identity.accounts import Principal
 from dropline.server.problems import Problem
 from dropline.server.transfers.requests import PushDestination, TransferRequest, push_host
@@ -67,8 +67,13 @@ def _request_schema() -> dict[str, Any]:
     """The request model's schema with what the service checks by hand written into it."""
     schema = TransferRequest.model_json_schema()
     defs = schema["$defs"]
+    schema["properties"]["file_ids"]["uniqueItems"] = True
     defs["FolderDestination"]["properties"]["path"].update(FOLDER_SCHEMA)
     defs["PushDestination"]["properties"]["url"].update(TARGET_URL_SCHEMA)
+    # Leave allowed_cidrs out, or give at least one network (IPv4 in the pattern; IPv6
+    # networks are accepted too).
+    cidrs = defs["LinkDestination"]["properties"]["allowed_cidrs"]["anyOf"][0]
+    cidrs.update(minItems=1, items={"type": "string", **CIDR_SCHEMA})
     return schema
 
 

@@ -51,7 +51,9 @@ Tus = Annotated[None, Depends(require_tus)]
 
 # The tus headers as the handlers read them (by hand, from the request: the fast lane
 # below serves POST and PATCH without FastAPI), declared for the OpenAPI document in
-# lower case, as FastAPI names the headers it declares itself.
+# lower case, as FastAPI names the headers it declares itself. Content-Type is not a
+# parameter in OpenAPI: the PATCH's body says it; a POST may carry the first bytes (or
+# all of them) as application/offset+octet-stream, which the description says.
 def _header(name: str, required: bool, description: str, **schema: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -82,17 +84,10 @@ _UPLOAD_DOC: dict[str, list[dict[str, Any]]] = {
             "(epoch seconds), 'if_rev'",
             format=UPLOAD_METADATA_FORMAT,
         ),
-        _header(
-            "content-type",
-            False,
-            "creation-with-upload: the body carries the first bytes (or all of them)",
-            enum=[OFFSET_OCTET_STREAM],
-        ),
     ],
     "append": [
         _TUS_RESUMABLE,
         _header("upload-offset", True, "where these bytes start", pattern=_DIGITS),
-        _header("content-type", True, "the tus body type", enum=[OFFSET_OCTET_STREAM]),
         _header(
             "upload-checksum",
             False,
@@ -229,6 +224,8 @@ async def _patch(request: Request, principal: Principal) -> Response:
     "",
     status_code=201,
     openapi_extra={"parameters": _UPLOAD_DOC["create"]},
+    description="tus creation. With Content-Type: application/offset+octet-stream the body "
+    "carries the first bytes, or all of them (creation-with-upload).",
     responses={
         201: {
             "model": EntryOut,

@@ -55,13 +55,15 @@ class PolicyError(ValueError):
     """A policy document that does not validate; the message names the field."""
 
 
+# Every name ZoneInfo knows, for the OpenAPI document.
+_TIME_ZONES: dict[str, Any] = {"enum": sorted(available_timezones() | {"UTC"})}
+
+
 class Hours(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     end: str = Field(pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
-    timezone: str = Field(
-        default="UTC", json_schema_extra={"enum": sorted(available_timezones() | {"UTC"})}
-    )
+    timezone: str = Field(default="UTC", json_schema_extra=_TIME_ZONES)
     days: list[Day] = list(DAYS)
 
     @field_validator("timezone")
@@ -84,13 +86,14 @@ class FolderRule(BaseModel):
 
 # For the OpenAPI document: IPv4 networks as a pattern (IPv6 ones are accepted too).
 _IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-_CIDRS_SCHEMA = {
+_CIDRS_SCHEMA: dict[str, Any] = {
     "items": {"pattern": rf"^(?:{_IPV4_OCTET}\.){{3}}{_IPV4_OCTET}(?:/(?:3[0-2]|[12]?[0-9]))?$"},
     "description": "source networks (CIDR), IPv4 or IPv6",
 }
 # A host name or address, or "*." and a domain for every name under that domain.
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 PUSH_HOST_PATTERN = rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$"
+_PUSH_HOSTS_SCHEMA: dict[str, Any] = {"items": {"pattern": PUSH_HOST_PATTERN, "maxLength": 253}}
 
 
 class Rules(BaseModel):
@@ -114,7 +117,7 @@ class Rules(BaseModel):
     push_allowed_hosts: list[str] | None = Field(
         default=None,
         max_length=100,
-        json_schema_extra={"items": {"pattern": PUSH_HOST_PATTERN, "maxLength": 253}},
+        json_schema_extra=_PUSH_HOSTS_SCHEMA,
     )
 
     @field_validator("allowed_cidrs")

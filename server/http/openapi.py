@@ -101,7 +101,7 @@ def build(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
     )
     found: dict[str, Any] = {}
-    doc = _hoist_defs(doc, found)
+    doc = dict(_hoist_defs(doc, found))
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in found.items():
         schemas.setdefault(name, schema)

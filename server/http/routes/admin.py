@@ -67,13 +67,23 @@ class TenantIn(_Model):
 
 
 # The server's own rules, for the document (the service checks them and answers 400).
-_SCOPES = {"items": {"enum": list(ALL_SCOPES)}, "uniqueItems": True, "minItems": 1}
+_SCOPES: dict[str, Any] = {"items": {"enum": list(ALL_SCOPES)}, "uniqueItems": True, "minItems": 1}
 _GRANT_TYPES = [
     "authorization_code",
     "refresh_token",
     "client_credentials",
     "urn:ietf:params:oauth:grant-type:device_code",
 ]
+_GRANT_TYPES_SCHEMA: dict[str, Any] = {
+    "items": {"enum": _GRANT_TYPES},
+    "uniqueItems": True,
+    "minItems": 1,
+}
+_EMAIL_SCHEMA: dict[str, Any] = {"pattern": "^[^@]*@", "description": "contains an @"}
+_REDIRECT_URIS_SCHEMA: dict[str, Any] = {
+    "items": {"pattern": r"^(?:https://|http://127\.0\.0\.1|http://\[::1\])"},
+    "description": "https, or a loopback http address; at least one for authorization_code",
+}
 # A policy document, as dropline.server.guard.policy.Rules validates it.
 PolicyBody = Annotated[dict[str, Any], Body(json_schema_extra=policy.Rules.model_json_schema())]
 
@@ -82,7 +92,7 @@ class UserIn(_Model):
     email: str = Field(
         min_length=3,
         max_length=320,
-        json_schema_extra={"pattern": "^[^@]*@", "description": "contains an @"},
+        json_schema_extra=_EMAIL_SCHEMA,
     )
     password: str | None = Field(default=None, min_length=8)
     admin: bool = False
@@ -108,17 +118,9 @@ class RotateIn(_Model):
 
 class ClientIn(_Model):
     name: str = Field(min_length=1, max_length=200)
-    grant_types: list[str] = Field(
-        json_schema_extra={"items": {"enum": _GRANT_TYPES}, "uniqueItems": True, "minItems": 1}
-    )
+    grant_types: list[str] = Field(json_schema_extra=_GRANT_TYPES_SCHEMA)
     scopes: list[str] = Field(json_schema_extra=_SCOPES)
-    redirect_uris: list[str] = Field(
-        default=[],
-        json_schema_extra={
-            "items": {"pattern": r"^(?:https://|http://127\.0\.0\.1|http://\[::1\])"},
-            "description": "https, or a loopback http address; at least one for authorization_code",
-        },
-    )
+    redirect_uris: list[str] = Field(default=[], json_schema_extra=_REDIRECT_URIS_SCHEMA)
     confidential: bool = True
     service_user_id: str | None = None
 

@@ -28,7 +28,7 @@ DELIVERY_STATES = ("pending", "succeeded", "failed", "cancelled")
 
 
 # Each event type at most once: the list is a set, and a repeat would exceed max_length.
-_EVENT_TYPES_SCHEMA = {"items": {"enum": list(EVENT_TYPES)}, "uniqueItems": True}
+_EVENT_TYPES_SCHEMA: dict[str, Any] = {"items": {"enum": list(EVENT_TYPES)}, "uniqueItems": True}
 
 
 class WebhookCreate(BaseModel):

@@ -74,11 +74,13 @@ def _server_files(live: LiveServer, key: str, folder: str) -> int:
 
 def _answers(live: LiveServer, status: str) -> float:
     requests = live.app.state.metrics.requests  # type: ignore[attr-defined]
-    return sum(
-        sample.value
-        for metric in requests.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_total") and sample.labels["status"] == status
+    return float(
+        sum(
+            sample.value
+            for metric in requests.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels["status"] == status
+        )
     )
 
 

@@ -145,8 +145,10 @@ def failures(stream: Any) -> tuple[list[str], int]:
     found: list[str] = []
     scenarios = 0
     for event in stream:
-        if isinstance(event, events.NonFatalError | events.FatalError):
-            found.append(f"{getattr(event, 'label', 'engine')}: error {event.info.message}")
+        if isinstance(event, events.NonFatalError):
+            found.append(f"{event.label}: error {event.info.message}")
+        if isinstance(event, events.FatalError):
+            found.append(f"engine: fatal error {event.exception!r}")
         if isinstance(event, events.ScenarioFinished):
             scenarios += 1
             for case_id, checks in event.recorder.checks.items():

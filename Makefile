@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Test processes at once (pytest-xdist): one per core by default.
+TEST_WORKERS ?= auto
 
 .PHONY: demo test package lint typecheck bench screenshots faults clean
 
@@ -20,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@bash tools/system-deps.sh
 	$(BIN)/python -m tools.package
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 package: $(STAMP)
 	@bash tools/system-deps.sh

@@ -342,12 +342,16 @@ class FolderLoop:
         deadline = self.agg.next_deadline()
         if deadline is not None:
             times.append(deadline)
-        if self.holds:
-            times.append(min(self.holds.values()))
         if self.offline:
             times.append(self._offline_probe_at)
-        if self.dirty and self.in_flight:
-            times.append(self._round_at + ROUND_GAP)
+        # Offline, paused or signed out, a step stops before held paths and rounds: a
+        # hold that has run out meanwhile must not be a reason to wake, or the loop
+        # spins without ever yielding (the control socket and the tray went unanswered).
+        if not (self.offline or self.user_paused or self.guard or self.hooks.signed_out()):
+            if self.holds:
+                times.append(min(self.holds.values()))
+            if self.dirty and self.in_flight:
+                times.append(self._round_at + ROUND_GAP)
         return max(now, min(times))
 
     async def _step(self) -> None:

@@ -44,7 +44,7 @@ screenshots: $(STAMP)
 # The full fault campaign (docs/reliability.md); its table goes to build/faults.md.
 faults: $(STAMP)
 	@mkdir -p build
-	$(BIN)/python -m tests.faults.campaign --report build/faults.md
+	$(BIN)/python -m tests.faults.campaign --jobs 8 --report build/faults.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

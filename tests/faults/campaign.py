@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from tests.faults.harness import Scenario, ScenarioResult, run_scenario
+from tests.faults.harness import Outcome, Scenario, ScenarioResult, TrialRecord, run_scenario
+from tests.faults.invariants import Findings
 from tests.faults.scenarios import agent_kill, network, office, server_down, server_kill
 
 DEFAULT_SEED = 20261206
@@ -52,6 +56,66 @@ async def run(
         count = trials if trials is not None else (scenario.ci_trials if ci else scenario.trials)
         results.append(await run_scenario(scenario, count, seed, base))
     return results
+
+
+def in_parallel(
+    scenarios: list[Scenario], trials: int | None, seed: int, ci: bool, jobs: int, tmp: Path
+) -> list[ScenarioResult]:
+    """The same trials (same seeds) split over ``jobs`` campaign processes at a time, each
+    with worlds of its own: most of a trial is waiting (for a kill, a restart, a backoff),
+    so a 2-core machine runs several at once."""
+    units: list[tuple[Scenario, int, int]] = []
+    for scenario in scenarios:
+        count = trials if trials is not None else (scenario.ci_trials if ci else scenario.trials)
+        share = max(1, -(-count // jobs))
+        units += [(scenario, seed + i, min(share, count - i)) for i in range(0, count, share)]
+    units.sort(key=lambda u: -u[2])  # the longest first
+    running: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+    done: list[Path] = []
+    for index, (scenario, first, count) in enumerate(units):
+        while len(running) >= jobs:
+            running = _reap(running, done)
+        out, records = tmp / f"unit-{index}.out", tmp / f"unit-{index}.json"
+        args = [sys.executable, "-m", "tests.faults.campaign", "--scenario", scenario.name]
+        args += ["--trials", str(count), "--seed", str(first), "--records", str(records)]
+        args += ["--ci"] if ci else []
+        with out.open("wb") as fh:
+            proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=dict(os.environ))
+        running.append((proc, out, records))
+    while running:
+        running = _reap(running, done)
+    by_name = {s.name: ScenarioResult(s.name) for s in scenarios}
+    for records in done:
+        for raw in json.loads(records.read_text()) if records.exists() else []:
+            by_name[raw["scenario"]].records.append(_record(raw))
+    for result in by_name.values():
+        result.records.sort(key=lambda r: r.seed)
+    return list(by_name.values())
+
+
+def _reap(
+    running: list[tuple[subprocess.Popen[bytes], Path, Path]], done: list[Path]
+) -> list[tuple[subprocess.Popen[bytes], Path, Path]]:
+    time.sleep(0.5)
+    left = []
+    for proc, out, records in running:
+        if proc.poll() is None:
+            left.append((proc, out, records))
+            continue
+        text = out.read_text(errors="replace")
+        print(text.split("\n\n| Scenario")[0].rstrip(), flush=True)
+        done.append(records)
+    return left
+
+
+def _record(raw: dict[str, object]) -> TrialRecord:
+    outcome = raw.get("outcome")
+    record = TrialRecord(str(raw["scenario"]), int(str(raw["seed"])), float(str(raw["seconds"])))
+    record.error = raw.get("error")  # type: ignore[assignment]
+    if isinstance(outcome, dict):
+        findings = Findings(**outcome.pop("findings"))
+        record.outcome = Outcome(findings=findings, **outcome)
+    return record
 
 
 def _size(n: float) -> str:
@@ -107,13 +171,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the first trial's seed")
     parser.add_argument("--ci", action="store_true", help="the reduced campaign CI runs")
     parser.add_argument("--report", type=Path, help="also write the table here (Markdown)")
+    parser.add_argument("--jobs", type=int, default=1, help="campaign processes at a time")
+    parser.add_argument("--records", type=Path, help=argparse.SUPPRESS)  # a worker's output
     args = parser.parse_args(argv)
     if args.trials is not None and args.trials < 1:
         parser.error("--trials must be at least 1")
     scenarios = chosen(args.scenario, args.ci)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dropline-faults-") as tmp:
-        results = asyncio.run(run(scenarios, args.trials, args.seed, Path(tmp)))
+        if args.jobs > 1:
+            results = in_parallel(scenarios, args.trials, args.seed, args.ci, args.jobs, Path(tmp))
+        else:
+            results = asyncio.run(run(scenarios, args.trials, args.seed, Path(tmp), args.ci))
+        if args.records is not None:
+            args.records.write_text(
+                json.dumps([asdict(r) for result in results for r in result.records])
+            )
         failed = [f for r in results for f in r.failures]
         if failed:  # keep the failed trials' folders for a look
             keep = Path(tempfile.mkdtemp(prefix="dropline-faults-failed-"))

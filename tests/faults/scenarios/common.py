@@ -29,6 +29,7 @@ from tests.faults.trees import TUS_ABOVE, Tree, local_files
 from tests.faults.world import Agent, World
 
 UPLOADS = "/api/v1/uploads"
+TRACE = bool(os.environ.get("FAULTS_TRACE"))  # say what a slow convergence waits for
 
 
 def killer(pid: Callable[[], int], delay: float = 0.0) -> Callable[[], None]:
@@ -82,8 +83,11 @@ async def wait_converged(
                 if remote == want and not local_ok:
                     return time.monotonic() - started
                 waiting_for = _difference(remote, want) if remote != want else f"{local_ok}"
-            if time.monotonic() - started > timeout:
+            elapsed = time.monotonic() - started
+            if elapsed > timeout:
                 raise TimeoutError(f"not converged within {timeout:.0f} s: {waiting_for}")
+            if TRACE and int(elapsed * 4) % 20 == 0:  # every 5 s
+                print(f"    {elapsed:5.1f} s: waiting for {waiting_for}", flush=True)
             for agent in agents:
                 if not agent.alive():
                     code = agent.proc.returncode if agent.proc else None

@@ -44,10 +44,12 @@ class ServerWorld:
 
 class ServerKill:
     trials = 20
-    ci_trials = 1
 
     def __init__(self, kind: str, ci: bool = False) -> None:
         self.kind = kind
+        # A kill mid-publish takes the agents a minute or more to get over (see
+        # docs/reliability.md): too long for CI's budget, so it runs in make faults only.
+        self.ci_trials = 0 if kind == "publish" else 1
         self.name = f"server-kill.{kind}"
         self.shape = Shape(small=40 if ci else 80, large=1, large_size=20 * MiB, folders=4)
         self.folder_shape = Shape(small=100 if ci else 400, large=0, large_size=0, folders=6)

@@ -107,32 +107,40 @@ async def run_scenario(
     result = ScenarioResult(scenario.name)
     world: Any = None
     world_dir = base
-    for index in range(trials):
-        trial_seed = seed + index
-        rng = random.Random(f"{scenario.name}:{trial_seed}")
-        started = time.monotonic()
-        record = TrialRecord(scenario.name, trial_seed, 0.0)
-        try:
+    try:
+        for index in range(trials):
+            trial_seed = seed + index
             if world is None:
                 world_dir = base / f"{scenario.name}-{trial_seed}"
-                world = await scenario.setup(world_dir)
-            record.outcome = await asyncio.wait_for(
-                scenario.trial(world, rng, trial_seed), TRIAL_TIMEOUT
-            )
-        except Exception as exc:  # a failed trial is a result, and the campaign goes on
-            record.error = f"{type(exc).__name__}: {exc}".strip()
-            (base / f"{scenario.name}-{trial_seed}.traceback").write_text(traceback.format_exc())
-        record.seconds = time.monotonic() - started
-        result.records.append(record)
-        say(_line(record))
-        if record.failed and world is not None:
+            record, world = await _one_trial(scenario, world, world_dir, trial_seed, base)
+            result.records.append(record)
+            say(_line(record))
+            if record.failed and world is not None:
+                await _quietly(scenario.teardown(world))
+                world = None
+                say(f"    kept for a look: {world_dir}")
+    finally:  # also when interrupted: no server or agent outlives the campaign
+        if world is not None:
             await _quietly(scenario.teardown(world))
-            world = None
-            say(f"    kept for a look: {world_dir}")
-    if world is not None:
-        await _quietly(scenario.teardown(world))
-        shutil.rmtree(world_dir, ignore_errors=True)
+            shutil.rmtree(world_dir, ignore_errors=True)
     return result
+
+
+async def _one_trial(
+    scenario: Scenario, world: Any, world_dir: Path, seed: int, base: Path
+) -> tuple[TrialRecord, Any]:
+    rng = random.Random(f"{scenario.name}:{seed}")
+    started = time.monotonic()
+    record = TrialRecord(scenario.name, seed, 0.0)
+    try:
+        if world is None:
+            world = await scenario.setup(world_dir)
+        record.outcome = await asyncio.wait_for(scenario.trial(world, rng, seed), TRIAL_TIMEOUT)
+    except Exception as exc:  # a failed trial is a result, and the campaign goes on
+        record.error = f"{type(exc).__name__}: {exc}".strip()
+        (base / f"{scenario.name}-{seed}.traceback").write_text(traceback.format_exc())
+    record.seconds = time.monotonic() - started
+    return record, world
 
 
 async def _quietly(step: Awaitable[None]) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dropline.sdk.client import DroplineClient
+from dropline.sdk.errors import NotFoundError
 from dropline.server.storage.encryption import MAGIC as SEALED
 from tests.faults.trees import Tree, local_files, sha_of
 from tests.sync.engine_helpers import remote_tree
@@ -40,8 +41,12 @@ class Findings:
 
 
 async def remote_files(sdk: DroplineClient, top: str) -> dict[str, str | None]:
-    """The server's tree under ``top``, paths relative to it ("/a/b.txt")."""
-    found = await remote_tree(sdk, top)
+    """The server's tree under ``top``, paths relative to it ("/a/b.txt"); empty while
+    ``top`` itself is not there yet."""
+    try:
+        found = await remote_tree(sdk, top)
+    except NotFoundError:
+        return {}
     return {path[len(top) :]: sha for path, sha in found.items()}
 
 

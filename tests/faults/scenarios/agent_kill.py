@@ -35,8 +35,8 @@ CONVERGE_TIMEOUT = float(os.environ.get("FAULTS_CONVERGE_TIMEOUT", "180"))
 
 
 # The tree of each trial: ``make faults`` and CI differ only here.
-FULL_SHAPE = Shape(small=200, large=2, large_size=20 * MiB)
-CI_SHAPE = Shape(small=150, large=1, large_size=20 * MiB)
+FULL_SHAPE = Shape(small=100, large=1, large_size=20 * MiB)
+CI_SHAPE = Shape(small=60, large=1, large_size=20 * MiB)
 
 
 class AgentWorld:

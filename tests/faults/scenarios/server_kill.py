@@ -51,8 +51,8 @@ class ServerKill:
         # docs/reliability.md): too long for CI's budget, so it runs in make faults only.
         self.ci_trials = 0 if kind == "publish" else 1
         self.name = f"server-kill.{kind}"
-        self.shape = Shape(small=40 if ci else 80, large=1, large_size=20 * MiB, folders=4)
-        self.folder_shape = Shape(small=100 if ci else 400, large=0, large_size=0, folders=6)
+        self.shape = Shape(small=30 if ci else 40, large=1, large_size=20 * MiB, folders=4)
+        self.folder_shape = Shape(small=100 if ci else 200, large=0, large_size=0, folders=6)
 
     async def setup(self, base: Path) -> ServerWorld:
         world = World(base).start()

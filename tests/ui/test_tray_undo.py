@@ -151,7 +151,8 @@ def test_versions_dialog_restores_an_older_version_into_the_folder(
     assert window.confirm_box is not None
     window.confirm_box.defaultButton().click()
     qtbot.waitUntil(lambda: plan.read_bytes() == b"first draft", timeout=WAIT_MS)
-    assert "Restored the version from" in window.banner.text()
+    # The file can arrive through sync before the agent's answer reaches the window.
+    qtbot.waitUntil(lambda: "Restored the version from" in window.banner.text(), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: window.model.rowCount() == 3, timeout=WAIT_MS)  # history kept
     newest = window.model.revisions()[0]
     assert newest["current"] and newest["sha256"] == sha(b"first draft")

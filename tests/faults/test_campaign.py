@@ -1,6 +1,7 @@
 """The reduced fault campaign, as CI runs it: one trial of each scenario, several at a
-time (a kill mid-publish, which agents take a minute or more to get over, and the stall
-past the client's 30 s timeouts are left to ``make faults``). Every trial must end with
+time. Left to ``make faults``: the server killed mid-PATCH or mid-publish and the server
+away for minutes (the agents take a minute or more to come back after those), and the
+stall past the client's 30 s timeouts. Every trial must end with
 nothing lost or corrupted and every invariant holding."""
 
 from __future__ import annotations

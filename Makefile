@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Test processes at once (pytest-xdist): one per core by default.
+# Test processes at once (pytest-xdist): one per core by default. A test file's tests
+# stay on one worker, so its module fixtures (a server, a browser) start once.
 TEST_WORKERS ?= auto
 
 .PHONY: demo test package lint typecheck bench screenshots faults clean
@@ -22,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@bash tools/system-deps.sh
 	$(BIN)/python -m tools.package
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 package: $(STAMP)
 	@bash tools/system-deps.sh

@@ -15,19 +15,6 @@ from tests.support.live import LiveServer, running_server
 from tests.support.receiver import Receiver
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Groups for ``make test``'s parallel run (pytest-xdist, ``--dist loadgroup``): a
-    test file's tests stay on one worker, so its module fixtures (a server, a browser)
-    start once; the package tests share one group, since they install .deb files on this
-    machine and put it back as it was, which two at once would undo for each other."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        path = item.nodeid.split("::", 1)[0]
-        group = "system-packages" if path.startswith("tests/packaging/") else path
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     """Async tests run on asyncio, the loop the SDK and the agent are written for (anyio's

@@ -44,6 +44,7 @@ from dropline.sdk.wire import (
     TUS_VERSION,
     ContentStream,
     chunk_checksum_async,
+    cursor_pages,
     encode_upload_metadata,
     etag,
     int_header,
@@ -266,14 +267,9 @@ class DroplineClient(UndoCalls):
         )
         if page_size is not None:
             params["limit"] = page_size
-        while True:
-            response = await self._request("GET", f"{API}/files", params=params)
-            page = EntryPage.from_json(json_body(response))
+        async for page in cursor_pages(self._request, f"{API}/files", params, EntryPage.from_json):
             for entry in page.entries:
                 yield entry
-            if page.next_cursor is None:
-                return
-            params["cursor"] = page.next_cursor
 
     async def list_folder(
         self,

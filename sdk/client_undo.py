@@ -25,7 +25,7 @@ from dropline.sdk.errors import (
 )
 from dropline.sdk.models import Entry, Revision, RevisionPage, TrashItem, TrashPage
 from dropline.sdk.retry import RetryPolicy
-from dropline.sdk.wire import etag, json_body, quote_id
+from dropline.sdk.wire import cursor_pages, etag, json_body, quote_id
 
 API = "/api/v1"
 
@@ -62,14 +62,9 @@ class UndoCalls:
         if page_size is not None:
             params["limit"] = page_size
         url = f"{API}/files/{quote_id(file_id)}/revisions"
-        while True:
-            response = await self._request("GET", url, params=params)
-            page = RevisionPage.from_json(json_body(response))
+        async for page in cursor_pages(self._request, url, params, RevisionPage.from_json):
             for revision in page.revisions:
                 yield revision
-            if page.next_cursor is None:
-                return
-            params["cursor"] = page.next_cursor
 
     async def revisions(
         self: _Client, file_id: str, *, page_size: int | None = None
@@ -126,14 +121,9 @@ class UndoCalls:
                 params[name] = repr(float(value))
         if page_size is not None:
             params["limit"] = page_size
-        while True:
-            response = await self._request("GET", f"{API}/trash", params=params)
-            page = TrashPage.from_json(json_body(response))
+        async for page in cursor_pages(self._request, f"{API}/trash", params, TrashPage.from_json):
             for item in page.items:
                 yield item
-            if page.next_cursor is None:
-                return
-            params["cursor"] = page.next_cursor
 
     async def trash(
         self: _Client,

@@ -10,9 +10,9 @@ import asyncio
 import base64
 import binascii
 import hashlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -31,6 +31,31 @@ def translating() -> Iterator[None]:
         yield
     except FOREIGN_ERRORS as exc:
         raise from_transport_error(exc) from exc
+
+
+class CursorPage(Protocol):
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
+PageT = TypeVar("PageT", bound=CursorPage)
+
+
+async def cursor_pages(
+    request: Callable[..., Awaitable[httpx.Response]],
+    url: str,
+    params: dict[str, str | int],
+    parse: Callable[[object], PageT],
+) -> AsyncIterator[PageT]:
+    """Every page of a cursor-paged listing (files, revisions, trash), in order: each
+    request carries the ``next_cursor`` of the page before it."""
+    params = dict(params)
+    while True:
+        page = parse(json_body(await request("GET", url, params=params)))
+        yield page
+        if page.next_cursor is None:
+            return
+        params["cursor"] = page.next_cursor
 
 
 def quote_id(entry_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,14 @@ import pytest
 from dropline.server.settings import Settings
 from tests.support.browser import pkce_tokens
 from tests.support.live import LiveServer, running_server
+from tests.support.postgres import PostgresCluster, shared_cluster, stop_shared_cluster
 from tests.support.receiver import Receiver
+
+# DROPLINE_TEST_BACKEND=postgres: every server a test starts keeps its metadata in a fresh
+# PostgreSQL database of a throwaway cluster (tests/support/postgres.py) instead of SQLite.
+TEST_BACKEND = os.environ.get("DROPLINE_TEST_BACKEND", "sqlite")
+if TEST_BACKEND not in {"sqlite", "postgres"}:
+    raise pytest.UsageError(f"DROPLINE_TEST_BACKEND must be sqlite or postgres, not {TEST_BACKEND}")
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +30,33 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """This test process's PostgreSQL cluster, stopped at the end of the session."""
+    yield shared_cluster()
+    stop_shared_cluster()
+
+
 @pytest.fixture
-def server_settings(tmp_path: Path) -> Settings:
+def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """The SQLAlchemy URL of a new empty PostgreSQL database, dropped after the test."""
+    with postgres_cluster.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def database_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The backend this run tests: with postgres, DROPLINE_DATABASE_URL names a fresh
+    database for the whole test, so in-process servers, server processes and the test's
+    own ``Settings(...).database_url`` all meet in it."""
+    if TEST_BACKEND == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("DROPLINE_DATABASE_URL", url)
+    return TEST_BACKEND
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path, database_backend: str) -> Settings:
     return Settings(data_dir=tmp_path / "server-data", port=0)
 
 

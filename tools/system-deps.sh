@@ -11,8 +11,11 @@ need=()
 # chrpath: the .deb build removes the build machine's library path from bundled libraries.
 # lintian: checks the .deb files. nginx: the reverse-proxy sample is tested through it.
 # chromium, chromium-driver: the web client's tests drive the system browser (Selenium).
+# postgresql: the server suites' PostgreSQL run starts throwaway clusters with its initdb
+# and pg_ctl (tests/support/postgres.py); the packaged cluster's service is not started.
 for pkg in libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 curl openssl jq \
-  binutils chrpath libxcb-icccm4 libxcb-keysyms1 lintian nginx chromium chromium-driver; do
+  binutils chrpath libxcb-icccm4 libxcb-keysyms1 lintian nginx chromium chromium-driver \
+  postgresql; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

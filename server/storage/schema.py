@@ -382,6 +382,10 @@ transfers = Table(
     Column("updated_at", Float, nullable=False),
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
+    # The node running the job and until when (storage.leases): another node takes a
+    # job whose lease ran out, so a node killed mid-job loses nothing.
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_until", Float, nullable=True),
     Index("ux_transfers_idempotency", "tenant_id", "user_id", "idempotency_key", unique=True),
     Index("ix_transfers_due", "state", "next_attempt_at"),
     Index("ix_transfers_owner", "tenant_id", "user_id", "created_at"),
@@ -449,6 +453,9 @@ webhook_deliveries = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("delivered_at", Float, nullable=True),
+    # The node sending the current attempt and until when (storage.leases).
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_until", Float, nullable=True),
     Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
     Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
 )
@@ -475,6 +482,18 @@ webhook_cursor = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("last_event_id", Integer, nullable=False),
+)
+
+# Rate-limit token buckets shared by every node (guard.shared_limits): one row per
+# policy, limit and key; ``allowed`` is whether the last hit took a token.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("allowed", Boolean, nullable=False),
+    Index("ix_rate_buckets_at", "at"),
 )
 
 # Signed-in browser sessions of the web client. The cookie holds a random secret; only

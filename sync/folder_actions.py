@@ -81,7 +81,8 @@ async def carry_out(
 ) -> None:
     journal = folder.journal
     acted = {_path_of(a) for a in plan.actions} | set(plan.deferred) | waiting
-    acted |= {a.dst for a in plan.actions if isinstance(a, records.MoveRemote | records.MoveLocal)}
+    moves = records.MoveRemote | records.MoveLocal | records.RecordMove
+    acted |= {a.dst for a in plan.actions if isinstance(a, moves)}
     acted |= {a.copy for a in plan.actions if isinstance(a, records.ConflictCopy)}
     with journal.transaction():
         for p in plan.problems:
@@ -180,6 +181,12 @@ async def _act(
             journal.move_base(fid, a.src, a.dst, moved)
             _done_with(folder, items, a.src, a.dst)
             journal.enqueue_local(fid, [a.dst])
+        elif isinstance(a, records.RecordMove):
+            journal.move_base(fid, a.src, a.dst, a.base)
+            _done_with(folder, items, a.src, a.dst)
+            # What was renamed inside the folder meanwhile is found by comparing each
+            # path under the new name with its base, not only the folder itself.
+            journal.enqueue_local(fid, [a.dst, *journal.descendants(fid, a.dst)])
         elif isinstance(a, records.ConflictCopy):
             if not fs.matches(fs.stat(root, a.path), _stat_of(a.expect)):
                 raise fs.ChangedMeanwhileError(0, "changed", a.path)
@@ -574,7 +581,8 @@ def display_path(path: str) -> str:
 
 
 def _path_of(a: records.Action) -> str:
-    return a.src if isinstance(a, records.MoveRemote | records.MoveLocal) else a.path
+    moves = records.MoveRemote | records.MoveLocal | records.RecordMove
+    return a.src if isinstance(a, moves) else a.path
 
 
 def _stat_of(local: Local) -> fs.LocalStat:

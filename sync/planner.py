@@ -34,6 +34,7 @@ from dropline.sync.records import (
     Plan,
     Problem,
     RecordBase,
+    RecordMove,
     Remote,
     Upload,
 )
@@ -46,7 +47,9 @@ MASS_DELETE_MIN = 10  # ...once at least this many files go (deleting one of two
 def _phase(action: Action) -> int:
     if isinstance(action, RecordBase):
         return 0
-    if isinstance(action, ConflictCopy | MoveRemote | MoveLocal | MkdirRemote | MkdirLocal):
+    if isinstance(
+        action, ConflictCopy | MoveRemote | MoveLocal | RecordMove | MkdirRemote | MkdirLocal
+    ):
         return 1
     if isinstance(action, Upload | Download):
         return 2
@@ -330,6 +333,7 @@ def _detect_moves(states: Sequence[PathState], mode: FolderMode) -> tuple[list[A
     consumed: set[str] = set()
     if mode is FolderMode.UPLOAD_ONLY:
         return actions, consumed
+    _moved_on_both_sides(states, actions, consumed)
 
     if mode is FolderMode.TWO_WAY:
         gone = [
@@ -373,6 +377,42 @@ def _detect_moves(states: Sequence[PathState], mode: FolderMode) -> tuple[list[A
         actions.append(MoveLocal(src.path, n.path, src.local, n.remote))
         consumed.update((src.path, n.path))
     return actions, consumed
+
+
+def _moved_on_both_sides(
+    states: Sequence[PathState], actions: list[Action], consumed: set[str]
+) -> None:
+    """Gone from its old name on both sides, and at a new name on both sides with the same
+    server id: a move this agent made on one side and carried to the other, killed
+    before its journal recorded it. Only the journal follows (everything under the new
+    name is then looked at again). Left as a delete and a new path, the files renamed
+    inside a moved folder went up as new ones beside their old names on the server."""
+    gone = {
+        s.base.remote_id: s
+        for s in states
+        if s.base is not None and s.local is None and s.remote is None
+    }
+    arrived = [s for s in states if s.base is None and s.local is not None and s.remote is not None]
+    for n in sorted(arrived, key=lambda s: _depth(s.path)):
+        assert n.local is not None and n.remote is not None
+        src = gone.get(n.remote.id)
+        if src is None or src.base is None or any(_under(n.path, c) for c in consumed):
+            continue
+        if src.base.is_dir != n.local.is_dir or n.local.is_dir != n.remote.is_dir:
+            continue
+        if not n.local.is_dir and not _same_content(n.local, n.remote):
+            continue
+        moved = Base(
+            n.local.is_dir,
+            n.remote.size,
+            n.local.mtime_ns,
+            n.local.inode,
+            n.remote.sha256,
+            n.remote.id,
+            n.remote.rev,
+        )
+        actions.append(RecordMove(src.path, n.path, moved))
+        consumed.update((src.path, n.path))
 
 
 def _under(path: str, ancestor: str) -> bool:
@@ -528,11 +568,11 @@ def _whole_folder_deletes(actions: list[Action]) -> list[Action]:
 
 
 def _path(a: Action) -> str:
-    return a.src if isinstance(a, MoveRemote | MoveLocal) else a.path
+    return a.src if isinstance(a, MoveRemote | MoveLocal | RecordMove) else a.path
 
 
 def _order_key(a: Action) -> tuple[int, str]:
-    path = a.src if isinstance(a, MoveRemote | MoveLocal) else a.path
+    path = _path(a)
     if _phase(a) == 4:
         return (-_depth(path), path)  # folders: deepest first
     return (_depth(path), path)

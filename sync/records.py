@@ -131,6 +131,16 @@ class RecordBase:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordMove:
+    """Only the journal changes: both sides already hold ``src`` (and everything under
+    it) at ``dst``, a move that reached the server before the journal heard of it."""
+
+    src: str
+    dst: str
+    base: Base
+
+
+@dataclass(frozen=True, slots=True)
 class Problem:
     path: str
     kind: str
@@ -150,6 +160,7 @@ Action = (
     | MoveLocal
     | ConflictCopy
     | RecordBase
+    | RecordMove
 )
 
 

@@ -29,6 +29,9 @@ from dropline.server.storage import schema
 from dropline.server.storage.db import Database
 
 log = logging.getLogger(__name__)
+# Alembic says "Context impl SQLiteImpl." on every look at the version table, at INFO;
+# what was applied is logged here, once per migration.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 Migration = Callable[[Connection], None]
 Named = tuple[str, Migration]
@@ -171,7 +174,10 @@ def check_known(applied: Iterable[str], migrations: Sequence[Named] | None = Non
 
 
 def alembic_config(
-    *, connection: Connection | None = None, url: str | None = None, output: io.StringIO | None = None
+    *,
+    connection: Connection | None = None,
+    url: str | None = None,
+    output: io.StringIO | None = None,
 ) -> Config:
     """Alembic's configuration, built here rather than read from an ``alembic.ini``:
     ``env.py`` takes the open ``connection`` (online) or the ``url`` (offline SQL)."""
@@ -251,13 +257,14 @@ def migrate(db: Database) -> list[str]:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(LOCK_SQL)
         current = _current(conn)
+        context = MigrationContext.configure(conn)
+        if current and not context.get_current_heads():
+            # Recorded by the in-house runner only: Alembic takes over from there.
+            context.stamp(scripts(), current)
+            log.info("stamped the database at revision %s (from schema_migrations)", current)
         todo = _after(current)
-        if not todo:
-            return []
-        if current and not MigrationContext.configure(conn).get_current_heads():
-            MigrationContext.configure(conn).stamp(scripts(), current)
-            log.info("schema_migrations read: the database is at revision %s", current)
-        command.upgrade(alembic_config(connection=conn), "head")
+        if todo:
+            command.upgrade(alembic_config(connection=conn), "head")
     for name in todo:
         log.info("applied migration %s", name)
     return todo

@@ -1,0 +1,1 @@
+"""Alembic's environment and revisions for the server's schema (see ``storage.migrations``)."""

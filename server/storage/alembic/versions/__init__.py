@@ -1,0 +1,1 @@
+"""One revision per migration in ``storage.migrations``, named as it is."""

@@ -23,15 +23,26 @@ from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dropline.server.audit import trail
-from dropline.server.audit.events import record_event
 from dropline.server.files.entries import FileService
 from dropline.server.files.names import join_path, normalize_path
 from dropline.server.files.records import FILE, Entry
 from dropline.server.guard import outbound
 from dropline.server.identity.accounts import Principal, hash_password
 from dropline.server.problems import Problem
-from dropline.server.storage import schema
+from dropline.server.storage import leases, schema
 from dropline.server.storage.db import Database
+from dropline.server.transfers.queue import (
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    FINAL,
+    LEASE_SECONDS,
+    QUEUED,
+    RUNNING,
+    STATES,
+    TransferQueue,
+)
 from dropline.server.transfers.requests import (
     DEFAULT_LINK_SECONDS,
     NAME_PLACEHOLDER,
@@ -45,15 +56,6 @@ from dropline.server.transfers.requests import (
 )
 
 log = logging.getLogger(__name__)
-
-QUEUED = "queued"
-RUNNING = "running"
-COMPLETED = "completed"
-FAILED = "failed"
-CANCELLED = "cancelled"
-EXPIRED = "expired"
-STATES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, EXPIRED)
-FINAL = frozenset({COMPLETED, FAILED, CANCELLED, EXPIRED})
 
 T = schema.transfers
 
@@ -112,7 +114,7 @@ def worker_principal(row: Any, user_id: str | None = None) -> Principal:
 PolicyCheck = Callable[[Principal, str, str, int | None], None]
 
 
-class TransferService:
+class TransferService(TransferQueue):
     def __init__(
         self,
         db: Database,
@@ -122,8 +124,13 @@ class TransferService:
         inbox_path: str,
         wake: Callable[[], None] | None = None,
         on_final: Callable[[], None] | None = None,
+        node: str = leases.NODE_ID,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.db = db
+        # Which node this is, and how long its hold on a running job lasts unrenewed.
+        self.node = node
+        self.lease_seconds = lease_seconds
         self.files = files
         self.allow_private = allow_private
         self.inbox_path = normalize_path(inbox_path)
@@ -404,160 +411,6 @@ class TransferService:
             row = self._row(conn, principal, transfer_id)
         return Transfer(row)
 
-    # -- for the workers ---------------------------------------------------------------
-
-    def recover(self) -> int:
-        """Jobs a stopped process left running go back to the queue; they resume at
-        ``files_done``. Returns how many."""
-        with self.db.write() as conn:
-            count = conn.execute(
-                update(T)
-                .where(T.c.state == RUNNING)
-                .values(state=QUEUED, next_attempt_at=time.time(), updated_at=time.time())
-            ).rowcount
-        if count:
-            log.info("%s interrupted transfer(s) queued again", count)
-        return int(count or 0)
-
-    def claim(self) -> Any | None:
-        """Take the next due job, marking it running; None when there is none."""
-        now = time.time()
-        due = self.next_due()
-        if due is None or due > now:
-            return None  # idle workers look without taking the write lock
-        with self.db.write() as conn:
-            row = conn.execute(
-                select(T.c.id)
-                .where(T.c.state == QUEUED, T.c.next_attempt_at <= now)
-                .order_by(T.c.next_attempt_at)
-                .limit(1)
-            ).first()
-            if row is None:
-                return None
-            conn.execute(
-                update(T)
-                .where(T.c.id == row.id)
-                .values(
-                    state=RUNNING,
-                    attempts=T.c.attempts + 1,
-                    started_at=now,
-                    updated_at=now,
-                )
-            )
-            return conn.execute(select(T).where(T.c.id == row.id)).one()
-
-    def next_due(self) -> float | None:
-        with self.db.read() as conn:
-            row = conn.execute(
-                select(T.c.next_attempt_at)
-                .where(T.c.state == QUEUED)
-                .order_by(T.c.next_attempt_at)
-                .limit(1)
-            ).first()
-        return None if row is None else float(row.next_attempt_at)
-
-    def load(self, transfer_id: str) -> Any:
-        with self.db.read() as conn:
-            return conn.execute(select(T).where(T.c.id == transfer_id)).one()
-
-    def progress(self, transfer_id: str, bytes_done: int) -> bool:
-        """Record bytes done; returns True if the owner asked to cancel meanwhile."""
-        with self.db.write() as conn:
-            conn.execute(
-                update(T)
-                .where(T.c.id == transfer_id)
-                .values(bytes_done=bytes_done, updated_at=time.time())
-            )
-            row = conn.execute(select(T.c.cancel_requested).where(T.c.id == transfer_id)).one()
-        return bool(row.cancel_requested)
-
-    @staticmethod
-    def file_done(
-        conn: Connection, transfer_id: str, files_done: int, bytes_done: int, result: dict[str, Any]
-    ) -> None:
-        """Mark one more file done inside ``conn``'s transaction (with the file's own
-        change), so a resumed job never does the same file twice."""
-        conn.execute(
-            update(T)
-            .where(T.c.id == transfer_id)
-            .values(
-                files_done=files_done,
-                bytes_done=bytes_done,
-                result=json.dumps(result, sort_keys=True),
-                updated_at=time.time(),
-            )
-        )
-
-    def retry_later(self, transfer_id: str, delay: float, error: str, code: str) -> str:
-        """Back to the queue for another try after ``delay`` seconds; or, if the owner
-        asked to cancel while this attempt ran, cancelled. Returns the new state."""
-        now = time.time()
-        with self.db.write() as conn:
-            row = conn.execute(select(T.c.cancel_requested).where(T.c.id == transfer_id)).one()
-            if row.cancel_requested:
-                self._finish(conn, transfer_id, CANCELLED, None, None)
-                return CANCELLED
-            conn.execute(
-                update(T)
-                .where(T.c.id == transfer_id)
-                .values(
-                    state=QUEUED,
-                    next_attempt_at=now + delay,
-                    error=error,
-                    error_code=code,
-                    updated_at=now,
-                )
-            )
-        log.info("transfer %s will try again in %.0f s: %s", transfer_id, delay, error)
-        return QUEUED
-
-    def finish(
-        self,
-        transfer_id: str,
-        state: str,
-        *,
-        error: str | None = None,
-        code: str | None = None,
-        conn: Connection | None = None,
-    ) -> None:
-        """Move a job to a final state; completed and failed jobs also write their event."""
-        if conn is None:
-            with self.db.write() as own:
-                self._finish(own, transfer_id, state, error, code)
-        else:
-            self._finish(conn, transfer_id, state, error, code)
-        self.on_final()
-
-    @staticmethod
-    def _finish(
-        conn: Connection, transfer_id: str, state: str, error: str | None, code: str | None
-    ) -> None:
-        assert state in FINAL
-        now = time.time()
-        values: dict[str, Any] = {"state": state, "finished_at": now, "updated_at": now}
-        if state == COMPLETED:
-            values.update(error=None, error_code=None)
-        elif error is not None:
-            values.update(error=error, error_code=code)
-        conn.execute(update(T).where(T.c.id == transfer_id).values(**values))
-        row = conn.execute(select(T).where(T.c.id == transfer_id)).one()
-        if state in (COMPLETED, FAILED):
-            record_event(
-                conn,
-                row.tenant_id,
-                f"transfer.{state}",
-                {
-                    "transfer_id": row.id,
-                    "user_id": row.user_id,
-                    "kind": row.kind,
-                    "state": state,
-                    "file_ids": json.loads(row.file_ids),
-                    "bytes_done": row.bytes_done,
-                    "error": {"code": row.error_code, "message": row.error} if row.error else None,
-                },
-            )
-        log.info("transfer %s %s%s", transfer_id, state, f": {error}" if error else "")
-
 
 __all__ = [
     "CANCELLED",
@@ -565,6 +418,7 @@ __all__ = [
     "EXPIRED",
     "FAILED",
     "FINAL",
+    "LEASE_SECONDS",
     "QUEUED",
     "RUNNING",
     "STATES",

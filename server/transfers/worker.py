@@ -33,7 +33,9 @@ from dropline.server.guard.security import RequestFacts, Security, request_facts
 from dropline.server.identity.accounts import Principal
 from dropline.server.metrics import Metrics
 from dropline.server.problems import Problem
+from dropline.server.storage import leases
 from dropline.server.storage.blobs import BlobStore, new_blob_id
+from dropline.server.transfers.progress import Cancelled, Progress
 from dropline.server.transfers.requests import push_host
 from dropline.server.transfers.service import (
     CANCELLED,
@@ -48,14 +50,9 @@ log = logging.getLogger(__name__)
 
 # 1 MiB pieces: bigger ones were slower here (fresh large buffers are costly to touch).
 CHUNK = 1024 * 1024
-PROGRESS_EVERY = 0.5  # seconds between progress writes (each also checks for a cancel)
 MAX_RENAME_TRIES = 1000
 EXPIRE_LINKS_EVERY = 30.0
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-class Cancelled(Exception):
-    """The owner cancelled the job while it ran."""
 
 
 class Refused(Exception):
@@ -76,25 +73,6 @@ def numbered(name: str, n: int) -> str:
     if not dot or not stem:
         return f"{name} ({n})"
     return f"{stem} ({n}).{ext}"
-
-
-class _Progress:
-    """Throttled progress writes; each one also learns whether a cancel was asked."""
-
-    def __init__(self, service: TransferService, transfer_id: str, base: int) -> None:
-        self.service = service
-        self.transfer_id = transfer_id
-        self.done = base
-        self._last = 0.0
-
-    async def add(self, count: int) -> None:
-        self.done += count
-        now = time.monotonic()
-        if now - self._last < PROGRESS_EVERY:
-            return
-        self._last = now
-        if await anyio.to_thread.run_sync(self.service.progress, self.transfer_id, self.done):
-            raise Cancelled()
 
 
 class TransferWorkers:
@@ -157,6 +135,9 @@ class TransferWorkers:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Stopping cleanly: another node may take this one's jobs at once.
+            with contextlib.suppress(Exception):
+                self.service.release_mine()
 
     def _clear_staging(self) -> None:
         # Partial copies of interrupted jobs: the job starts that file again.
@@ -189,6 +170,21 @@ class TransferWorkers:
     # -- one job -----------------------------------------------------------------------
 
     async def execute(self, job: Any) -> None:
+        """Run one job under this node's lease, renewed while it runs; a job whose lease
+        another node took (this one stalled past it) is left to that node."""
+
+        async def renew() -> bool:
+            return await anyio.to_thread.run_sync(self.service.renew, job.id)
+
+        every = self.service.lease_seconds / 3
+        try:
+            held = await leases.run_while_held(self._execute(job), renew, every)
+        except leases.LeaseLost:
+            held = False
+        if not held:
+            log.warning("transfer %s is held by another node now; left to it", job.id)
+
+    async def _execute(self, job: Any) -> None:
         """Run one job as its own "request" for the security layer: its file hooks then
         know the tenant (whose key seals the copies) and defer a denial's audit row and
         ``policy.violated`` event until the job's transaction is over, as in a request."""
@@ -238,8 +234,9 @@ class TransferWorkers:
             final = FAILED
         except (Transient, OSError, outbound.OutboundError) as exc:
             final = await self._retry_or_fail(job, exc)
-        except asyncio.CancelledError:
-            # The server is stopping: the row stays "running" and is queued again at start.
+        except (asyncio.CancelledError, leases.LeaseLost):
+            # The server is stopping (its jobs go back to the queue), or another node
+            # holds this job now: either way this node writes nothing more to it.
             raise
         except Exception:
             log.exception("transfer %s failed unexpectedly", job.id)
@@ -276,7 +273,7 @@ class TransferWorkers:
 
     # -- copying (folder copy, inbox) ----------------------------------------------------
 
-    async def _copy_bytes(self, job: Any, entry: Entry, progress: _Progress) -> Path:
+    async def _copy_bytes(self, job: Any, entry: Entry, progress: Progress) -> Path:
         """Copy ``entry``'s blob to a staged file (fsynced) and check its SHA-256."""
         if entry.blob_id is None:
             raise Problem("conflict", f"{entry.path} has no content")
@@ -377,7 +374,7 @@ class TransferWorkers:
         base = int(result.get("bytes_committed", 0))
         for index in range(int(job.files_done), len(file_ids)):
             entry = await anyio.to_thread.run_sync(self.files.get, owner, file_ids[index])
-            progress = _Progress(self.service, job.id, base)
+            progress = Progress(self.service, job.id, base)
             staged = await self._copy_bytes(job, entry, progress)
             try:
                 published = await anyio.to_thread.run_sync(
@@ -514,7 +511,7 @@ class TransferWorkers:
         base = int(result.get("bytes_committed", 0))
         for index in range(int(job.files_done), len(file_ids)):
             entry = await anyio.to_thread.run_sync(self.files.get, owner, file_ids[index])
-            progress = _Progress(self.service, job.id, base)
+            progress = Progress(self.service, job.id, base)
             status = await self._push_one(job, entry, dest, secrets.get("headers", {}), progress)
             base += entry.size
             result.setdefault("responses", []).append(
@@ -535,7 +532,7 @@ class TransferWorkers:
         entry: Entry,
         dest: dict[str, Any],
         extra_headers: dict[str, str],
-        progress: _Progress,
+        progress: Progress,
     ) -> int:
         if entry.blob_id is None or entry.sha256 is None:
             raise Problem("conflict", f"{entry.path} has no content")
@@ -571,7 +568,7 @@ class TransferWorkers:
             )
         raise Refused(message)
 
-    async def _read_blob(self, blob_id: str, progress: _Progress) -> AsyncIterator[bytes]:
+    async def _read_blob(self, blob_id: str, progress: Progress) -> AsyncIterator[bytes]:
         handle = await anyio.to_thread.run_sync(self.blobs.open, blob_id)
         try:
             while True:

@@ -3,6 +3,9 @@ delivers each message, signed, with retries on a schedule of about three days.
 
 Everything it knows lives in the database (the outbox position, each delivery's next
 attempt), so a restart loses nothing and sends nothing twice that had succeeded.
+Every node may run a dispatcher: an attempt is sent under a lease on its delivery
+(storage.leases), so live nodes never send one message twice, and one a dead node
+was sending goes out again (at least once) when its lease runs out.
 A 2xx answer is success; 410 disables the endpoint; anything else, or no answer
 within the timeout, is retried after the schedule's next delay with jitter, or
 later if the receiver's ``Retry-After`` asks for it.
@@ -21,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, and_, delete, select, update
 
 from dropline.server.guard import outbound
 from dropline.server.metrics import Metrics
-from dropline.server.storage import schema
+from dropline.server.storage import leases, schema
 from dropline.server.storage.db import Database
 from dropline.server.webhooks.subscriptions import (
     CANCELLED,
@@ -87,6 +90,8 @@ class WebhookDispatcher:
         poll_seconds: float,
         concurrency: int = 8,
         metrics: Metrics | None = None,
+        node: str = leases.NODE_ID,
+        lease_seconds: float | None = None,
     ) -> None:
         self.db = db
         self.schedule = tuple(schedule)
@@ -96,9 +101,11 @@ class WebhookDispatcher:
         self.concurrency = max(1, concurrency)
         self.metrics = metrics
         self.rng = random.Random()
+        self.node = node
+        # Long enough for one attempt (its timeout) and recording it, with room to spare.
+        self.lease_seconds = lease_seconds or timeout * 2 + 30
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._in_flight: set[str] = set()
         self._last_prune = 0.0
 
     # -- waking ------------------------------------------------------------------------
@@ -121,6 +128,7 @@ class WebhookDispatcher:
         self._event = asyncio.Event()
         slots = asyncio.Semaphore(self.concurrency)
         tasks: set[asyncio.Task[None]] = set()
+        await anyio.to_thread.run_sync(self.recover)
         try:
             while True:
                 self._event.clear()
@@ -144,6 +152,16 @@ class WebhookDispatcher:
                 task.cancel()
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            # Stopping cleanly: another node may send what this one had claimed at once.
+            with contextlib.suppress(Exception), self.db.write() as conn:
+                leases.release_owned(conn, D, self.node)
+
+    def recover(self) -> None:
+        """Embedded shape only (SQLite: one process per data dir): a lease found at start
+        was left by a process that is gone, so it is freed now instead of running out."""
+        if self.db.is_sqlite:
+            with self.db.write() as conn:
+                leases.release_all(conn, D)
 
     async def _deliver_guarded(self, item: Claimed, slots: asyncio.Semaphore) -> None:
         async with slots:
@@ -152,7 +170,6 @@ class WebhookDispatcher:
             except Exception:
                 log.exception("delivery %s failed unexpectedly", item.id)
             finally:
-                self._in_flight.discard(item.id)
                 self.wake()
 
     # -- fan-out -----------------------------------------------------------------------
@@ -229,13 +246,29 @@ class WebhookDispatcher:
     # -- claiming and delivering -------------------------------------------------------
 
     def claim_due(self, limit: int) -> list[Claimed]:
-        """Pending deliveries that are due, not already being sent by this process."""
+        """Lease up to ``limit`` due pending deliveries to this node, soonest first."""
         now = time.time()
-        # Taken before the read: a delivery that finishes while the read runs may still
-        # look pending in it, and is no longer in ``_in_flight`` when the rows are
-        # looked at (that sent a message twice). The next pass sees its real state.
-        busy = set(self._in_flight)
+        due = and_(D.c.state == PENDING, D.c.next_attempt_at <= now)
         with self.db.read() as conn:
+            # The common case, answered without taking the write lock.
+            if (
+                conn.execute(select(D.c.id).where(due, leases.free(D, now)).limit(1)).first()
+                is None
+            ):
+                return []
+        with self.db.write() as conn:
+            ids = leases.claim(
+                conn,
+                D,
+                due=due,
+                order_by=D.c.next_attempt_at,
+                limit=limit,
+                owner=self.node,
+                seconds=self.lease_seconds,
+                now=now,
+            )
+            if not ids:
+                return []
             rows = conn.execute(
                 select(
                     D,
@@ -246,15 +279,11 @@ class WebhookDispatcher:
                     W.c.previous_secret_expires_at,
                 )
                 .join(W, W.c.id == D.c.endpoint_id)
-                .where(D.c.state == PENDING, D.c.next_attempt_at <= now)
+                .where(D.c.id.in_(ids))
                 .order_by(D.c.next_attempt_at)
-                .limit(limit + len(busy))
             ).all()
         claimed: list[Claimed] = []
         for row in rows:
-            if row.id in busy or len(claimed) >= limit:
-                continue
-            self._in_flight.add(row.id)
             claimed.append(
                 Claimed(
                     id=row.id,
@@ -370,6 +399,7 @@ class WebhookDispatcher:
             )
             # Only a delivery still pending is moved on: one cancelled meanwhile stays so.
             conn.execute(update(D).where(D.c.id == item.id, D.c.state == PENDING).values(**values))
+            leases.release(conn, D, item.id, self.node)
             if outcome == "disabled":
                 self._disable(conn, item.endpoint_id, now)
 

@@ -123,6 +123,9 @@ class Settings:
     inbox_path: str = "/Inbox"
     # How often the transfer and webhook workers look for due work they were not woken for.
     worker_poll_seconds: float = 1.0
+    # How long a node's hold on a running transfer job lasts unrenewed (storage.leases):
+    # the longest a job waits for another node after its node died.
+    work_lease_seconds: float = 30.0
     log_format: str = "text"  # or "json": one JSON object per line
     access_log: bool = True
 
@@ -178,6 +181,7 @@ class Settings:
                 "TRANSFER_RETRY_SCHEDULE", DEFAULT_TRANSFER_RETRY_SCHEDULE
             ),
             worker_poll_seconds=_env_float("WORKER_POLL_SECONDS", 1.0),
+            work_lease_seconds=_env_float("WORK_LEASE_SECONDS", 30.0),
             inbox_path=os.environ.get(ENV_PREFIX + "INBOX_PATH") or "/Inbox",
             log_format=os.environ.get(ENV_PREFIX + "LOG_FORMAT") or "text",
             access_log=_env_bool("ACCESS_LOG", True),

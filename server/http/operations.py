@@ -70,6 +70,7 @@ class Operations:
             allow_private=settings.allow_private_targets,
             inbox_path=settings.inbox_path,
             on_final=dispatcher.wake,
+            lease_seconds=settings.work_lease_seconds,
         )
         workers = TransferWorkers(
             transfers,

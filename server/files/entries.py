@@ -31,9 +31,11 @@ from dropline.server.files.records import (
     FILE,
     FOLDER,
     MOVED,
+    Change,
     Entry,
     FileHook,
     Publication,
+    as_seen,
     entry_from_row,
     new_rev,
 )
@@ -87,9 +89,26 @@ class FileService:
 
     # -- reads -----------------------------------------------------------------
 
+    def hides(self, principal: Principal, path: str) -> bool:
+        return any(hook.hides(principal, path) for hook in self.hooks)
+
+    def in_sight(self, principal: Principal, changes: Sequence[Change]) -> list[Change]:
+        """The changes as ``principal`` may see them: none under a folder a policy keeps
+        from them (a move across that boundary becomes a create or a delete)."""
+        if not self.hooks:
+            return list(changes)
+        seen = (as_seen(c, lambda path: self.hides(principal, path)) for c in changes)
+        return [c for c in seen if c is not None]
+
     def get(self, principal: Principal, entry_id: str) -> Entry:
         with self.db.read() as conn:
-            return self.rows.by_id(conn, principal, entry_id)
+            entry = self.rows.by_id(conn, principal, entry_id)
+        self._check_sight(principal, entry)
+        return entry
+
+    def _check_sight(self, principal: Principal, entry: Entry) -> None:
+        """An entry's metadata needs what listing its folder needs."""
+        self.check(principal, "list", entry.path.rpartition("/")[0] or "/")
 
     def lookup(self, principal: Principal, path: str) -> Entry:
         path = normalize_path(path, allow_root=True)
@@ -99,6 +118,7 @@ class FileService:
             entry = self.rows.by_path(conn, principal, path)
         if entry is None:
             raise Problem("not-found", f"nothing at {path}")
+        self._check_sight(principal, entry)
         return entry
 
     def list_folder(

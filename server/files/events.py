@@ -42,6 +42,9 @@ class FileEvents:
     def check(self, principal: Principal, action: str, path: str, size: int | None) -> None:
         return None  # events never refuse an operation
 
+    def hides(self, principal: Principal, path: str) -> bool:
+        return False
+
     def recorded(self, conn: Connection, principal: Principal, change: Change) -> None:
         if change.cause is not None:
             return  # a restore is announced once, as ``file.restored`` (see ``undone``)

@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Row
@@ -163,17 +164,39 @@ class FileHook(Protocol):
     ``undone`` runs once inside the transaction of a restore or purge (``FILE_RESTORE``,
     ``TRASH_RESTORE``, ``TRASH_PURGE``) with what it did.
     Actions passed to ``check``: ``create_folder``, ``upload``, ``move``, ``delete``,
-    ``download``, ``restore`` (a past revision's bytes become the file's again, ``size``
-    given) and ``undelete`` (a trash item lands at ``path``).
+    ``download``, ``list`` (a folder's children, and the metadata of each), ``restore`` (a past revision's bytes become the file's again, ``size`` given) and
+    ``undelete`` (a trash item lands at ``path``). ``hides`` says, without refusing or
+    auditing anything, whether ``path`` is out of ``principal``'s sight (the change feed
+    leaves such changes out).
     """
 
     def check(self, principal: Principal, action: str, path: str, size: int | None) -> None: ...
+
+    def hides(self, principal: Principal, path: str) -> bool: ...
 
     def recorded(self, conn: Connection, principal: Principal, change: Change) -> None: ...
 
     def undone(
         self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]
     ) -> None: ...
+
+
+def as_seen(change: Change, hidden: Callable[[str], bool]) -> Change | None:
+    """``change`` as someone who cannot see the paths ``hidden`` names sees it: not at
+    all, or a move across the boundary as a plain create or delete on the visible side."""
+    after = hidden(change.entry.path)
+    before = change.old_path is not None and hidden(change.old_path)
+    if change.action != MOVED or change.old_path is None:
+        return None if after else change
+    if after and before:
+        return None
+    if after:  # moved out of sight: gone from where it was seen
+        name = change.old_path.rpartition("/")[2]
+        entry = replace(change.entry, path=change.old_path, name=name)
+        return replace(change, action=DELETED, old_path=None, entry=entry)
+    if before:  # moved into sight: new where it is seen now
+        return replace(change, action=CREATED, old_path=None)
+    return change
 
 
 def new_rev() -> str:

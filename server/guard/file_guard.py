@@ -72,6 +72,16 @@ class SecurityFileHook:
         if action == "download":
             self._audit_download(principal, path, size)
 
+    def hides(self, principal: Principal, path: str) -> bool:
+        # An entry is in sight where its folder's listing shows it: a restricted folder
+        # itself shows in its parent, what is under it does not.
+        folder = path.rpartition("/")[0] or "/"
+        try:
+            policy.check_path(self._rules(principal), self._subject(principal), folder)
+        except policy.PolicyDenied:
+            return True
+        return False
+
     def _audit_download(self, principal: Principal, path: str, size: int | None) -> None:
         facts = request_facts.get()
         if facts is not None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from dropline.server.files.changes import MAX_CURSOR_DIGITS, ChangeFeed
+from dropline.server.files.changes import MAX_CURSOR_DIGITS, ChangeFeed, ChangePage
+from dropline.server.files.entries import FileService
 from dropline.server.http.auth import ReadPrincipal
+from dropline.server.identity.accounts import Principal
 from dropline.server.http.routes.files import EntryOut
 
 router = APIRouter(prefix="/api/v1/changes", tags=["changes"])
@@ -36,6 +39,13 @@ def _feed(request: Request) -> ChangeFeed:
     return feed
 
 
+def _in_sight(request: Request, principal: Principal, page: ChangePage) -> dict[str, Any]:
+    """The page without what a policy keeps from ``principal``; the cursor still moves past
+    it, so a long-poll woken only by hidden changes answers an empty page."""
+    files: FileService = request.app.state.files
+    return replace(page, changes=files.in_sight(principal, page.changes)).to_json()
+
+
 Limit = Annotated[int, Query(ge=1, le=1000)]
 # The feed checks the cursor itself (bad-request when malformed, 410 when expired).
 Cursor = Annotated[
@@ -56,7 +66,7 @@ def latest_cursor(principal: ReadPrincipal, request: Request) -> dict[str, str]:
 def list_changes(
     principal: ReadPrincipal, request: Request, cursor: Cursor = None, limit: Limit = 500
 ) -> dict[str, Any]:
-    return _feed(request).page(principal, cursor, limit).to_json()
+    return _in_sight(request, principal, _feed(request).page(principal, cursor, limit))
 
 
 @router.get("/wait", response_model=ChangePageOut)
@@ -68,4 +78,4 @@ async def wait_for_changes(
     limit: Limit = 500,
 ) -> dict[str, Any]:
     page = await _feed(request).wait(principal, cursor, timeout, limit)
-    return page.to_json()
+    return _in_sight(request, principal, page)

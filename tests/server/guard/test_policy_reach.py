@@ -1,6 +1,8 @@
 """Policy where it was missing: listing a restricted folder is checked like reading a file
-in it (by path and by parent id), and push transfers go only to the hosts a tenant's
-``push_allowed_hosts`` permits, checked when the transfer is created and when it runs."""
+in it (by path and by parent id), so is the metadata of anything under it (by path and
+by id), the change feed leaves out what is under it, and push transfers go only to the
+hosts a tenant's ``push_allowed_hosts`` permits, checked when the transfer is created
+and when it runs."""
 
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def test_listing_a_restricted_folder_needs_what_reading_it_needs(
         ("folders", "/restricted/deep"),
         ("folders", "/restricted"),
         ("folders", "/restricted/deep"),
-        ("folders", "/restricted/deep/plan.txt"),
+        ("folders", "/restricted/deep"),  # the file's content: its folder is out of sight
     ]
 
     # A credential with the scope the folder names lists it.
@@ -57,6 +59,69 @@ def test_listing_a_restricted_folder_needs_what_reading_it_needs(
     )
     assert allowed.status_code == 200
     assert [e["name"] for e in allowed.json()["entries"]] == ["plan.txt"]
+
+
+def test_metadata_under_a_restricted_folder_needs_what_listing_it_needs(
+    live_server: LiveServer, client: httpx.Client
+) -> None:
+    assert tus.upload(client, "/restricted/deep/plan.txt", b"secret").status_code == 201
+    plan = client.get("/api/v1/metadata", params={"path": "/restricted/deep/plan.txt"}).json()
+    set_policy(live_server, RESTRICTED)
+
+    for r in (
+        client.get(f"/api/v1/files/{plan['id']}"),
+        client.get("/api/v1/metadata", params={"path": "/restricted/deep/plan.txt"}),
+        client.get("/api/v1/metadata", params={"path": "/restricted/deep"}),
+    ):
+        assert_denied(r, "folders")
+        assert "plan.txt" not in r.text
+    # The folder itself shows, as it does in its parent's listing.
+    assert client.get("/api/v1/metadata", params={"path": "/restricted"}).status_code == 200
+
+
+def _feed(client: httpx.Client, cursor: str) -> list[tuple[str, str, str | None]]:
+    r = client.get("/api/v1/changes", params={"cursor": cursor})
+    assert r.status_code == 200
+    return [(c["action"], c["entry"]["path"], c["old_path"]) for c in r.json()["changes"]]
+
+
+def test_the_change_feed_leaves_out_what_is_under_a_restricted_folder(
+    live_server: LiveServer, client: httpx.Client
+) -> None:
+    start = client.get("/api/v1/changes/latest-cursor").json()["cursor"]
+    assert tus.upload(client, "/restricted/plan.txt", b"secret").status_code == 201
+    assert tus.upload(client, "/restricted/memo.txt", b"memo").status_code == 201
+    assert tus.upload(client, "/open/notes.txt", b"notes").status_code == 201
+    memo = client.get("/api/v1/metadata", params={"path": "/restricted/memo.txt"}).json()
+    notes = client.get("/api/v1/metadata", params={"path": "/open/notes.txt"}).json()
+    everything = _feed(client, start)
+    set_policy(live_server, RESTRICTED)
+
+    # Moves across the boundary (the second by someone with the scope the folder
+    # names): out of sight reads as a delete, into sight as a create.
+    key = live_server.new_key(scopes=("files:read", "files:write", "admin"))
+    admin = httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {key}"})
+    with admin:
+        assert client.patch(
+            f"/api/v1/files/{memo['id']}", json={"path": "/open/memo.txt"}
+        ).is_success
+        assert admin.patch(
+            f"/api/v1/files/{notes['id']}", json={"path": "/restricted/notes.txt"}
+        ).is_success
+        seen = _feed(client, start)
+        full = _feed(admin, start)
+    assert seen == [
+        ("created", "/restricted", None),
+        ("created", "/open", None),
+        ("created", "/open/notes.txt", None),
+        ("created", "/open/memo.txt", None),
+        ("deleted", "/open/notes.txt", None),
+    ]
+    assert ("created", "/restricted/plan.txt", None) in everything  # it was there to hide
+    # Whoever may list the folder sees every change as it happened.
+    assert ("moved", "/open/memo.txt", "/restricted/memo.txt") in full
+    assert ("moved", "/restricted/notes.txt", "/open/notes.txt") in full
+    assert ("created", "/restricted/plan.txt", None) in full
 
 
 def test_listing_a_folder_that_needs_mtls_refuses_a_bearer_credential(

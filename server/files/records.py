@@ -164,10 +164,11 @@ class FileHook(Protocol):
     ``undone`` runs once inside the transaction of a restore or purge (``FILE_RESTORE``,
     ``TRASH_RESTORE``, ``TRASH_PURGE``) with what it did.
     Actions passed to ``check``: ``create_folder``, ``upload``, ``move``, ``delete``,
-    ``download``, ``list`` (a folder's children, and the metadata of each), ``restore`` (a past revision's bytes become the file's again, ``size`` given) and
-    ``undelete`` (a trash item lands at ``path``). ``hides`` says, without refusing or
-    auditing anything, whether ``path`` is out of ``principal``'s sight (the change feed
-    leaves such changes out).
+    ``download``, ``list`` (a folder's children, and the metadata of each), ``restore``
+    (a past revision's bytes become the file's again, ``size`` given) and ``undelete``
+    (a trash item lands at ``path``). ``hides`` says, without refusing or auditing
+    anything, whether ``path`` is out of ``principal``'s sight (the change feed leaves
+    such changes out).
     """
 
     def check(self, principal: Principal, action: str, path: str, size: int | None) -> None: ...

@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from dropline.server.files.changes import MAX_CURSOR_DIGITS, ChangeFeed, ChangePage
 from dropline.server.files.entries import FileService
 from dropline.server.http.auth import ReadPrincipal
-from dropline.server.identity.accounts import Principal
 from dropline.server.http.routes.files import EntryOut
+from dropline.server.identity.accounts import Principal
 
 router = APIRouter(prefix="/api/v1/changes", tags=["changes"])
 

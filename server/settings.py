@@ -142,6 +142,13 @@ class Settings:
         return self.data_dir / "blobs"
 
     @property
+    def blob_url(self) -> str:
+        """Where blobs live (``storage.blob_url``): ``DROPLINE_BLOB_URL`` (``file:///PATH``
+        or ``s3://BUCKET/PREFIX``), by default the data directory's blob folder. Read from
+        the environment each time, as ``database_url`` is."""
+        return os.environ.get(ENV_PREFIX + "BLOB_URL") or self.blob_dir.absolute().as_uri()
+
+    @property
     def upload_dir(self) -> Path:
         return self.data_dir / "uploads"
 

@@ -21,6 +21,7 @@ from dropline.server.cli import accounts, backup, migrate, secure, serve, sweep
 from dropline.server.cli._common import CliError, open_services
 from dropline.server.identity.accounts import IdentityError
 from dropline.server.storage.backup import BackupError
+from dropline.server.storage.blob_url import InvalidBlobUrl
 from dropline.server.storage.lock import DataDirLocked
 from dropline.server.storage.migrations import NewerSchema
 
@@ -71,6 +72,7 @@ def _main(argv: Sequence[str] | None) -> int:
         NewerSchema,
         DataDirLocked,
         BackupError,
+        InvalidBlobUrl,
     ) as exc:
         print(f"dropline-server: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ import anyio.to_thread
 from dropline.server.audit import trail
 from dropline.server.files.blob_refs import delete_blobs, share_pinned, unreferenced
 from dropline.server.files.purge import drop_revisions, kept_for_shares
-from dropline.server.storage.blobs import LocalBlobStore
+from dropline.server.storage.blobs import SweptBlobStore
 from dropline.server.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class KeptRevisions:
     """Revision rows kept only because a share link served their blob, once every such
     link ended more than the grace period ago, and the blobs then unused."""
 
-    def __init__(self, db: Database, store: LocalBlobStore) -> None:
+    def __init__(self, db: Database, store: SweptBlobStore) -> None:
         self.db = db
         self.store = store
 
@@ -109,7 +109,7 @@ class OrphanBlobs:
     """Blob files no revision, entry or live share link names, and the store's leftovers
     (temporary copies, sums without their blob), once older than the grace period."""
 
-    def __init__(self, db: Database, store: LocalBlobStore) -> None:
+    def __init__(self, db: Database, store: SweptBlobStore) -> None:
         self.db = db
         self.store = store
 
@@ -125,7 +125,7 @@ class OrphanBlobs:
         leftovers = [found for found in stored if found.blob_id is None]
         items = [SweepItem("blob", blob, sizes[blob]) for blob in sorted(unused)]
         items += [
-            SweepItem("leftover", str(found.path.relative_to(self.store.root.parent)), found.size)
+            SweepItem("leftover", self.store.leftover_name(found), found.size)
             for found in leftovers
         ]
         if dry_run:
@@ -134,7 +134,7 @@ class OrphanBlobs:
         still = self._unused(unused, cutoff)
         delete_blobs(self.store, sorted(still))
         for found in leftovers:
-            found.path.unlink(missing_ok=True)
+            self.store.remove_leftover(found)
         return [item for item in items if item.kind != "blob" or item.name in still]
 
 

@@ -36,7 +36,7 @@ from dropline.server.http.web import routes as web_routes
 from dropline.server.identity.accounts import Identity, Principal
 from dropline.server.identity.oauth.csrf import Csrf, load_secret
 from dropline.server.settings import Settings
-from dropline.server.storage.blobs import LocalBlobStore
+from dropline.server.storage.blob_url import open_blob_store
 from dropline.server.storage.db import Database
 from dropline.server.storage.encryption import EncryptedBlobStore, TenantKeys
 from dropline.server.storage.migrations import migrate
@@ -60,8 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     migrate(db)
     identity = Identity(db)
     # Encryption at rest for tenants that turned it on (dropline.server.storage.encryption).
+    # On local disk or in an object store (DROPLINE_BLOB_URL), sealed on the way in.
     blobs = EncryptedBlobStore(
-        LocalBlobStore(settings.blob_dir), TenantKeys(db, settings.data_dir), current_tenant
+        open_blob_store(settings.blob_url), TenantKeys(db, settings.data_dir), current_tenant
     )
     notifier = ChangeNotifier()
     files = FileService(db, blobs, on_change=notifier.notify)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from dropline.server.files.sweeper import KeptRevisions, OrphanBlobs, Sweeper, SweepPart
 from dropline.server.settings import Settings
-from dropline.server.storage.blobs import LocalBlobStore
+from dropline.server.storage.blob_url import open_blob_store
 from dropline.server.storage.db import Database
 from dropline.server.transfers.shares import EndedShareLinks
 from dropline.server.uploads.expiry import ExpiredUploads
@@ -21,7 +21,7 @@ def build_sweeper(
     grace: float | None = None,
 ) -> Sweeper:
     """``busy``: the uploads this process's requests are using (none from the CLI)."""
-    store = LocalBlobStore(settings.blob_dir)
+    store = open_blob_store(settings.blob_url)
     parts: list[SweepPart] = [
         ExpiredUploads(UploadRows(db), settings.upload_dir, busy),
         EndedShareLinks(db),

@@ -16,7 +16,7 @@ import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import BinaryIO, Protocol, cast
 
 from dropline.server.storage.integrity import (
@@ -35,6 +35,12 @@ SUMS_DIR = "checksums"  # beside the blob root, in the data directory
 
 def new_blob_id() -> str:
     return uuid.uuid4().hex
+
+
+def check_blob_id(blob_id: str) -> None:
+    """Refuse anything but 32 hex digits: store paths and keys are built from ids only."""
+    if not _BLOB_ID.match(blob_id):
+        raise ValueError(f"invalid blob id {blob_id!r}")
 
 
 class BlobStore(Protocol):
@@ -84,12 +90,25 @@ def fsync_dir(path: Path) -> None:
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     """A file under the blob root: a blob (``blob_id`` set) or a leftover (a temporary
-    copy, or sums whose blob is gone), with its size and modification time."""
+    copy, or sums whose blob is gone), with its size and modification time. ``path``: a
+    file's path, or an object's key in an object store."""
 
-    path: Path
+    path: PurePath
     blob_id: str | None
     size: int
     mtime: float
+
+
+class SweptBlobStore(BlobStore, Protocol):
+    """A store as the sweeper sees it: everything it holds, and how to remove leftovers."""
+
+    def stored(self) -> Iterator[StoredFile]: ...
+
+    def footprint(self, blob_id: str) -> int: ...
+
+    def leftover_name(self, found: StoredFile) -> str: ...
+
+    def remove_leftover(self, found: StoredFile) -> None: ...
 
 
 class LocalBlobStore:
@@ -109,8 +128,7 @@ class LocalBlobStore:
 
     def _path(self, blob_id: str) -> Path:
         # The id is checked, not trusted: a path is only ever built from 32 hex digits.
-        if not _BLOB_ID.match(blob_id):
-            raise ValueError(f"invalid blob id {blob_id!r}")
+        check_blob_id(blob_id)
         return self.root / blob_id[:2] / blob_id
 
     def open(self, blob_id: str, offset: int = 0) -> BinaryIO:
@@ -225,6 +243,13 @@ class LocalBlobStore:
         for found in _files(self.sums_root):
             if found.path.name not in blobs and not self._path_exists(found.path.name):
                 yield found
+
+    def leftover_name(self, found: StoredFile) -> str:
+        """A leftover's name for the sweeper's report: its path in the data directory."""
+        return str(found.path.relative_to(self.root.parent))
+
+    def remove_leftover(self, found: StoredFile) -> None:
+        Path(found.path).unlink(missing_ok=True)
 
     def _path_exists(self, name: str) -> bool:
         return bool(_BLOB_ID.match(name)) and self._path(name).exists()

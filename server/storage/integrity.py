@@ -146,12 +146,15 @@ def read_sums(path: Path) -> bytes | None:
 class CheckedReader(io.RawIOBase):
     """The bytes of one blob, each chunk verified against its sums before it is read."""
 
-    def __init__(self, blob_id: str, handle: Any, sums: bytes, offset: int) -> None:
+    def __init__(
+        self, blob_id: str, handle: Any, sums: bytes, offset: int, size: int | None = None
+    ) -> None:
+        """``size``: the stored size, for a handle that is no file (an object store's)."""
         super().__init__()
         self._blob_id = blob_id
         self._handle = handle
         self._sums = sums[SIZE_FIELD:]
-        self._size = os.fstat(handle.fileno()).st_size
+        self._size = os.fstat(handle.fileno()).st_size if size is None else size
         self._pos = offset
         self._index = -1
         self._buffer = memoryview(bytearray(SUM_CHUNK))

@@ -71,6 +71,9 @@ def test_wheel_holds_one_top_level_name_and_its_data(wheel: Path) -> None:
         assert f"dropline/{part}/__init__.py" in names
     assert "dropline/py.typed" in names
     assert "dropline/server/templates/signin.html" in names
+    # Alembic finds the schema's environment and revisions as files beside the code.
+    assert "dropline/server/storage/alembic/env.py" in names
+    assert "dropline/server/storage/alembic/versions/r001_identity.py" in names
     assert any(n.startswith("dropline/ui/icons/") and n.endswith(".png") for n in names)
 
 
@@ -99,4 +102,7 @@ def test_installed_wheel_adds_only_dropline_and_its_commands_work(
         assert f"usage: {command}" in run(bin_dir / command, "--help", cwd=fresh_env)
         assert run(bin_dir / command, "--version", cwd=fresh_env).startswith(f"{command} ")
     assert "usage: dropline-server" in run(python, "-m", "dropline.server", "--help", cwd=fresh_env)
+    sql = run(bin_dir / "dropline-server", "migrate", "--sql", "--data-dir", fresh_env / "data",
+              cwd=fresh_env)  # fmt: skip
+    assert "CREATE TABLE tenants" in sql
     assert "usage: dropline-agent" in run(python, "-m", "dropline.agent", "--help", cwd=fresh_env)

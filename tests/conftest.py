@@ -45,14 +45,20 @@ def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
 
 
 @pytest.fixture
-def database_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def database_backend(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """The backend this run tests: with postgres, DROPLINE_DATABASE_URL names a fresh
     database for the whole test, so in-process servers, server processes and the test's
     own ``Settings(...).database_url`` all meet in it."""
-    if TEST_BACKEND == "postgres":
-        url: str = request.getfixturevalue("postgres_url")
+    if TEST_BACKEND != "postgres":
+        yield TEST_BACKEND
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    # The schema comes from a migrated template; the migrations themselves ran on it.
+    with cluster.fresh_database(migrated=True) as url:
         monkeypatch.setenv("DROPLINE_DATABASE_URL", url)
-    return TEST_BACKEND
+        yield TEST_BACKEND
 
 
 @pytest.fixture

@@ -24,6 +24,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.engine_sync",
         "sync engine vs rclone: 10,000 small files, 1 GiB up/down, latency, SIGKILL resume",
     ),
+    "engine-big": (
+        "bench.engine_big",
+        "1 GiB through a running agent, up (moved in, written in place) and down, vs rclone",
+    ),
     "engine-latency": (
         "bench.engine_latency",
         "sync engine: file appearing to committed, written in place, moved in, folder moved in",

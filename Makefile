@@ -6,6 +6,11 @@ STAMP  := $(VENV)/.installed
 # Test processes at once (pytest-xdist): one per core by default. A test file's tests
 # stay on one worker, so its module fixtures (a server, a browser) start once.
 TEST_WORKERS ?= auto
+# The server suites that run a second time on PostgreSQL + S3 (moto_server), after the
+# whole suite on the embedded SQLite + disk: files, uploads, the change feed, tenant
+# isolation, webhooks and transfers (tests/conftest.py reads DROPLINE_TEST_BACKEND).
+BACKEND_SUITES := tests/server/files tests/server/uploads tests/server/http/test_isolation.py \
+  tests/server/http/test_cross_tenant.py tests/server/webhooks tests/server/transfers
 
 .PHONY: demo test package lint typecheck bench screenshots faults clean
 
@@ -24,6 +29,8 @@ test: $(STAMP)
 	@bash tools/system-deps.sh
 	$(BIN)/python -m tools.package
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	DROPLINE_TEST_BACKEND=postgres QT_QPA_PLATFORM=offscreen \
+	  $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(BACKEND_SUITES)
 
 package: $(STAMP)
 	@bash tools/system-deps.sh

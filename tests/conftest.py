@@ -15,9 +15,13 @@ from tests.support.browser import pkce_tokens
 from tests.support.live import LiveServer, running_server
 from tests.support.postgres import PostgresCluster, shared_cluster, stop_shared_cluster
 from tests.support.receiver import Receiver
+from tests.support.s3 import s3_env
+
+__all__ = ["s3_env"]  # the fixture, used by name
 
 # DROPLINE_TEST_BACKEND=postgres: every server a test starts keeps its metadata in a fresh
-# PostgreSQL database of a throwaway cluster (tests/support/postgres.py) instead of SQLite.
+# PostgreSQL database of a throwaway cluster (tests/support/postgres.py) and its blobs in
+# a fresh bucket of moto's S3 server (tests/support/s3.py), instead of SQLite and disk.
 TEST_BACKEND = os.environ.get("DROPLINE_TEST_BACKEND", "sqlite")
 if TEST_BACKEND not in {"sqlite", "postgres"}:
     raise pytest.UsageError(f"DROPLINE_TEST_BACKEND must be sqlite or postgres, not {TEST_BACKEND}")
@@ -45,15 +49,17 @@ def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
 
 
 @pytest.fixture
-def database_backend(
+def server_backend(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    """The backend this run tests: with postgres, DROPLINE_DATABASE_URL names a fresh
-    database for the whole test, so in-process servers, server processes and the test's
-    own ``Settings(...).database_url`` all meet in it."""
+    """The backend this run tests. With postgres, DROPLINE_DATABASE_URL names a fresh
+    database and DROPLINE_BLOB_URL (with the AWS variables) a fresh bucket of this test
+    process's moto_server, for the whole test: in-process servers, server processes and
+    the test's own ``Settings(...)`` all meet in them."""
     if TEST_BACKEND != "postgres":
         yield TEST_BACKEND
         return
+    request.getfixturevalue("s3_env")
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     # The schema comes from a migrated template; the migrations themselves ran on it.
     with cluster.fresh_database(migrated=True) as url:
@@ -62,7 +68,7 @@ def database_backend(
 
 
 @pytest.fixture
-def server_settings(tmp_path: Path, database_backend: str) -> Settings:
+def server_settings(tmp_path: Path, server_backend: str) -> Settings:
     return Settings(data_dir=tmp_path / "server-data", port=0)
 
 

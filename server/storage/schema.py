@@ -23,6 +23,12 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# Numbers that only ever grow (change-feed and audit sequence numbers, event and revision
+# ids) and the columns that hold them: 64-bit on PostgreSQL, where INTEGER is 32-bit and a
+# busy cluster could run through it; on SQLite INTEGER is 64-bit already, and only
+# INTEGER PRIMARY KEY is the rowid that AUTOINCREMENT needs.
+Counter = Integer().with_variant(BigInteger(), "postgresql")
+
 tenants = Table(
     "tenants",
     metadata,
@@ -98,7 +104,7 @@ entries = Table(
 revisions = Table(
     "revisions",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Counter, primary_key=True, autoincrement=True),
     Column("entry_id", String(36), nullable=False),
     Column("tenant_id", String(36), nullable=False),
     Column("rev", String(32), nullable=False),
@@ -119,7 +125,7 @@ revisions = Table(
 changes = Table(
     "changes",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Counter, primary_key=True, autoincrement=True),
     Column("tenant_id", String(36), nullable=False),
     Column("space_id", String(36), nullable=False),
     Column("entry_id", String(36), nullable=False),
@@ -143,7 +149,7 @@ change_floors = Table(
     "change_floors",
     metadata,
     Column("space_id", String(36), primary_key=True),
-    Column("floor_seq", Integer, nullable=False),
+    Column("floor_seq", Counter, nullable=False),
 )
 
 # tus upload sessions; bytes live in the upload directory under the session id.
@@ -175,7 +181,7 @@ uploads = Table(
 audit_events = Table(
     "audit_events",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Counter, primary_key=True, autoincrement=True),
     Column("id", String(36), nullable=False, unique=True),
     Column("at", Float, nullable=False),
     Column("tenant_id", String(36), nullable=True),
@@ -199,7 +205,7 @@ audit_anchor = Table(
     "audit_anchor",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("seq", Integer, nullable=False),
+    Column("seq", Counter, nullable=False),
     Column("hash", String(64), nullable=False),
     Column("pruned_at", Float, nullable=False),
 )
@@ -209,7 +215,7 @@ audit_anchor = Table(
 events = Table(
     "events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Counter, primary_key=True, autoincrement=True),
     Column("tenant_id", String(36), nullable=True),
     Column("type", String(64), nullable=False),
     Column("payload", Text, nullable=False),
@@ -441,7 +447,7 @@ webhook_deliveries = Table(
     Column("id", String(40), primary_key=True),
     Column("endpoint_id", String(36), nullable=False),
     Column("tenant_id", String(36), nullable=False),
-    Column("event_id", Integer, nullable=True),
+    Column("event_id", Counter, nullable=True),
     Column("event_type", String(64), nullable=False),
     Column("body", Text, nullable=False),
     Column("state", String(16), nullable=False),
@@ -464,7 +470,7 @@ webhook_deliveries = Table(
 webhook_attempts = Table(
     "webhook_attempts",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Counter, primary_key=True, autoincrement=True),
     Column("delivery_id", String(40), nullable=False),
     Column("endpoint_id", String(36), nullable=False),
     Column("attempt", Integer, nullable=False),
@@ -481,7 +487,7 @@ webhook_cursor = Table(
     "webhook_cursor",
     metadata,
     Column("name", String(32), primary_key=True),
-    Column("last_event_id", Integer, nullable=False),
+    Column("last_event_id", Counter, nullable=False),
 )
 
 # Rate-limit token buckets shared by every node (guard.shared_limits): one row per

@@ -19,9 +19,12 @@ whether trying again later can help (``retryable``)::
      │    └── RangeNotSatisfiable     416
      ├── IntegrityError               422 integrity, 460 checksum-mismatch, local hash check
      ├── RateLimitedError             429, retryable, ``retry_after`` seconds
+     ├── StorageFullError             507 insufficient-storage: the server has no room;
+     │                                retryable (a tus upload resumes once it has)
      ├── UnavailableError             502/503/504, connection errors, timeouts; retryable
      │    └── CircuitOpenError        the circuit breaker refuses to call a failing server
      ├── ServerError                  500 and other 5xx: a server bug, not retried
+     │    └── ContentDamagedError     500 content-damaged: the stored copy failed its check
      └── ProtocolError                the server's answer is not what the API promises
 
 :func:`from_response` maps the problem ``type`` slug first and the status second;
@@ -140,6 +143,11 @@ class RateLimitedError(DroplineError):
     default_retryable = True
 
 
+class StorageFullError(DroplineError):
+    default_title = "Server storage full"
+    default_retryable = True
+
+
 class UnavailableError(DroplineError):
     default_title = "Server unreachable"
     default_retryable = True
@@ -151,6 +159,12 @@ class CircuitOpenError(UnavailableError):
 
 class ServerError(DroplineError):
     default_title = "Server error"
+
+
+class ContentDamagedError(ServerError):
+    """The server found its stored copy damaged and sent none of it (or cut it short)."""
+
+    default_title = "Stored content is damaged"
 
 
 class ProtocolError(DroplineError):
@@ -189,6 +203,8 @@ _BY_SLUG: dict[str, type[DroplineError]] = {
     "share-password": AuthenticationError,
     "share-expired": NotFoundError,
     "internal": ServerError,
+    "content-damaged": ContentDamagedError,
+    "insufficient-storage": StorageFullError,
     "unavailable": UnavailableError,
 }
 
@@ -212,6 +228,7 @@ _BY_STATUS: dict[int, type[DroplineError]] = {
     502: UnavailableError,
     503: UnavailableError,
     504: UnavailableError,
+    507: StorageFullError,
 }
 
 _FALLBACK_MESSAGES: dict[type[DroplineError], str] = {
@@ -224,6 +241,8 @@ _FALLBACK_MESSAGES: dict[type[DroplineError], str] = {
     UnavailableError: "The server is not answering; trying again shortly.",
     ServerError: "The server failed to handle the request.",
     IntegrityError: "The content did not match its SHA-256 checksum.",
+    StorageFullError: "The server has no room for this now; trying again later.",
+    ContentDamagedError: "The server's stored copy is damaged; ask its operator to restore it.",
 }
 
 

@@ -13,6 +13,7 @@ from dropline.sdk.errors import (
     AuthorizationError,
     CircuitOpenError,
     ConflictError,
+    ContentDamagedError,
     CursorExpiredError,
     DroplineError,
     IntegrityError,
@@ -25,6 +26,7 @@ from dropline.sdk.errors import (
     RangeNotSatisfiable,
     RateLimitedError,
     ServerError,
+    StorageFullError,
     TooLargeError,
     UnavailableError,
     UploadExpiredError,
@@ -77,6 +79,8 @@ SLUGS = [
     ("unsupported-checksum", 400, ValidationError),
     ("rate-limited", 429, RateLimitedError),
     ("internal", 500, ServerError),
+    ("content-damaged", 500, ContentDamagedError),
+    ("insufficient-storage", 507, StorageFullError),
     ("unavailable", 503, UnavailableError),
 ]
 
@@ -91,6 +95,15 @@ def test_every_documented_problem_type_maps_to_its_class(
     assert err.problem_type == slug
     assert err.message == "what happened"
     assert err.title == "T"
+
+
+def test_storage_problems_say_whether_trying_again_can_help() -> None:
+    # No room on the server may pass (and a tus upload resumes); a damaged copy will not.
+    full = from_response(problem(507, None))
+    assert type(full) is StorageFullError and full.retryable
+    assert "no room" in full.message
+    damaged = from_response(problem(500, "content-damaged"))
+    assert isinstance(damaged, ServerError) and not damaged.retryable
 
 
 def test_slug_wins_over_status() -> None:
@@ -116,7 +129,7 @@ def test_slug_wins_over_status() -> None:
         (502, UnavailableError),
         (503, UnavailableError),
         (504, UnavailableError),
-        (507, ServerError),
+        (507, StorageFullError),
         (418, DroplineError),
     ],
 )

@@ -1,10 +1,12 @@
-"""Operations endpoints: liveness and readiness."""
+"""Operations endpoints: liveness (the process answers) and readiness (it can serve:
+the database and the blob store are reachable, ``http.readiness``)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+
+from dropline.server.http import readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -16,15 +18,15 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
-    checks: dict[str, str] = {}
-    try:
-        with request.app.state.db.read() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:  # readiness reports, it does not raise
-        checks["database"] = f"error: {type(exc).__name__}"
-    checks["storage"] = "ok" if request.app.state.settings.blob_dir.is_dir() else "missing"
-    ready = all(v == "ok" for v in checks.values())
+    """200 when every check says ``ok``, else 503; the body names each check's answer."""
+    state = request.app.state
+    checks = readiness.run_checks(
+        {
+            "database": lambda: readiness.database(state.db),
+            "storage": lambda: readiness.blob_store(state.blobs),
+        }
+    )
+    ready = all(answer == readiness.OK for answer in checks.values())
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,

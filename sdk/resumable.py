@@ -30,6 +30,7 @@ from dropline.sdk.errors import (
     ProtocolError,
     ValidationError,
 )
+from dropline.sdk.filewrite import HashingWriter, atomic_replace
 from dropline.sdk.hashing import sha256_file, sha256_prefix
 from dropline.sdk.models import Entry, Revision, UploadResult
 from dropline.sdk.retry import NO_RETRY, failure_reason
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
 WRITE_BATCH = 4 * 1024 * 1024  # download bytes gathered before one write+hash in a thread
 PARTIAL_SUFFIX = ".dropline-partial"
-IOV_MAX = 512  # buffers per writev; POSIX guarantees at least 16, Linux allows 1024
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes in all)
@@ -387,41 +387,6 @@ def _checked(entry: Entry, sha256: str | None) -> Entry:
 # -- download -------------------------------------------------------------------------
 
 
-def _atomic_replace(partial: Path, dest: Path) -> None:
-    os.replace(partial, dest)
-    _fsync_dir(dest.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename durable; some platforms cannot open a directory, which is fine.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_and_hash(fd: int, digest: hashlib._Hash, chunks: list[bytes]) -> None:
-    # The chunks go to the kernel as they arrived (writev): no copy into one buffer.
-    for chunk in chunks:
-        digest.update(chunk)
-    pending = [memoryview(c) for c in chunks]
-    while pending:
-        written = os.writev(fd, pending[:IOV_MAX])
-        while written and pending:
-            if written >= len(pending[0]):
-                written -= len(pending[0])
-                pending.pop(0)
-            else:
-                pending[0] = pending[0][written:]
-                written = 0
-
-
 async def download_file(
     client: DroplineClient,
     entry: Entry,
@@ -490,7 +455,7 @@ async def download_file(
         break
     if entry.mtime is not None:
         os.utime(partial, (entry.mtime, entry.mtime))
-    (commit or _atomic_replace)(partial, target)
+    (commit or atomic_replace)(partial, target)
 
 
 def _partial_size(partial: Path, size: int) -> int:
@@ -546,6 +511,7 @@ async def _fetch(
         if on_progress is not None:
             on_progress(done, entry.size)
         with partial.open(mode, buffering=0) as fh:
+            writer = HashingWriter(fh.fileno(), start, digest)
             pending: asyncio.Future[None] | None = None
             batch: list[bytes] = []
             batched = 0
@@ -564,9 +530,7 @@ async def _fetch(
                         # One batch is written and hashed while the next one arrives.
                         if pending is not None:
                             await pending
-                        pending = asyncio.ensure_future(
-                            asyncio.to_thread(_write_and_hash, fh.fileno(), digest, batch)
-                        )
+                        pending = asyncio.ensure_future(asyncio.to_thread(writer.write, batch))
                         batch, batched = [], 0
                         if on_progress is not None:
                             on_progress(done, entry.size)
@@ -575,10 +539,10 @@ async def _fetch(
                 if pending is not None:
                     await pending
                 if batch:
-                    await asyncio.to_thread(_write_and_hash, fh.fileno(), digest, batch)
+                    await asyncio.to_thread(writer.write, batch)
                     if on_progress is not None:
                         on_progress(done, entry.size)
-            await asyncio.to_thread(os.fsync, fh.fileno())
+            await asyncio.to_thread(writer.sync)
     if done < entry.size:
         raise ProtocolError(f"the server ended {entry.path} after {done} of {entry.size} bytes")
     _verify(entry, digest.hexdigest())

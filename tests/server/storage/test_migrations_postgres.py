@@ -1,5 +1,6 @@
-"""The migrations on PostgreSQL: the whole history applies, and nodes that start at once
-migrate once (the advisory lock): the others wait, then find nothing to do."""
+"""The migrations on PostgreSQL: the whole history applies, nodes that start at once
+migrate once (the advisory lock: the others wait, then find nothing to do), a node
+starting on an empty database migrates it, and a newer revision is refused."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psycopg
+import pytest
 from sqlalchemy import inspect
 
 from dropline.server.storage.db import Database
 from dropline.server.storage.migrations import LOCK_KEY, MIGRATIONS, applied, migrate, pending
+from tests.support.live import ServerProcess
+from tests.support.server_cli import run
 
 ALL = [name for name, _fn in MIGRATIONS]
 MIGRATE = (sys.executable, "-m", "dropline.server.cli", "migrate")
@@ -105,3 +110,44 @@ def test_two_nodes_migrating_at_once_apply_each_migration_once(
     finally:
         db.dispose()
     assert [n for (n,) in record] == ALL
+
+
+def test_serve_refuses_a_database_at_a_newer_revision(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(postgres_url)
+    try:
+        migrate(db)
+        with db.write() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '999_from_a_newer_one'")
+    finally:
+        db.dispose()
+    monkeypatch.setenv("DROPLINE_DATABASE_URL", postgres_url)
+    for command in (["serve", "--port", "0"], ["migrate"], ["migrate", "--check"]):
+        refused = run(tmp_path / "data", *command, ok=False)
+        assert (refused.returncode, refused.stderr.strip()) == (
+            1,
+            "dropline-server: this data directory was written by a newer Dropline "
+            "(migration 999_from_a_newer_one); install that version or newer",
+        ), command
+    with psycopg.connect(dsn(postgres_url)) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            ("999_from_a_newer_one",)
+        ]
+
+
+def test_a_node_starting_on_an_empty_database_migrates_it(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DROPLINE_DATABASE_URL", postgres_url)
+    server = ServerProcess(tmp_path / "data")
+    server.start()
+    try:
+        assert httpx.get(server.url + "/readyz", timeout=30).json()["checks"]["database"] == "ok"
+    finally:
+        server.stop()
+    db = Database(postgres_url)
+    try:
+        assert (applied(db), pending(db)) == (ALL, [])
+    finally:
+        db.dispose()

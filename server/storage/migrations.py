@@ -134,6 +134,26 @@ def m006_blob_indexes(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def m007_work_leases(conn: Connection) -> None:
+    # Every node runs the webhook dispatcher and the transfer workers: a lease says which
+    # node holds a delivery or a job, and until when (storage.leases). 004 creates the
+    # columns on a new database (today's definition), offline SQL included (see 005);
+    # on an older one they are added.
+    if _offline(conn):
+        return
+    for table in (schema.transfers, schema.webhook_deliveries):
+        have = {column["name"] for column in inspect(conn).get_columns(table.name)}
+        for name in ("lease_owner", "lease_until"):
+            if name not in have:
+                kind = table.c[name].type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
+
+
+def m008_rate_buckets(conn: Connection) -> None:
+    # Rate limits and failed-login counts shared by every node (guard.shared_limits).
+    schema.rate_buckets.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Named] = [
     ("001_identity", m001_identity),
     ("002_files", m002_files),
@@ -141,6 +161,8 @@ MIGRATIONS: list[Named] = [
     ("004_transfers_webhooks", m004_transfers_webhooks),
     ("005_undo_and_web", m005_undo_and_web),
     ("006_blob_indexes", m006_blob_indexes),
+    ("007_work_leases", m007_work_leases),
+    ("008_rate_buckets", m008_rate_buckets),
 ]
 NAMES = [name for name, _fn in MIGRATIONS]
 

@@ -300,3 +300,14 @@ def test_the_reader_resumes_after_a_seek_back_without_reading_everything(
         assert reader.read(10) == data[SUM_CHUNK + 1 : SUM_CHUNK + 11]
         reader.seek(0)
         assert reader.read(10) == data[:10]
+
+
+def test_several_blobs_are_put_at_once(s3_env: dict[str, str], tmp_path: Path) -> None:
+    store = store_of(s3_env)
+    items = [(new_blob_id(), staged_file(tmp_path, os.urandom(1000 + i))) for i in range(12)]
+    store.put_many(items)
+    for index, (blob_id, staged) in enumerate(items):
+        assert not staged.exists()
+        with store.open(blob_id) as reader:
+            assert len(reader.read()) == 1000 + index
+    assert len(keys(s3_env)) == 2 * len(items)

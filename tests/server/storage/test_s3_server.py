@@ -4,6 +4,7 @@ holds ciphertext), the sweeper, and a store that is down or misnamed."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import subprocess
@@ -50,6 +51,18 @@ def s3_live(s3_env: dict[str, str], tmp_path: Path) -> Iterator[LiveServer]:
     """An in-process server whose blobs are in the test's bucket (the environment is set)."""
     with running_server(Settings(data_dir=tmp_path / "server-data", port=0)) as live:
         yield live
+
+
+def enable_encryption(data_dir: Path, tenant: str) -> None:
+    """``dropline-server encryption enable``, as an operator runs it."""
+    command = ["encryption", "enable", "--tenant", tenant, "--data-dir", str(data_dir)]
+    done = subprocess.run(
+        [sys.executable, "-m", "dropline.server.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def client_of(live: LiveServer) -> httpx.Client:
@@ -116,23 +129,7 @@ def test_a_sealed_tenant_leaves_only_ciphertext_in_the_bucket(
     s3_env: dict[str, str], s3_live: LiveServer
 ) -> None:
     s3_live.identity.create_tenant("acme")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dropline.server.cli",
-            "encryption",
-            "enable",
-            "--tenant",
-            "acme",
-            "--data-dir",
-            str(s3_live.settings.data_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    enable_encryption(s3_live.settings.data_dir, "acme")
     content = (MARKER + bytes(range(256)) * 40) * 260  # over two 1 MiB chunks
     with client_of(s3_live) as client:
         r = tus.upload(client, "/hr/payroll.csv", content)
@@ -214,3 +211,37 @@ def test_serve_refuses_a_bad_blob_url_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     assert "DROPLINE_BLOB_URL='s3://Bad_Bucket/x' is not usable" in done.stderr
     assert "not a valid bucket name" in done.stderr
+
+
+def test_two_nodes_sharing_a_database_and_a_bucket_serve_each_others_files(
+    s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nodes with data directories of their own: what one publishes (sealed, under the
+    master key every node is given), the other serves, Range included."""
+    monkeypatch.setenv("DROPLINE_DATABASE_URL", f"sqlite:///{tmp_path / 'shared.db'}")
+    monkeypatch.setenv("DROPLINE_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
+    content = os.urandom(2 * MIB + 99)
+    with (
+        running_server(Settings(data_dir=tmp_path / "node1", port=0)) as one,
+        running_server(Settings(data_dir=tmp_path / "node2", port=0)) as two,
+    ):
+        one.identity.create_tenant("acme")
+        enable_encryption(tmp_path / "node1", "acme")
+        key = one.new_key()
+        headers = {"Authorization": f"Bearer {key}", "Tus-Resumable": "1.0.0"}
+        with (
+            httpx.Client(base_url=one.url, headers=headers, timeout=60) as first,
+            httpx.Client(base_url=two.url, headers=headers, timeout=60) as second,
+        ):
+            r = tus.upload(first, "/shared.bin", content)
+            assert r.status_code == 201, r.text
+            entry_id = r.headers["dropline-entry-id"]
+            whole = second.get(f"/api/v1/files/{entry_id}/content")
+            assert whole.status_code == 200 and whole.content == content
+            part = second.get(
+                f"/api/v1/files/{entry_id}/content", headers={"Range": "bytes=1048570-1048590"}
+            )
+            assert part.status_code == 206 and part.content == content[1048570:1048591]
+    [stored] = [v for k, v in bucket_objects(s3_env).items() if k.startswith("data/blobs/")]
+    assert stored.startswith(MAGIC) and content[:4096] not in stored
+    assert local_blob_files(tmp_path / "node1") == local_blob_files(tmp_path / "node2") == []

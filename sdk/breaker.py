@@ -16,6 +16,15 @@ from dropline.sdk.errors import CircuitOpenError
 
 log = logging.getLogger(__name__)
 
+# Seconds a tripped breaker stays open before one probe goes through. This is also how
+# soon a client notices that the server is back: short enough that an agent resumes
+# within seconds of a restart, while a server that is down sees one connection attempt
+# per client per cool-down (12 a minute), not a client's every call.
+RESET_TIMEOUT = 5.0
+# The wait a refused caller is told while the half-open probe is out: the probe's answer
+# decides, and a caller told "0 s" would come straight back.
+PROBE_WAIT = 1.0
+
 
 class BreakerState(StrEnum):
     CLOSED = "closed"
@@ -33,7 +42,7 @@ class CircuitBreaker:
     def __init__(
         self,
         failure_threshold: int = 5,
-        reset_timeout: float = 30.0,
+        reset_timeout: float = RESET_TIMEOUT,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -78,6 +87,8 @@ class CircuitBreaker:
 
     def _refuse(self) -> None:
         remaining = max(0.0, self.reset_timeout - (self._clock() - self._opened_at))
+        if self._state is BreakerState.HALF_OPEN:
+            remaining = max(remaining, PROBE_WAIT)
         raise CircuitOpenError(
             "The server failed repeatedly; requests are paused and retried automatically.",
             retry_after=remaining,

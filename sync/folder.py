@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from dropline.sdk import AuthenticationError, DroplineError, RateLimitedError
+from dropline.sdk import AuthenticationError, CircuitOpenError, DroplineError, RateLimitedError
 from dropline.sync import fs
 from dropline.sync.aggregator import Aggregator, Kind
 from dropline.sync.folder_actions import collect_finished, display_path, storable
@@ -47,6 +48,12 @@ DEGRADED_RESCAN = 60.0  # rescan interval while some directories cannot be watch
 PENDING_EVERY = 0.25  # seconds between recounts of the queue while transfers run
 ROUND_GAP = 0.1  # while transfers run, rounds start at most this often
 RETRY_CAP = 300.0  # seconds: the longest wait before a failed path is tried again
+# Offline, the folder's probes double their wait up to this. Real requests are spaced by
+# the client's circuit breaker (one per cool-down, whoever asks), so a probe costs
+# nothing while the breaker is open, and a short cap lets the folder resume within
+# seconds of the server answering again.
+OFFLINE_PROBE_MAX = 8.0
+OFFLINE_JITTER = 1.0  # seconds: probes spread over this, so folders and agents do not align
 
 
 class FolderLoop:
@@ -431,6 +438,7 @@ class FolderLoop:
             log.info("folder %s: server reachable again", self.root)
         self.offline = False
         self._offline_backoff = 1.0
+        self.feed.back_online()
         self.queue_changed()
 
     def failed_network(self, exc: DroplineError) -> None:
@@ -440,9 +448,17 @@ class FolderLoop:
         if not self.offline:
             log.warning("folder %s: server unreachable (%s); the queue waits", self.root, exc)
         self.offline = True
+        now = time.monotonic()
+        jitter = random.uniform(0.1, OFFLINE_JITTER)
+        if isinstance(exc, CircuitOpenError):
+            # Refused without asking the server: the breaker says when the next request
+            # may go. Waiting that out (not a doubled backoff, which reached a minute
+            # while the breaker refused every probe) resumes the folder right after.
+            self._offline_probe_at = now + (exc.retry_after or 0.0) + jitter
+            return
         wait = exc.retry_after if isinstance(exc, RateLimitedError) and exc.retry_after else None
-        self._offline_probe_at = time.monotonic() + (wait or self._offline_backoff)
-        self._offline_backoff = min(self._offline_backoff * 2, 60.0)
+        self._offline_probe_at = now + (wait or self._offline_backoff * (0.5 + random.random()))
+        self._offline_backoff = min(self._offline_backoff * 2, OFFLINE_PROBE_MAX)
 
     async def _full_scan(self) -> None:
         interval = self._rescan_interval

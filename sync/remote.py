@@ -9,14 +9,17 @@ the folder shows offline; the first answer brings it back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import random
 from collections import deque
 
 from dropline.sdk import (
     AuthenticationError,
     Change,
     ChangeAction,
+    CircuitOpenError,
     CursorExpiredError,
     DroplineError,
     Entry,
@@ -31,6 +34,7 @@ from dropline.sync.types import FolderMode
 log = logging.getLogger(__name__)
 
 BACKOFF_MAX = 60.0
+FEED_JITTER = 1.0  # seconds: a feed waiting out the breaker comes back within this after it
 
 
 def remote_path(root: str, rel: str) -> str:
@@ -71,6 +75,7 @@ class RemoteFeed:
         self._helpers: set[asyncio.Task[None]] = set()
         self.resume = asyncio.Event()
         self.resume.set()
+        self._online = asyncio.Event()  # the folder reached the server: stop backing off
         self._catching_up = True
 
     def start(self) -> None:
@@ -81,6 +86,23 @@ class RemoteFeed:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def back_online(self) -> None:
+        """The folder's probe got an answer: a feed backing off polls again now."""
+        self._online.set()
+
+    async def _back_off(self, exc: DroplineError, backoff: float) -> float:
+        """Wait after a failed poll; returns the next backoff. The breaker's refusal is
+        waited out as it says (no doubling: it spaces the real requests itself); any
+        wait ends early when the folder finds the server answering again."""
+        if isinstance(exc, CircuitOpenError):
+            wait = (exc.retry_after or 0.0) + random.uniform(0.1, FEED_JITTER)
+        else:
+            wait, backoff = backoff, min(backoff * 2, BACKOFF_MAX)
+        self._online.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._online.wait(), wait)
+        return 1.0 if self._online.is_set() else backoff
 
     def refresh(self, rel: str) -> None:
         """Fetch the server's state of one path now (after a 409/412) and queue it."""
@@ -147,8 +169,7 @@ class RemoteFeed:
                     # uploads' "only if absent" precondition still guards the server.
                     self._listed()
                 folder.wake()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                backoff = await self._back_off(exc, backoff)
             except Exception:
                 log.exception("folder %s: change feed failed", folder.root)
                 await asyncio.sleep(backoff)
@@ -183,8 +204,7 @@ class RemoteFeed:
                     log.warning("folder %s: listing the server: %s", folder.root, exc)
                     break
                 folder.failed_network(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                backoff = await self._back_off(exc, backoff)
         # Only what is here too needs comparing: the rest was handed over already.
         items = [(rel, r) for rel, r in items if os.path.lexists(fs.abspath(folder.root, rel))]
         folder.journal.enqueue_remote(folder.id, items)

@@ -26,7 +26,7 @@ from dropline.server.audit import trail
 from dropline.server.guard import policy
 from dropline.server.guard.defender import Defender
 from dropline.server.guard.networks import is_trusted, parse_networks
-from dropline.server.guard.ratelimit import RateLimiter
+from dropline.server.guard.shared_limits import limiter_for
 from dropline.server.identity.accounts import Identity, Principal
 from dropline.server.identity.oauth.server import DroplineAuthorizationServer, audience
 from dropline.server.identity.oauth.store import OAuthStore
@@ -84,12 +84,13 @@ class Security:
             settings.defender_window_seconds,
             settings.defender_ban_seconds,
         )
-        self.limiter = RateLimiter(
+        self.limiter = limiter_for(
+            db,
             {
                 "credential": settings.rate_limit_per_credential,
                 "endpoint": settings.rate_limit_per_endpoint,
                 "ip": settings.rate_limit_per_ip,
-            }
+            },
         )
         self.trusted = parse_networks(settings.trusted_proxies)
 

@@ -4,8 +4,6 @@ lease runs out, resumes at the next file, and completes."""
 
 from __future__ import annotations
 
-import base64
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from dropline.server.identity.accounts import Identity
 from dropline.server.storage import schema
 from dropline.server.storage.db import Database
-from dropline.server.storage.migrations import migrate
 from tests.server.ops_helpers import OPS_SCOPES, start_transfer, upload, wait_transfer
 from tests.support.live import ServerProcess
+from tests.support.nodes import migrated_with_key, running_nodes
 from tests.support.receiver import Receiver, wait_until
 
 LEASE_SECONDS = 2
@@ -28,37 +25,18 @@ LEASE_SECONDS = 2
 
 @pytest.fixture
 def api_key(postgres_url: str) -> str:
-    db = Database(postgres_url)
-    try:
-        migrate(db)
-        identity = Identity(db)
-        identity.create_tenant("acme")
-        identity.create_user("acme", "alice@example.com", "correct horse battery staple")
-        _key_id, key = identity.create_api_key("acme", "alice@example.com", OPS_SCOPES)
-    finally:
-        db.dispose()
-    return key
+    return migrated_with_key(postgres_url, OPS_SCOPES)
 
 
 @pytest.fixture
 def nodes(tmp_path: Path, postgres_url: str) -> Iterator[list[ServerProcess]]:
-    """Two nodes: their own data dirs, one database, one blob store, one master key."""
     env = {
-        "DROPLINE_DATABASE_URL": postgres_url,
-        "DROPLINE_BLOB_URL": (tmp_path / "blobs").as_uri(),
-        "DROPLINE_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
         "DROPLINE_ALLOW_PRIVATE_TARGETS": "1",
         "DROPLINE_WORKER_POLL_SECONDS": "0.05",
         "DROPLINE_WORK_LEASE_SECONDS": str(LEASE_SECONDS),
     }
-    started = [ServerProcess(tmp_path / f"node-{n}", extra_env=env) for n in (1, 2)]
-    try:
-        for node in started:
-            node.start(timeout=60)
+    with running_nodes(tmp_path, postgres_url, 2, env) as started:
         yield started
-    finally:
-        for node in started:
-            node.stop()
 
 
 def client(url: str, key: str) -> httpx.Client:

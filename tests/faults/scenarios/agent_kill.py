@@ -54,10 +54,6 @@ class AgentKill:
     def __init__(self, kind: str, ci: bool = False) -> None:
         self.kind = kind
         self.name = f"agent-kill.{kind}"
-        # rename-storm fails about one trial in five on an open sync bug (old names left
-        # on the server, docs/reliability.md "Known failure"): make faults runs it, CI
-        # not until it is fixed.
-        self.ci_trials = 0 if kind == "rename-storm" else 1
         self.shape = CI_SHAPE if ci else FULL_SHAPE
 
     async def setup(self, base: Path) -> AgentWorld:

@@ -5,8 +5,9 @@ One HTTP round trip per 4 KiB file costs more than the file itself, so
 file. Each file is checked exactly like a tus upload (name, declared SHA-256,
 ``if_rev``, policy, quota) and every file that passes is published in ONE database
 transaction (each in a savepoint of its own, so one bad file fails alone), with its
-change row, audit row and ``file.uploaded`` event, after one fsync of each file and
-one fsync of the blob directory they all went into.
+change row, audit row and ``file.uploaded`` event, after every file is fsynced (from
+many threads at once, so the file system commits them together) and the blob
+directories they went into.
 
 The body is parsed with python-multipart's streaming parser in worker threads, a
 piece at a time, as it arrives: nothing of it is held whole in memory.
@@ -25,7 +26,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,12 +53,17 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 PART_OVERHEAD = 1024
 MAX_BODY = MAX_BYTES + MAX_MANIFEST_BYTES + (MAX_FILES + 1) * PART_OVERHEAD
 PIECE_SIZE = 1024 * 1024  # body bytes handed to the parsing thread at a time
+# Threads that fsync and store a batch's files at once (see _store); a slice holds at
+# least SYNC_SLICE_MIN files, so a small batch is not spread thinner than it pays.
+SYNC_THREADS = 16
+SYNC_SLICE_MIN = 4
 STAGED_SUFFIX = ".batch"  # staged files in the upload directory; a crash's leftovers are swept
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _REV = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
 _MANIFEST_KEYS = frozenset({"path", "sha256", "mtime", "if_rev"})
 T = TypeVar("T")
+_SYNC_POOL = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="batch-sync")
 
 
 @dataclass(slots=True)
@@ -279,16 +285,45 @@ class _Receiver:
         if part.item is None:
             self.items = parse_manifest(bytes(self.manifest))
             return
-        item = part.item
-        item.digest = part.hasher.hexdigest()
-        try:
-            if item.problem is None and item.digest == item.sha256:
-                os.fsync(part.fd)  # only bytes that may be published need to be durable
-        finally:
-            self.close_open_part()
+        part.item.digest = part.hasher.hexdigest()
+        # Made durable at publish, all of the batch's files at once (see _store).
+        self.close_open_part()
 
     def _end(self) -> None:
         self.ended = True
+
+
+def _sync_and_put(blobs: BlobStore, items: Sequence[tuple[str, Path]]) -> None:
+    for _blob_id, path in items:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the bytes are durable before the store's rename publishes them
+        finally:
+            os.close(fd)
+    blobs.put_many(items)
+
+
+def _store(blobs: BlobStore, items: Sequence[tuple[str, Path]]) -> None:
+    """Hand the staged files to the blob store, durably, in parallel slices.
+
+    One file after another, each fsync (the file's, then its sums') waits for its own
+    journal commit: about 360 a second on this kind of disk. Issued from many threads at
+    once, the file system commits them together: over 5,000 a second. So the batch is cut
+    into slices, each fsynced and stored by a thread of a pool that every batch shares.
+    """
+    if not items:
+        return
+    slices = min(SYNC_THREADS, math.ceil(len(items) / SYNC_SLICE_MIN))
+    size = math.ceil(len(items) / slices)
+    parts = [items[i : i + size] for i in range(0, len(items), size)]
+    if len(parts) == 1:
+        _sync_and_put(blobs, parts[0])
+        return
+    futures = [_SYNC_POOL.submit(_sync_and_put, blobs, part) for part in parts]
+    errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 class BatchUploads:
@@ -417,7 +452,7 @@ class BatchUploads:
         blob_ids = [shard + new_blob_id()[2:] for _ in ready]
         staged = [(blob_id, item.staged) for blob_id, item in zip(blob_ids, ready, strict=True)]
         try:
-            self.blobs.put_many([(blob_id, path) for blob_id, path in staged if path is not None])
+            _store(self.blobs, [(blob_id, path) for blob_id, path in staged if path is not None])
         except BaseException:
             for blob_id in blob_ids:
                 self.blobs.delete(blob_id)

@@ -133,9 +133,9 @@ class Defender:
         key = f"defender:{ip}"
         with self.db.write() as conn:
             capacity = float(self.max_failures)
-            _left, taken = take(conn, key, capacity, capacity / self.window, now)
-            if taken:
-                return None
+            left, taken = take(conn, key, capacity, capacity / self.window, now)
+            if taken and left >= 1:
+                return None  # as in memory, the failure that reaches the limit bans
             conn.execute(delete(schema.rate_buckets).where(schema.rate_buckets.c.key == key))
             previous = conn.execute(select(schema.bans).where(schema.bans.c.ip == ip)).first()
             strikes = 1

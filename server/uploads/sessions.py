@@ -415,7 +415,9 @@ class UploadService:
                         principal, upload_id, live, state.length, target, record
                     )
                 except Problem as problem:
-                    if problem.slug == "insufficient-storage":
+                    # A full disk, or an object store away: the client resends its last
+                    # chunk later, and that publishes.
+                    if problem.slug in ("insufficient-storage", "unavailable"):
                         keep = True
                         await self._rewind(upload_id, live, offset, expires_at)
                     raise

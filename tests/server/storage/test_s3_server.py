@@ -245,3 +245,30 @@ def test_two_nodes_sharing_a_database_and_a_bucket_serve_each_others_files(
     [stored] = [v for k, v in bucket_objects(s3_env).items() if k.startswith("data/blobs/")]
     assert stored.startswith(MAGIC) and content[:4096] not in stored
     assert local_blob_files(tmp_path / "node1") == local_blob_files(tmp_path / "node2") == []
+
+
+def test_an_upload_refused_while_the_store_is_away_resumes_with_its_last_chunk(
+    s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last PATCH's publish fails (the bucket is not there yet): 503, and the upload
+    steps back to where that PATCH started, so the client's retry of the same chunk,
+    once the store is back, publishes, as after a full disk."""
+    bucket = f"late-{os.urandom(6).hex()}"
+    monkeypatch.setenv("DROPLINE_BLOB_URL", f"s3://{bucket}/data")
+    content = os.urandom(300_000)
+    first, last = content[:200_000], content[200_000:]
+    settings = Settings(data_dir=tmp_path / "server-data", port=0)
+    with running_server(settings) as live, client_of(live) as client:
+        created = tus.create(client, len(content), path="/late.bin", sha256=tus.sha256(content))
+        location = created.headers["Location"]
+        assert tus.patch(client, location, 0, first).status_code == 204
+        refused = tus.patch(client, location, len(first), last)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["type"].endswith("/unavailable")
+        assert client.head(location).headers["Upload-Offset"] == str(len(first))
+
+        shared_moto().client().create_bucket(Bucket=bucket)  # the store is back
+        done = tus.patch(client, location, len(first), last)
+        assert done.status_code == 204, done.text
+        entry = client.get("/api/v1/metadata", params={"path": "/late.bin"}).json()
+        assert client.get(f"/api/v1/files/{entry['id']}/content").content == content

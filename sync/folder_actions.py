@@ -22,6 +22,7 @@ from dropline.sdk import (
     InvalidNameError,
     NotFoundError,
     RateLimitedError,
+    StorageFullError,
     TooLargeError,
     UnavailableError,
     batch,
@@ -65,6 +66,7 @@ TRANSIENT = (
     "name-clash",
     "case-clash",
     "disk-full",
+    "server-full",
 )
 # A full disk is retried sooner than other failures: refusing again costs one look at
 # the free space, and people expect the file to arrive soon after they made room.
@@ -184,8 +186,7 @@ async def _act(
         elif isinstance(a, records.RecordMove):
             journal.move_base(fid, a.src, a.dst, a.base)
             _done_with(folder, items, a.src, a.dst)
-            # What was renamed inside the folder meanwhile is found by comparing each
-            # path under the new name with its base, not only the folder itself.
+            # Renames inside it are found by comparing every path under the new name.
             journal.enqueue_local(fid, [a.dst, *journal.descendants(fid, a.dst)])
         elif isinstance(a, records.ConflictCopy):
             if not fs.matches(fs.stat(root, a.path), _stat_of(a.expect)):
@@ -324,6 +325,15 @@ def _failed(folder: FolderState, path: str, exc: BaseException) -> None:
         )
     elif isinstance(exc, DiskFullError):
         folder.retry_later(path, "disk-full", exc.message, exc.hint, cap=DISK_FULL_RETRY_CAP)
+    elif isinstance(exc, StorageFullError):
+        # The server's disk: retried as soon as a full disk here is (the upload resumes).
+        folder.retry_later(
+            path,
+            "server-full",
+            "The server has no room for this file right now.",
+            "It is tried again by itself; the server's administrator may need to free space.",
+            cap=DISK_FULL_RETRY_CAP,
+        )
     elif isinstance(
         exc,
         ChangedDuringUpload | fs.ChangedMeanwhileError | FileNotFoundError | FileExistsError,

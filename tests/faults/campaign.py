@@ -22,7 +22,14 @@ from pathlib import Path
 
 from tests.faults.harness import Outcome, Scenario, ScenarioResult, TrialRecord, run_scenario
 from tests.faults.invariants import Findings
-from tests.faults.scenarios import agent_kill, network, office, server_down, server_kill
+from tests.faults.scenarios import (
+    agent_kill,
+    disk_full,
+    network,
+    office,
+    server_down,
+    server_kill,
+)
 
 DEFAULT_SEED = 20261206
 
@@ -34,6 +41,7 @@ def all_scenarios(ci: bool = False) -> list[Scenario]:
     found += network.scenarios(ci)
     found += server_down.scenarios(ci)
     found += office.scenarios(ci)
+    found += disk_full.scenarios(ci)
     return found
 
 
@@ -141,6 +149,8 @@ def table(results: list[ScenarioResult]) -> str:
             ("offline_attempts_per_min", "connection attempts/min while down"),
             ("resent_chunks_per_cut", "chunks re-sent per cut"),
             ("delivered_twice", "webhooks delivered more than once"),
+            ("refused_507", "uploads refused with 507"),
+            ("freed_to_converged_s", "seconds from space freed to converged"),
         ):
             value = r.note(key)
             if value is not None:

@@ -1,10 +1,13 @@
 """Several server nodes on one PostgreSQL database, each running transfer workers: a
 job whose node is killed with SIGKILL mid-job is taken over by another node when its
-lease runs out, resumes at the next file, and completes."""
+lease runs out, resumes at the next file, and completes, publishing each file once."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
@@ -94,3 +97,50 @@ def test_a_job_whose_node_is_killed_mid_job_completes_on_another_node(
     assert paths == ["/in/a.bin", "/in/b.bin", "/in/b.bin"]
     assert receiver.requests[-1].body == b"B" * 4096
     assert wait_until(lambda: holder_pid(postgres_url, started["id"]) is None)
+
+
+def transfer_row(postgres_url: str, transfer_id: str) -> object:
+    db = Database(postgres_url)
+    try:
+        with db.read() as conn:
+            return conn.execute(
+                select(schema.transfers).where(schema.transfers.c.id == transfer_id)
+            ).one()
+    finally:
+        db.dispose()
+
+
+def test_a_folder_copy_whose_node_is_killed_mid_copy_publishes_each_file_once(
+    nodes: list[ServerProcess], api_key: str, postgres_url: str
+) -> None:
+    big = os.urandom(192 * 1024 * 1024)
+    with client(nodes[0].url, api_key) as alice:
+        first = upload(alice, "/out/big.bin", big)
+        second = upload(alice, "/out/small.txt", b"small")
+        started = start_transfer(
+            alice, [first["id"], second["id"]], {"type": "folder", "path": "/copies"}
+        )
+    # Kill the node copying big.bin once it has reported some of it, none published.
+    deadline = time.monotonic() + 60
+    while True:
+        row = transfer_row(postgres_url, started["id"])
+        assert row.files_done == 0, "the copy ended before the node could be killed"  # type: ignore[attr-defined]
+        if row.lease_owner is not None and row.bytes_done > 0:  # type: ignore[attr-defined]
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pid = holder_pid(postgres_url, started["id"])
+    victim = next(node for node in nodes if node.proc is not None and node.proc.pid == pid)
+    victim.kill()
+    survivor = next(node for node in nodes if node is not victim)
+    with client(survivor.url, api_key) as alice:
+        done = wait_transfer(alice, started["id"], timeout=120)
+        assert done["state"] == "completed", done
+        assert done["files_done"] == 2 and done["attempts"] == 2
+        listing = alice.get("/api/v1/files", params={"path": "/copies"}).json()
+        names = sorted(entry["name"] for entry in listing["entries"])
+        assert names == ["big.bin", "small.txt"]  # no "big (2).bin": published once
+        copy = next(e for e in listing["entries"] if e["name"] == "big.bin")
+        assert copy["sha256"] == hashlib.sha256(big).hexdigest()
+        body = alice.get(f"/api/v1/files/{copy['id']}/content").content
+        assert hashlib.sha256(body).hexdigest() == copy["sha256"]

@@ -4,6 +4,9 @@ fails while migrations are pending."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -11,7 +14,7 @@ import pytest
 from sqlalchemy import inspect
 
 from dropline.server.storage.db import Database
-from dropline.server.storage.migrations import MIGRATIONS, migrate
+from dropline.server.storage.migrations import MIGRATIONS, SCRIPT_LOCATION, migrate
 from tests.support.postgres import PostgresCluster
 from tests.support.server_cli import run
 
@@ -98,3 +101,29 @@ def test_check_fails_while_migrations_are_pending_and_applies_nothing(tmp_path: 
     run(data, "migrate")
     done = run(data, "migrate", "--check")
     assert done.stderr.strip() == f"the database is up to date ({len(ALL)} migrations applied)"
+
+
+def test_alembic_s_own_commands_read_the_history(tmp_path: Path) -> None:
+    """For a DBA who knows Alembic: a two-line alembic.ini pointing at the package's
+    environment, and the database the settings name."""
+    data = tmp_path / "data"
+    run(data, "migrate")
+    ini = tmp_path / "alembic.ini"
+    ini.write_text(f"[alembic]\nscript_location = {SCRIPT_LOCATION}\n")
+    env = {**os.environ, "DROPLINE_DATABASE_URL": f"sqlite:///{data / 'dropline.db'}"}
+
+    def alembic(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "alembic", "-c", str(ini), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert alembic("current").strip() == f"{ALL[-1]} (head)"
+    history = alembic("history").splitlines()
+    assert history[-1].startswith(f"<base> -> {ALL[0]}, ")
+    assert len(history) == len(ALL)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
+import httpcore
 import httpx
 
 from dropline.sdk.errors import FOREIGN_ERRORS, ProtocolError, ValidationError, from_transport_error
@@ -22,6 +23,15 @@ from dropline.sdk.models import UploadResult
 
 TUS_VERSION = "1.0.0"
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"
+RESPONSE_READ_SIZE = 1024 * 1024
+
+# httpcore reads a response body 64 KiB at a time, and every read is one trip through its
+# parser, the event loop and the download loop: 16,384 trips per GiB, about a third of the
+# agent's CPU for a big download. Up to 1 MiB a read (the event loop hands over at most
+# 256 KiB a time anyway) cut the client's CPU for 512 MiB from 1.4-1.9 s to 1.1-1.2 s. Only
+# ever raised, never lowered below what the process chose; small answers are unaffected.
+if httpcore.AsyncHTTP11Connection.READ_NUM_BYTES < RESPONSE_READ_SIZE:
+    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = RESPONSE_READ_SIZE
 
 
 @contextmanager

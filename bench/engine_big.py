@@ -305,6 +305,9 @@ async def _one_round(
     # Up, moved in: the file is complete before the rename puts it in the folder.
     name = f"moved-{i}.bin"
     sha = source.write(staging / name)
+    # A file a user moves in already existed: older than the 0.5 s stability window that
+    # holds back a file renamed in right after its last write (a save by rename).
+    await asyncio.sleep(1.0)
     with measured(res.moved, agent, server_pid):
         started = time.monotonic()
         os.rename(staging / name, folder / name)

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import stat as stat_mod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,10 @@ log = logging.getLogger(__name__)
 
 
 class BaseIndex(Protocol):
-    def children(self, parent: str) -> Mapping[str, Base]: ...
+    def signatures(self, parent: str) -> Mapping[str, tuple[int, int, int, int]]:
+        """``(is_dir, size, mtime_ns, inode)`` of each child of ``parent`` by name."""
+        ...
+
     def get(self, path: str) -> Base | None: ...
     def descendants(self, path: str) -> Mapping[str, Base]: ...
 
@@ -80,9 +84,11 @@ def walk(
     stack = [start]
     while stack:
         directory = stack.pop()
-        known = dict(index.children(directory))
+        known = dict(index.signatures(directory))
+        path = fs.abspath(root, directory)
         try:
-            entries = list(fs.list_dir(fs.abspath(root, directory)))
+            with os.scandir(path) as it:
+                entries = list(it)
         except FileNotFoundError:
             continue  # vanished under us: its parent's listing reports it
         except OSError as exc:
@@ -91,25 +97,52 @@ def walk(
         if counter is not None:
             counter(len(entries))
         for entry in entries:
-            rel = fs.join(directory, entry.name)
-            base = known.pop(entry.name, None)
-            if entry.error is not None:
-                yield ScanResult(rel, None, base, entry.error)
+            name = entry.name
+            known_sig = known.pop(name, None)
+            rel = fs.join(directory, name)
+            try:
+                st = entry.stat(follow_symlinks=False)  # lstat: links are not followed
+            except OSError as exc:
+                base = index.get(rel) if known_sig is not None else None
+                yield ScanResult(rel, None, base, exc.strerror or str(exc))
                 continue
-            if entry.stat is None:
+            if (
+                known_sig is not None
+                and not known_sig[0]
+                and known_sig[1] == st.st_size
+                and known_sig[2] == st.st_mtime_ns
+                and known_sig[3] == st.st_ino
+                and stat_mod.S_ISREG(st.st_mode)
+            ):
+                # Unchanged since the base: nothing to say whatever the ignore rules
+                # (the common case of a restart, so it skips the rest of the loop).
+                continue
+            local_stat = _to_local_stat(st)
+            if local_stat is None:
                 log.debug("not a regular file or folder, left alone: %s", rel)
                 continue
-            if ignore.ignored(rel, entry.stat.is_dir):
+            if ignore.ignored(rel, local_stat.is_dir):
                 continue
-            local = _local(entry.stat, base)
+            base = index.get(rel) if known_sig is not None else None
+            local = _local(local_stat, base)
             if local is not None:
                 yield ScanResult(rel, local, base)
-            if entry.stat.is_dir:
+            if local_stat.is_dir:
                 stack.append(rel)
-        for name, base in sorted(known.items()):
+        for name, known_sig in sorted(known.items()):
             rel = fs.join(directory, name)
-            if not ignore.ignored(rel, base.is_dir):
-                yield from _gone(rel, base, index)
+            if not ignore.ignored(rel, bool(known_sig[0])):
+                gone = index.get(rel)
+                if gone is not None:
+                    yield from _gone(rel, gone, index)
+
+
+def _to_local_stat(st: os.stat_result) -> fs.LocalStat | None:
+    if stat_mod.S_ISDIR(st.st_mode):
+        return fs.LocalStat(True, 0, st.st_mtime_ns, st.st_ino)
+    if stat_mod.S_ISREG(st.st_mode):
+        return fs.LocalStat(False, st.st_size, st.st_mtime_ns, st.st_ino)
+    return None
 
 
 def hash_file(

@@ -47,3 +47,52 @@ def test_folder_patterns_follow_gitignore_rules() -> None:
     assert rules.ignored("top-only.txt")
     assert not rules.ignored("sub/top-only.txt")
     assert not rules.ignored("build")  # a file called build is not the build/ folder
+
+
+_NAMES = [
+    "report.docx",
+    "~$report.docx",
+    "a/b/~$x",
+    ".~lock.budget.ods#",
+    "x.tmp",
+    "x.tmp.pdf",
+    "dir.part/inner.txt",
+    ".DS_Store",
+    "a/.DS_Store/b",
+    "._resource",
+    "Thumbs.db",
+    "Thumbs.db.pdf",
+    "$RECYCLE.BIN",
+    "a/.Trashes",
+    "backup~",
+    "~backup",
+    ".goutputstream-ABC",
+    "build",
+    "src/build",
+    "build.txt",
+    "logs/x.log",
+    "top-only.txt",
+    "sub/top-only.txt",
+    ".dropline",
+    ".dropline/partial/x",
+    "ünïcode/naïve.tmp",
+]
+
+
+@pytest.mark.parametrize("patterns", [(), ("build/", "*.log", "/top-only.txt", "# a comment", "")])
+def test_ignore_answers_exactly_as_pathspec_for_patterns_without_negation(
+    patterns: tuple[str, ...],
+) -> None:
+    # Without a "!pattern" the rules match all patterns with one regex: same answers.
+    rules = IgnoreRules(patterns)
+    assert rules._any is not None
+    for rel in _NAMES:
+        for is_dir in (False, True):
+            path = rel + "/" if is_dir else rel
+            assert rules.ignored(rel, is_dir) == bool(rules._spec.match_file(path)), path
+
+
+def test_a_negated_pattern_falls_back_to_pathspec_in_order() -> None:
+    rules = IgnoreRules(["*.log", "!keep.log"])
+    assert rules._any is None
+    assert rules.ignored("x.log") and not rules.ignored("keep.log")

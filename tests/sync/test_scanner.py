@@ -147,3 +147,46 @@ def test_unreadable_folder_is_an_error_result_and_the_walk_goes_on() -> None:
     assert results["docs/deep"] == (True, True)
     assert "docs/deep/c.txt" not in results  # not mistaken for deleted
     assert results["docs/new.txt"] == (False, False)  # the walk went on
+
+
+class _CountingIndex:
+    """The journal's reader, counting the full-base lookups a walk makes."""
+
+    def __init__(self, j: Journal, fid: int) -> None:
+        self.reader = j.reader(fid)
+        self.gets: list[str] = []
+
+    def signatures(self, parent: str) -> dict[str, tuple[int, int, int, int]]:
+        return self.reader.signatures(parent)
+
+    def get(self, path: str) -> Base | None:
+        self.gets.append(path)
+        return self.reader.get(path)
+
+    def descendants(self, path: str) -> dict[str, Base]:
+        return self.reader.descendants(path)
+
+
+def test_unchanged_files_are_passed_over_on_their_signature_alone(
+    tree: tuple[Path, Journal, int],
+) -> None:
+    root, j, fid = tree
+    (root / "docs" / "b.txt").write_text("bigger now")
+    (root / "a.txt").unlink()
+    index = _CountingIndex(j, fid)
+    found = paths(list(walk(root, index, IgnoreRules())))
+    assert found == {"docs/b.txt": "changed", "a.txt": "gone"}
+    # Full bases are read for what differs (and the folders walked into), never for
+    # the unchanged file docs/deep/c.txt.
+    assert "docs/deep/c.txt" not in index.gets
+    assert {"docs/b.txt", "a.txt"} <= set(index.gets)
+    index.reader.close()
+
+
+def test_an_unchanged_file_that_a_new_rule_ignores_is_neither_new_nor_gone(
+    tree: tuple[Path, Journal, int],
+) -> None:
+    root, j, fid = tree
+    reader = j.reader(fid)
+    assert list(walk(root, reader, IgnoreRules(["*.txt"]))) == []
+    reader.close()

@@ -36,13 +36,14 @@ from dropline.server.http.web import routes as web_routes
 from dropline.server.identity.accounts import Identity, Principal
 from dropline.server.identity.oauth.csrf import Csrf, load_secret
 from dropline.server.settings import Settings
-from dropline.server.storage.blob_url import open_blob_store
+from dropline.server.storage.blob_url import open_blob_store, open_staging_store
 from dropline.server.storage.db import Database
 from dropline.server.storage.encryption import EncryptedBlobStore, TenantKeys
 from dropline.server.storage.migrations import migrate
 from dropline.server.uploads.batch import BatchUploads
 from dropline.server.uploads.expiry import expiry_loop
 from dropline.server.uploads.sessions import UploadService
+from dropline.server.uploads.shared_staging import SharedStaging
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     identity = Identity(db)
     # Encryption at rest for tenants that turned it on (dropline.server.storage.encryption).
     # On local disk or in an object store (DROPLINE_BLOB_URL), sealed on the way in.
-    blobs = EncryptedBlobStore(
-        open_blob_store(settings.blob_url), TenantKeys(db, settings.data_dir), current_tenant
+    keys = TenantKeys(db, settings.data_dir)
+    blobs = EncryptedBlobStore(open_blob_store(settings.blob_url), keys, current_tenant)
+    # In an object store, uploads in progress are kept there too, for any node to go on.
+    staging = open_staging_store(settings.blob_url)
+    shared = (
+        None
+        if staging is None
+        else SharedStaging(db, EncryptedBlobStore(staging, keys, current_tenant))
     )
     notifier = ChangeNotifier()
     files = FileService(db, blobs, on_change=notifier.notify)
@@ -79,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.upload_dir,
         max_size=settings.max_upload_bytes,
         expiry_seconds=settings.upload_expiry_seconds,
+        shared=shared,
     )
     batches = BatchUploads(db, blobs, files, settings.upload_dir, uploads.executor)
     operations = Operations.build(settings, db, files, blobs)

@@ -7,11 +7,12 @@ from collections.abc import Callable
 
 from dropline.server.files.sweeper import KeptRevisions, OrphanBlobs, Sweeper, SweepPart
 from dropline.server.settings import Settings
-from dropline.server.storage.blob_url import open_blob_store
+from dropline.server.storage.blob_url import open_blob_store, open_staging_store
 from dropline.server.storage.db import Database
 from dropline.server.transfers.shares import EndedShareLinks
 from dropline.server.uploads.expiry import ExpiredUploads
 from dropline.server.uploads.rows import UploadRows
+from dropline.server.uploads.shared_staging import OrphanParts
 
 
 def build_sweeper(
@@ -28,6 +29,9 @@ def build_sweeper(
         KeptRevisions(db, store),
         OrphanBlobs(db, store),
     ]
+    staging = open_staging_store(settings.blob_url)
+    if staging is not None:  # parts of uploads in progress, in the object store
+        parts.append(OrphanParts(db, staging))
     return Sweeper(db, parts, settings.sweep_grace_seconds if grace is None else grace)
 
 

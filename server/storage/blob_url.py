@@ -85,4 +85,27 @@ def open_blob_store(url: str) -> SweptBlobStore:
     return LocalBlobStore(location.path)
 
 
-__all__ = ["ENV_BLOB_URL", "BlobLocation", "InvalidBlobUrl", "open_blob_store", "parse_blob_url"]
+STAGING = "staging"
+
+
+def open_staging_store(url: str) -> SweptBlobStore | None:
+    """Where uploads in progress keep their parts (``uploads.shared_staging``): beside the
+    blobs, under ``<prefix>/staging`` of an object store; None for local disk, where each
+    upload is staged in the data directory as it always was."""
+    location = parse_blob_url(url)
+    if location.scheme != "s3":
+        return None
+    from dropline.server.storage.s3_blobs import S3BlobStore
+
+    prefix = f"{location.prefix}/{STAGING}" if location.prefix else STAGING
+    return S3BlobStore(location.bucket, prefix)
+
+
+__all__ = [
+    "ENV_BLOB_URL",
+    "BlobLocation",
+    "InvalidBlobUrl",
+    "open_blob_store",
+    "open_staging_store",
+    "parse_blob_url",
+]

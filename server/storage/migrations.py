@@ -154,6 +154,11 @@ def m008_rate_buckets(conn: Connection) -> None:
     schema.rate_buckets.create(conn, checkfirst=True)
 
 
+def m009_upload_parts(conn: Connection) -> None:
+    # Uploads in progress staged in the object store, part by part (uploads.shared_staging).
+    schema.upload_parts.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Named] = [
     ("001_identity", m001_identity),
     ("002_files", m002_files),
@@ -163,6 +168,7 @@ MIGRATIONS: list[Named] = [
     ("006_blob_indexes", m006_blob_indexes),
     ("007_work_leases", m007_work_leases),
     ("008_rate_buckets", m008_rate_buckets),
+    ("009_upload_parts", m009_upload_parts),
 ]
 NAMES = [name for name, _fn in MIGRATIONS]
 

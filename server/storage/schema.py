@@ -174,6 +174,18 @@ uploads = Table(
     Column("rev", String(32), nullable=True),
 )
 
+# With blobs in an object store, the bytes of a tus upload in progress are kept there too,
+# one part per PATCH (a blob of the staging store named ``part_id``), so that any node can
+# take the next PATCH (uploads.shared_staging). A part covers [offset, offset + length).
+upload_parts = Table(
+    "upload_parts",
+    metadata,
+    Column("upload_id", String(36), primary_key=True),
+    Column("offset", BigInteger, primary_key=True),
+    Column("length", BigInteger, nullable=False),
+    Column("part_id", String(32), nullable=False, unique=True),
+)
+
 # --- Security (audit trail, events outbox, OAuth, policies, bans, mTLS, encryption) ---
 
 # Append-only audit trail. Each row's ``hash`` covers its fields and the previous

@@ -12,7 +12,8 @@ Bytes are staged in ``<upload_dir>/<id>.part``: buffered into pieces, written an
 hashed off the event loop (hashlib releases the GIL), fsynced before the new
 offset is recorded, so the offset ``HEAD`` reports is always durable. Receiving a
 body is in ``uploads.receive``, the per-upload locks in ``uploads.live``, and removing
-expired uploads in ``uploads.expiry``.
+expired uploads in ``uploads.expiry``. With blobs in an object store, every PATCH's bytes
+are kept there too (``uploads.shared_staging``), so the next PATCH may go to another node.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from dropline.server.uploads.live import LiveUpload, LiveUploads
 from dropline.server.uploads.publish import Publisher
 from dropline.server.uploads.receive import BodyCut, append
 from dropline.server.uploads.rows import UploadRows, UploadState, state_of
+from dropline.server.uploads.shared_staging import SharedStaging
 from dropline.server.uploads.staging import create_empty, rehash_staged, remove_quietly
 from dropline.server.uploads.tus import (
     OFFSET_OCTET_STREAM,
@@ -68,8 +70,10 @@ class UploadService:
         upload_dir: Path,
         max_size: int,
         expiry_seconds: float,
+        shared: SharedStaging | None = None,
     ) -> None:
         self.db = db
+        self.shared = shared  # None: each upload is staged on this node's disk only
         self.blobs = blobs
         self.files = files
         self.upload_dir = upload_dir
@@ -93,6 +97,8 @@ class UploadService:
 
     def _forget(self, upload_id: str) -> None:
         """Drop an upload's row and staged bytes."""
+        if self.shared is not None:
+            self.shared.forget(upload_id)
         self.rows.delete(upload_id)
         remove_quietly(self._staged_path(upload_id))
 
@@ -107,7 +113,7 @@ class UploadService:
         target: UploadTarget,
         record: Callable[[Connection, Entry], None],
     ) -> Entry:
-        return await self.live.run(
+        entry = await self.live.run(
             self.publisher.complete,
             principal,
             upload_id,
@@ -120,6 +126,19 @@ class UploadService:
             record,
             functools.partial(self._forget, upload_id),
         )
+        if self.shared is not None:
+            try:
+                await self.live.run(self.shared.forget, upload_id)  # published: parts done
+            except Exception as exc:  # published all the same; the sweeper drops them later
+                log.warning("upload %s: its parts stay for the sweeper: %s", upload_id, exc)
+        return entry
+
+    def _rebuild(self, upload_id: str, offset: int) -> Any:
+        """The staged file's first ``offset`` bytes made right again, and their running
+        SHA-256: from the parts in the object store, or cut back on this node's disk."""
+        if self.shared is not None:
+            return self.shared.restore(upload_id, self._staged_path(upload_id), offset)
+        return rehash_staged(self._staged_path(upload_id), offset)
 
     # -- the tus operations ------------------------------------------------------
 
@@ -211,8 +230,16 @@ class UploadService:
                         entry,
                     )
 
+                part_id = None
+                if self.shared is not None and offset > 0:
+                    part_id = await self.live.run(
+                        self.shared.save, self._staged_path(upload_id), 0, offset
+                    )
+
                 def insert() -> None:
                     with self.db.write() as conn:
+                        if part_id is not None:
+                            SharedStaging.add(conn, upload_id, 0, offset, part_id)
                         self.rows.insert(
                             conn,
                             principal,
@@ -307,9 +334,7 @@ class UploadService:
             raise Problem("upload-expired", "this upload expired; start a new one")
         if row.entry_id is None and (live.hasher is None or live.offset != row.offset):
             live.sums = None  # the blob store computes them at publish
-            live.hasher = await self.live.run(
-                rehash_staged, self._staged_path(upload_id), int(row.offset)
-            )
+            live.hasher = await self.live.run(self._rebuild, upload_id, int(row.offset))
             live.offset = int(row.offset)
         return row
 
@@ -390,9 +415,12 @@ class UploadService:
             recorded = declared if row.sha256 is None else None
             expires_at = time.time() + self.expiry_seconds
             try:
-                await asyncio.to_thread(
-                    self.rows.record_offset, upload_id, new_offset, expires_at, recorded
-                )
+                if self.shared is not None and new_offset > offset:
+                    await self._record_part(upload_id, offset, new_offset, expires_at, recorded)
+                else:
+                    await asyncio.to_thread(
+                        self.rows.record_offset, upload_id, new_offset, expires_at, recorded
+                    )
             except Exception as exc:
                 # The row keeps the old offset; the next request cuts the staged bytes
                 # back to it and rebuilds the hash.
@@ -448,12 +476,32 @@ class UploadService:
         unpublished, and an empty PATCH at its length publishes it."""
         try:
             await asyncio.to_thread(self.rows.record_offset, upload_id, offset, expires_at)
+            if self.shared is not None:
+                await self.live.run(self.shared.truncate, upload_id, offset)
             live.sums = None
             live.hasher = await self.live.run(rehash_staged, self._staged_path(upload_id), offset)
             live.offset = offset
         except Exception:
             live.hasher = None
             log.warning("upload %s: could not step back after a full disk", upload_id)
+
+    async def _record_part(
+        self, upload_id: str, offset: int, new_offset: int, expires_at: float, sha256: str | None
+    ) -> None:
+        """Keep this PATCH's bytes in the object store, then move the offset if no other
+        node moved it meanwhile (``uploads.shared_staging``)."""
+        assert self.shared is not None
+        part_id = await self.live.run(
+            self.shared.save, self._staged_path(upload_id), offset, new_offset
+        )
+        moved = await self.live.run(
+            self.shared.record, upload_id, offset, new_offset, part_id, expires_at, sha256
+        )
+        if not moved:
+            raise Problem(
+                "offset-mismatch",
+                "another request moved this upload on meanwhile; ask HEAD for its offset",
+            )
 
     async def terminate(self, principal: Principal, upload_id: str) -> None:
         await asyncio.to_thread(self.rows.load, principal, upload_id)

@@ -321,8 +321,8 @@ async def _send_from(
                 continue
             # Every byte is staged but the publish never committed (the server died
             # during it): an empty PATCH at the end publishes from the staged bytes.
-            whole = declare() if declare is not None else None
-            done = await client.append(url, length, b"", retry=NO_RETRY, whole_sha256=whole)
+            digest = declare() if declare is not None else None
+            done = await client.append(url, length, b"", retry=NO_RETRY, whole_sha256=digest)
             if done.complete and done.entry_id is not None:
                 return done.entry_id
             raise ProtocolError("every byte arrived but the server did not publish the file")

@@ -151,6 +151,7 @@ def table(results: list[ScenarioResult]) -> str:
             ("delivered_twice", "webhooks delivered more than once"),
             ("refused_507", "uploads refused with 507"),
             ("freed_to_converged_s", "seconds from space freed to converged"),
+            ("copy_s", "seconds the copy took"),
         ):
             value = r.note(key)
             if value is not None:

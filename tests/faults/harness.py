@@ -135,7 +135,9 @@ async def _one_trial(
     try:
         if world is None:
             world = await scenario.setup(world_dir)
-        record.outcome = await asyncio.wait_for(scenario.trial(world, rng, seed), TRIAL_TIMEOUT)
+        # A scenario that moves gigabytes says how long its trial may take.
+        limit = float(getattr(scenario, "trial_timeout", TRIAL_TIMEOUT))
+        record.outcome = await asyncio.wait_for(scenario.trial(world, rng, seed), limit)
     except Exception as exc:  # a failed trial is a result, and the campaign goes on
         record.error = f"{type(exc).__name__}: {exc}".strip()
         (base / f"{scenario.name}-{seed}.traceback").write_text(traceback.format_exc())

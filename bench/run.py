@@ -40,6 +40,14 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.request_rate",
         "requests per second of one agent's credential at its busiest (10,000 small files)",
     ),
+    "engine-small": (
+        "bench.engine_small",
+        "agent process vs rclone: 10,000 small files up, median and spread of 5 runs",
+    ),
+    "many-agents": (
+        "bench.many_agents",
+        "server under 200 SDK agents uploading small files while 1,000 long-polls are held",
+    ),
     "packages": (
         "bench.packages",
         "bundle and .deb sizes; start-up of the bundled commands against the venv's",

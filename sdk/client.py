@@ -89,6 +89,10 @@ def repr_digest(sha256_hex: str) -> str:
 API = "/api/v1"
 LONG_POLL_MAX = 120  # seconds; the server's cap for /changes/wait
 LONG_POLL_GRACE = 30.0  # extra HTTP read time past the server's long-poll timeout
+# An idle connection is dropped here before the server's keep-alive (uvicorn: 5 s) can
+# close it: at httpx's default of the same 5 s, a request sent on a connection the server
+# was closing failed with a ReadError (200 agents on one loaded machine saw one each).
+KEEPALIVE_EXPIRY = 3.0
 
 
 class DroplineClient(UndoCalls):
@@ -118,7 +122,9 @@ class DroplineClient(UndoCalls):
             transport=transport,
             timeout=timeout,
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
             ),
             headers={"User-Agent": user_agent, "Accept": "application/json"},
             follow_redirects=False,  # never carry a credential to a place we did not name

@@ -83,10 +83,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> str:
             cursor = await sdk.latest_cursor()
         tracked = seed_journal(tmp / "home", root, "/tracked", cursor)
         rss_before = process_status("VmRSS")
-        started = time.monotonic()
+        started, restart_cpu = time.monotonic(), process_cpu()
         async with engine(tmp / "home", url, key, [FolderSpec(root, "/tracked")]) as eng:
             await until(lambda: idle(eng), 600, "ready after the restart")
             ready = time.monotonic() - started
+            # CPU seconds tell more than wall time on a machine shared with other work.
+            restart_cpu = process_cpu() - restart_cpu
             hashed = eng.counters().bytes_hashed
             uploaded = eng.counters().files_uploaded
             await asyncio.sleep(2)  # let the start-up settle before the idle window
@@ -107,7 +109,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> str:
         (
             "Restart over the unchanged tree: ready",
             f"{ready:.2f} s",
-            f"{tracked:,} files in {args.files // 1000} folders; target < 10 s",
+            f"{tracked:,} files in {args.files // 1000} folders; target < 1 s",
+        ),
+        (
+            "Restart: CPU",
+            f"{restart_cpu:.2f} s",
+            "engine process from start to ready (walk, journal, watches), server excluded",
         ),
         ("Restart: bytes hashed", f"{hashed:,}", f"target 0; files uploaded: {uploaded}"),
         (f"Idle {args.idle:.0f} s: CPU", f"{cpu:.2f} s", "engine process, server excluded"),

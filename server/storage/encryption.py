@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
@@ -317,43 +317,43 @@ class EncryptedBlobStore:
         for _blob_id, staged in items:
             staged.unlink(missing_ok=True)
 
-    def _open_sealed(self, blob_id: str) -> tuple[BinaryIO, bool, tuple[bytes, str, bytes] | None]:
-        """The blob's handle, whether the inner store checks what is read through it, and
-        its header when it is sealed."""
-        # AES-GCM authenticates a sealed blob's every chunk, header included: checking the
-        # inner store's sums as well cost a second SHA-256 of every byte read.
-        unchecked = getattr(self.inner, "open_unchecked", None)
-        checked = unchecked is None
-        handle = self.inner.open(blob_id) if unchecked is None else unchecked(blob_id)
+    def _open_sealed(self, blob_id: str) -> tuple[BinaryIO, tuple[bytes, str, bytes] | None]:
+        # Through the inner store's check: damage in the header's chunk is an error here.
+        handle = self.inner.open(blob_id)
         try:
-            return handle, checked, _read_header(handle)
-        except UnicodeDecodeError:
-            return handle, checked, None  # a damaged header: the inner store's check says so
+            return handle, _read_header(handle)
         except BaseException:
             handle.close()
             raise
+
+    def _unchecked(self, blob_id: str, checked: BinaryIO) -> BinaryIO:
+        """AES-GCM authenticates every chunk of a sealed blob, its header included: read it
+        past the inner store's sums (a second SHA-256 of every byte) when the store can."""
+        opener = getattr(self.inner, "open_unchecked", None)
+        if opener is None:
+            return checked
+        checked.close()
+        return cast(BinaryIO, opener(blob_id))
 
     def open(self, blob_id: str, offset: int = 0) -> BinaryIO:
         return reporting(lambda: self._open(blob_id, offset), self.report)
 
     def _open(self, blob_id: str, offset: int) -> BinaryIO:
-        handle, checked, header = self._open_sealed(blob_id)
+        handle, header = self._open_sealed(blob_id)
         if header is None:
-            if checked and not offset:
+            if not offset:
                 handle.seek(0)
                 return handle
-            # Opened (again) through the inner store's check, at the offset, so the chunk
-            # the read starts in is checked now, while an error can still be the answer.
+            # Opened again at the offset, so the inner store checks the chunk the read
+            # starts in now, while an error can still be the answer.
             handle.close()
             return self.inner.open(blob_id, offset)
         raw, ref, prefix = header
         try:
             key = self.keys.key(ref)
             if key is None:
-                # A damaged tenant reference names a tenant without a key: the inner
-                # store's check of the first chunk tells damage from a missing key.
-                self.inner.open(blob_id).close()
                 raise EncryptionError(f"no key for sealed blob {blob_id}")
+            handle = self._unchecked(blob_id, handle)
             size = self._plain_size(self.inner.size(blob_id), len(raw))
             reader = _SealedReader(blob_id, handle, raw, prefix, key, size, offset)
         except BaseException:
@@ -368,7 +368,7 @@ class EncryptedBlobStore:
         return body - chunks * TAG
 
     def size(self, blob_id: str) -> int:
-        handle, _checked, header = self._open_sealed(blob_id)
+        handle, header = self._open_sealed(blob_id)
         handle.close()
         stored = self.inner.size(blob_id)
         return stored if header is None else self._plain_size(stored, len(header[0]))

@@ -121,7 +121,7 @@ def test_damage_further_on_cuts_the_stream_and_ranges_before_it_still_work(
     assert inside.json()["type"] == DAMAGED
 
 
-def test_a_damaged_sealed_blob_is_caught_by_its_authentication_with_or_without_sums(
+def test_a_damaged_sealed_blob_is_caught_by_its_sums_and_by_its_authentication(
     live_server: LiveServer, alice: httpx.Client
 ) -> None:
     live_server.app.state.blobs.keys.enable(live_server.identity.tenant_id("acme"))  # type: ignore[attr-defined]
@@ -130,8 +130,8 @@ def test_a_damaged_sealed_blob_is_caught_by_its_authentication_with_or_without_s
     for entry in (first, second):
         _blob_id, path = blob_of(live_server, entry["id"])
         flip_bit(path, 4096)
-    # The second one's sums are gone (a blob stored before sums existed): nothing changes,
-    # since the AES-GCM tag of each sealed chunk is what refuses it.
+    # The second one's sums are gone (a blob stored before sums existed): the AES-GCM
+    # tag of its chunk still refuses it.
     second_blob, _path = blob_of(live_server, second["id"])
     (live_server.settings.data_dir / "checksums" / second_blob[:2] / second_blob).unlink()
 
@@ -142,7 +142,9 @@ def test_a_damaged_sealed_blob_is_caught_by_its_authentication_with_or_without_s
     reasons = {
         row["detail"]["file_ids"][0]: row["detail"]["reason"] for row in damage_rows(live_server)
     }
-    assert "authentication" in reasons[first["id"]]
+    # The header's chunk is checked by its sums when the blob is opened; the rest is
+    # authenticated by AES-GCM alone.
+    assert "SHA-256" in reasons[first["id"]]
     assert "authentication" in reasons[second["id"]]
 
 
@@ -152,9 +154,9 @@ def test_a_sealed_blob_is_read_without_a_second_check_by_its_sums(
     live_server.app.state.blobs.keys.enable(live_server.identity.tenant_id("acme"))  # type: ignore[attr-defined]
     sealed = put_file(alice, "/sealed.bin")
     sealed_blob, _path = blob_of(live_server, sealed["id"])
-    # Damaged sums, intact blob: a sealed blob is served (its chunks authenticate), which
-    # shows its sums are not read at all.
-    flip_bit(live_server.settings.data_dir / "checksums" / sealed_blob[:2] / sealed_blob, 40)
+    # Damaged sums past the header's chunk, intact blob: the blob is served (its chunks
+    # authenticate), which shows those sums are not read at all.
+    flip_bit(live_server.settings.data_dir / "checksums" / sealed_blob[:2] / sealed_blob, 8 + 32)
     answer = alice.get(f"/api/v1/files/{sealed['id']}/content")
     assert answer.status_code == 200
     assert answer.content == DATA
@@ -165,8 +167,8 @@ def test_a_sealed_blob_is_read_without_a_second_check_by_its_sums(
     assert ranged.content == DATA[2 * MiB + 7 :]
     assert damage_rows(live_server) == []
 
-    # A damaged header (its tenant reference) is still damage, told apart from a missing
-    # key by the sums of the first chunk.
+    # A damaged header (its tenant reference) is still damage: the sums of the header's
+    # chunk are checked when the blob is opened.
     second = put_file(alice, "/sealed-2.bin")
     _blob_id, path = blob_of(live_server, second["id"])
     flip_bit(path, 10)

@@ -180,4 +180,19 @@ def s3_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return env
 
 
-__all__ = ["MotoServer", "moto_s3", "s3_env", "shared_moto", "stop_shared_moto"]
+def stored_blob_ids(blob_url: str) -> list[str]:
+    """The ids of the blobs a server's store holds, on disk or in a bucket alike (for tests
+    that count blobs: ``stored_blob_ids(live.settings.blob_url)``)."""
+    from dropline.server.storage.blob_url import open_blob_store
+
+    return sorted(f.blob_id for f in open_blob_store(blob_url).stored() if f.blob_id)
+
+
+__all__ = [
+    "MotoServer",
+    "moto_s3",
+    "s3_env",
+    "shared_moto",
+    "stop_shared_moto",
+    "stored_blob_ids",
+]

@@ -21,7 +21,7 @@ from dropline.server.storage.blob_url import (
 from dropline.server.storage.blobs import new_blob_id
 from dropline.server.storage.integrity import SUM_CHUNK, BlobDamaged
 from dropline.server.storage.s3_blobs import ObjectStoreUnavailable, S3BlobStore
-from tests.support.s3 import s3_env, shared_moto
+from tests.support.s3 import s3_env, shared_moto, stored_blob_ids
 
 __all__ = ["s3_env"]  # the fixture, used by name
 
@@ -209,6 +209,7 @@ def test_a_listing_with_many_pages_is_complete(s3_env: dict[str, str]) -> None:
     store.list_page = 3
     found = list(store.stored())
     assert [f.blob_id for f in found] == ids
+    assert stored_blob_ids(s3_env["DROPLINE_BLOB_URL"]) == ids
     assert [f.size for f in found] == [41 if i % 2 == 0 else 1 for i in range(len(ids))]
 
 

@@ -60,7 +60,7 @@ def dispatcher(db: Database, node: str, lease_seconds: float = 30.0) -> WebhookD
 def delivered(db: Database) -> int:
     with db.read() as conn:
         D = schema.webhook_deliveries
-        return int(conn.execute(select(func.count()).where(D.c.state == "succeeded")).scalar())
+        return int(conn.execute(select(func.count()).where(D.c.state == "succeeded")).scalar_one())
 
 
 async def run_for(dispatchers: list[WebhookDispatcher], seconds: float) -> None:

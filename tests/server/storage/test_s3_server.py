@@ -247,12 +247,12 @@ def test_two_nodes_sharing_a_database_and_a_bucket_serve_each_others_files(
     assert local_blob_files(tmp_path / "node1") == local_blob_files(tmp_path / "node2") == []
 
 
-def test_an_upload_refused_while_the_store_is_away_resumes_with_its_last_chunk(
+def test_an_upload_refused_while_the_store_is_away_resumes_once_it_is_back(
     s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The last PATCH's publish fails (the bucket is not there yet): 503, and the upload
-    steps back to where that PATCH started, so the client's retry of the same chunk,
-    once the store is back, publishes, as after a full disk."""
+    """A PATCH whose bytes the object store cannot keep (the bucket is not there yet) is
+    a 503 that leaves the upload where it was; the client's retry of the same chunk, once
+    the store is back, goes on, and the last one publishes."""
     bucket = f"late-{os.urandom(6).hex()}"
     monkeypatch.setenv("DROPLINE_BLOB_URL", f"s3://{bucket}/data")
     content = os.urandom(300_000)
@@ -261,13 +261,14 @@ def test_an_upload_refused_while_the_store_is_away_resumes_with_its_last_chunk(
     with running_server(settings) as live, client_of(live) as client:
         created = tus.create(client, len(content), path="/late.bin", sha256=tus.sha256(content))
         location = created.headers["Location"]
-        assert tus.patch(client, location, 0, first).status_code == 204
-        refused = tus.patch(client, location, len(first), last)
+        refused = tus.patch(client, location, 0, first)
         assert refused.status_code == 503, refused.text
         assert refused.json()["type"].endswith("/unavailable")
-        assert client.head(location).headers["Upload-Offset"] == str(len(first))
+        assert refused.headers["Retry-After"] == "30"
+        assert client.head(location).headers["Upload-Offset"] == "0"
 
         shared_moto().client().create_bucket(Bucket=bucket)  # the store is back
+        assert tus.patch(client, location, 0, first).status_code == 204
         done = tus.patch(client, location, len(first), last)
         assert done.status_code == 204, done.text
         entry = client.get("/api/v1/metadata", params={"path": "/late.bin"}).json()

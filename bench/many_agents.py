@@ -34,7 +34,7 @@ import httpx
 from bench.engine_common import load_average, write_section
 from dropline.sdk.batch import BatchItem, upload_batch
 from dropline.sdk.breaker import CircuitBreaker
-from dropline.sdk.client import ApiKeyCredentials, DroplineClient, RetryPolicy
+from dropline.sdk.client import KEEPALIVE_EXPIRY, ApiKeyCredentials, DroplineClient, RetryPolicy
 from dropline.sdk.errors import DroplineError
 
 
@@ -206,7 +206,10 @@ async def active_agent(
         ApiKeyCredentials(key),
         retry=RetryPolicy(attempts=4, initial=0.2, maximum=2.0),
         breaker=CircuitBreaker(failure_threshold=10, reset_timeout=1.0),
-        transport=CountingTransport(tally),
+        # A transport given to httpx brings its own pool: the SDK's limits, as it sets them.
+        transport=CountingTransport(
+            tally, limits=httpx.Limits(max_connections=2, keepalive_expiry=KEEPALIVE_EXPIRY)
+        ),
         timeout=120.0,
         max_connections=2,
         user_agent="dropline-bench/many-agents",
@@ -258,7 +261,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> str:
         poll_clients = [
             httpx.AsyncClient(
                 base_url=srv.url,
-                transport=CountingTransport(tally),
+                transport=CountingTransport(
+                    tally, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
+                ),
                 timeout=httpx.Timeout(60.0, connect=30.0),
             )
             for _ in keys
@@ -362,7 +367,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> str:
             "Errors",
             f"{len(errors)} file or request errors; {five_xx} 5xx; "
             f"{during.get(429, 0)} 429; {sum(tally.transport_errors.values())} transport errors",
-            f"statuses while the agents ran: {dict(sorted(during.items()))}",
+            f"statuses while the agents ran: {dict(sorted(during.items()))}; "
+            f"transport errors: {dict(tally.transport_errors) or 'none'}",
         ),
     ]
     if errors:

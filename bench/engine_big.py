@@ -19,6 +19,7 @@ import hashlib
 import os
 import resource
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -75,6 +76,17 @@ class Agent:
 
     def cpu(self) -> float:
         return process_cpu(self.proc.pid)
+
+    def transfer_seconds(self, rel: str) -> float:
+        """How long the agent's history says the transfer of ``rel`` took."""
+        journal = self.home / "state" / "journal.sqlite3"
+        with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+            row = db.execute(
+                "SELECT duration FROM history WHERE path = ? ORDER BY id DESC LIMIT 1", (rel,)
+            ).fetchone()
+        if row is None:
+            raise SystemExit(f"bench: the agent recorded no transfer of {rel}")
+        return float(row[0])
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -160,6 +172,7 @@ def sha256_of(path: Path) -> str:
 class Trials:
     seconds: list[float] = field(default_factory=list)
     agent_cpu: list[float] = field(default_factory=list)
+    transfer: list[float] = field(default_factory=list)  # the agent's own record of it
     server_cpu: list[float] = field(default_factory=list)
 
     def median(self) -> float:
@@ -314,6 +327,7 @@ async def _one_round(
         done = await feed.published(f"{REMOTE}/{name}", sha)
     res.moved.seconds.append(done - started)
     await settle()
+    res.moved.transfer.append(agent.transfer_seconds(name))
 
     # Up, written in place: timed from the writer's close.
     name = f"written-{i}.bin"
@@ -323,6 +337,7 @@ async def _one_round(
         done = await feed.published(f"{REMOTE}/{name}", sha)
     res.in_place.seconds.append(done - started)
     await settle()
+    res.in_place.transfer.append(agent.transfer_seconds(name))
 
     # Down: another client uploads; timed from the server's publish.
     name = f"down-{i}.bin"
@@ -365,9 +380,19 @@ def report(args: argparse.Namespace, res: Results) -> str:
     def cpu(t: Trials) -> str:
         return f"{statistics.median(t.agent_cpu):.1f} s + {statistics.median(t.server_cpu):.1f} s"
 
+    def split(t: Trials) -> str:
+        transfer = statistics.median(t.transfer)
+        before = t.median() - transfer
+        return f"; {before:.2f} s before the upload (notice, hash), {transfer:.2f} s in it"
+
     rows = [
-        ("Up, moved into the folder", res.moved, res.rclone_up, ""),
-        ("Up, written in place (from the close)", res.in_place, res.rclone_up, ""),
+        ("Up, moved into the folder", res.moved, res.rclone_up, split(res.moved)),
+        (
+            "Up, written in place (from the close)",
+            res.in_place,
+            res.rclone_up,
+            split(res.in_place),
+        ),
         (
             "Down, from the server's publish",
             res.down,

@@ -165,7 +165,8 @@ async def _act(
             )
             journal.move_base(fid, a.src, a.dst, moved)
             _done_with(folder, items, a.src, a.dst)
-            journal.enqueue_local(fid, [a.dst])
+            # Renames inside a moved folder are found by comparing every path under it.
+            journal.enqueue_local(fid, [a.dst, *journal.descendants(fid, a.dst)])
         elif isinstance(a, records.MoveLocal):
             if not fs.matches(fs.stat(root, a.src), _stat_of(a.expect)):
                 raise fs.ChangedMeanwhileError(0, "changed", a.src)
@@ -182,11 +183,10 @@ async def _act(
             )
             journal.move_base(fid, a.src, a.dst, moved)
             _done_with(folder, items, a.src, a.dst)
-            journal.enqueue_local(fid, [a.dst])
+            journal.enqueue_local(fid, [a.dst, *journal.descendants(fid, a.dst)])
         elif isinstance(a, records.RecordMove):
             journal.move_base(fid, a.src, a.dst, a.base)
             _done_with(folder, items, a.src, a.dst)
-            # Renames inside it are found by comparing every path under the new name.
             journal.enqueue_local(fid, [a.dst, *journal.descendants(fid, a.dst)])
         elif isinstance(a, records.ConflictCopy):
             if not fs.matches(fs.stat(root, a.path), _stat_of(a.expect)):

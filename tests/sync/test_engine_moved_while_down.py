@@ -87,3 +87,31 @@ def test_planner_records_a_move_found_on_both_sides_and_defers_what_is_under_it(
         RecordMove("Reports", "Reports-2026", Base(True, 0, 5, 10, None, "id-1", "rev-2"))
     ]
     assert sorted(result.deferred) == ["Reports-2026/renamed-a", "Reports/a"]
+
+
+async def test_folder_renamed_with_files_renamed_inside_while_stopped_keeps_no_old_names(
+    root: Path, sdk: DroplineClient, start_engine: StartEngine
+) -> None:
+    data = {name: os.urandom(5_000 + i) for i, name in enumerate(("a", "b", "c"))}
+    (root / "Reports").mkdir()
+    for name, content in data.items():
+        (root / "Reports" / name).write_bytes(content)
+    async with start_engine() as engine:
+        await settled(engine)
+    # While the agent is stopped: a file renamed inside the folder, then the folder.
+    # After the folder's move only the journal knows the old names under the new one.
+    os.rename(root / "Reports" / "a", root / "Reports" / "renamed-a")
+    os.rename(root / "Reports", root / "Reports-2026")
+    async with start_engine() as engine:
+
+        async def only_new_names() -> bool:
+            return await remote_tree(sdk) == {
+                "/Reports-2026": None,
+                "/Reports-2026/renamed-a": sha(data["a"]),
+                "/Reports-2026/b": sha(data["b"]),
+                "/Reports-2026/c": sha(data["c"]),
+            }
+
+        await eventually(only_new_names, 20)
+        await settled(engine)
+    assert local_tree(root) == await remote_tree(sdk)

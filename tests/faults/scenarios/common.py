@@ -35,18 +35,19 @@ TRACE = bool(os.environ.get("FAULTS_TRACE"))  # say what a slow convergence wait
 def killer(pid: Callable[[], int], delay: float = 0.0) -> Callable[[], None]:
     """A proxy callback that sends SIGKILL to ``pid()`` now or ``delay`` seconds later."""
 
-    def kill() -> None:
-        target = pid()
+    def kill(target: int) -> None:
         if target <= 0:
             return  # never 0 or -1: those would signal this whole process group
         with contextlib.suppress(ProcessLookupError):
             os.kill(target, signal.SIGKILL)
 
     def fire() -> None:
+        # The process running now: a late timer must not kill the one started after it.
+        target = pid()
         if delay <= 0:
-            kill()
+            kill(target)
         else:
-            threading.Timer(delay, kill).start()
+            threading.Timer(delay, kill, (target,)).start()
 
     return fire
 

@@ -6,9 +6,11 @@ STAMP  := $(VENV)/.installed
 # Test processes at once (pytest-xdist): one per core by default. A test file's tests
 # stay on one worker, so its module fixtures (a server, a browser) start once.
 TEST_WORKERS ?= auto
-# The server suites that run a second time on PostgreSQL + S3 (moto_server), after the
-# whole suite on the embedded SQLite + disk: files, uploads, the change feed, tenant
-# isolation, webhooks and transfers (tests/conftest.py reads DROPLINE_TEST_BACKEND).
+# The server suites that run a second time on PostgreSQL (a throwaway cluster), after the
+# whole suite on the embedded SQLite: files, uploads, the change feed, tenant isolation,
+# webhooks and transfers (tests/conftest.py reads DROPLINE_TEST_BACKEND; postgres-s3
+# also keeps blobs in moto's S3 server, where the tests that look at the blob folder
+# on disk do not yet hold).
 BACKEND_SUITES := tests/server/files tests/server/uploads tests/server/http/test_isolation.py \
   tests/server/http/test_cross_tenant.py tests/server/webhooks tests/server/transfers
 

@@ -19,12 +19,16 @@ from tests.support.s3 import s3_env
 
 __all__ = ["s3_env"]  # the fixture, used by name
 
-# DROPLINE_TEST_BACKEND=postgres: every server a test starts keeps its metadata in a fresh
-# PostgreSQL database of a throwaway cluster (tests/support/postgres.py) and its blobs in
-# a fresh bucket of moto's S3 server (tests/support/s3.py), instead of SQLite and disk.
+# DROPLINE_TEST_BACKEND picks what every server a test starts keeps its state in:
+#   sqlite (default)  the embedded SQLite database and blobs on local disk;
+#   postgres          a fresh database of a throwaway PostgreSQL cluster
+#                     (tests/support/postgres.py), blobs on local disk;
+#   postgres-s3       that database, and blobs in a fresh bucket of moto's S3 server
+#                     (tests/support/s3.py).
+BACKENDS = ("sqlite", "postgres", "postgres-s3")
 TEST_BACKEND = os.environ.get("DROPLINE_TEST_BACKEND", "sqlite")
-if TEST_BACKEND not in {"sqlite", "postgres"}:
-    raise pytest.UsageError(f"DROPLINE_TEST_BACKEND must be sqlite or postgres, not {TEST_BACKEND}")
+if TEST_BACKEND not in BACKENDS:
+    raise pytest.UsageError(f"DROPLINE_TEST_BACKEND must be one of {BACKENDS}, not {TEST_BACKEND}")
 
 
 @pytest.fixture(scope="session")
@@ -53,13 +57,14 @@ def server_backend(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
     """The backend this run tests. With postgres, DROPLINE_DATABASE_URL names a fresh
-    database and DROPLINE_BLOB_URL (with the AWS variables) a fresh bucket of this test
-    process's moto_server, for the whole test: in-process servers, server processes and
-    the test's own ``Settings(...)`` all meet in them."""
-    if TEST_BACKEND != "postgres":
+    database (and with postgres-s3, DROPLINE_BLOB_URL and the AWS variables a fresh
+    bucket of this test process's moto_server) for the whole test: in-process servers,
+    server processes and the test's own ``Settings(...)`` all meet in them."""
+    if TEST_BACKEND == "sqlite":
         yield TEST_BACKEND
         return
-    request.getfixturevalue("s3_env")
+    if TEST_BACKEND == "postgres-s3":
+        request.getfixturevalue("s3_env")
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     # The schema comes from a migrated template; the migrations themselves ran on it.
     with cluster.fresh_database(migrated=True) as url:

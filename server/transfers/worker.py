@@ -248,10 +248,20 @@ class TransferWorkers:
     async def _finish(
         self, job: Any, state: str, error: str | None = None, code: str | None = None
     ) -> None:
+        # A denial's audit row commits with the final state, so whoever sees the job
+        # failed finds the row too.
+        facts = request_facts.get()
+        writes = list(facts.pending) if facts is not None else []
+
         def finish() -> None:
-            self.service.finish(job.id, state, error=error, code=code)
+            with self.service.db.write() as conn:
+                for write in writes:
+                    write(conn)
+                self.service.finish(job.id, state, error=error, code=code, conn=conn)
 
         await anyio.to_thread.run_sync(finish)
+        if facts is not None:
+            del facts.pending[: len(writes)]
         self.wake_webhooks()
 
     async def _retry_or_fail(self, job: Any, exc: Exception) -> str | None:

@@ -47,10 +47,7 @@ class ServerKill:
 
     def __init__(self, kind: str, ci: bool = False) -> None:
         self.kind = kind
-        # After a kill mid-PATCH or mid-publish the agents take a minute or more to come
-        # back (their breaker, see docs/reliability.md): too long for CI's budget, so
-        # those run in make faults only.
-        self.ci_trials = 0 if kind in ("patch", "publish") else 1
+        self.ci_trials = 1
         self.name = f"server-kill.{kind}"
         self.shape = Shape(small=30 if ci else 40, large=1, large_size=20 * MiB, folders=4)
         self.folder_shape = Shape(small=100 if ci else 200, large=0, large_size=0, folders=6)

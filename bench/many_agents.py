@@ -271,10 +271,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> str:
         stop = asyncio.Event()
         held = [0]
         poll_keys = [(c, k) for c, user in zip(poll_clients, keys, strict=True) for k in user]
-        polls = [
-            asyncio.create_task(hold_long_poll(c, k, stop, held, wakes))
-            for c, k in poll_keys[: args.polls]
-        ]
+        polls = []
+        for c, k in poll_keys[: args.polls]:
+            polls.append(asyncio.create_task(hold_long_poll(c, k, stop, held, wakes)))
+            await asyncio.sleep(0.005)  # devices come online over seconds, not all at once
         deadline = time.monotonic() + 120
         while held[0] < len(polls) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)

@@ -11,6 +11,8 @@ from dropline.server.cli._common import CliError, add_data_dir, settings
 from dropline.server.identity.tls import uvicorn_tls_options
 from dropline.server.storage.lock import DataDirLock
 
+KEEP_ALIVE_SECONDS = 75  # an idle connection is kept this long (nginx's default too)
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the server")
@@ -83,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=False,  # dropline.server.http.access_log writes them, with the request id
         log_config=None,  # logging was configured above
+        # Well above any client's idle expiry (the SDK's: 3 s): at uvicorn's 5 s, a
+        # client that reused a connection as the server closed it saw a ReadError
+        # (bench/many_agents.py, docs/performance.md).
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         **uvicorn_tls_options(s.tls_cert, s.tls_key, s.client_ca),
     )
     server = DroplineServer(config, app.state.changes.notifier)

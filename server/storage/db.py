@@ -70,6 +70,11 @@ class Database:
         self._write_lock = threading.Lock()
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._disposed = False
+        # A connection still in use when the handle is disposed (a worker thread finishing
+        # its statement at shutdown) is closed when it comes back, not left open to the
+        # garbage collector.
+        event.listen(self.engine, "checkin", self._close_after_dispose)
 
     @property
     def dialect(self) -> str:
@@ -101,7 +106,12 @@ class Database:
             yield conn
 
     def dispose(self) -> None:
+        self._disposed = True
         self.engine.dispose()
+
+    def _close_after_dispose(self, dbapi_conn: Any, _record: Any) -> None:
+        if self._disposed and dbapi_conn is not None:
+            dbapi_conn.close()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

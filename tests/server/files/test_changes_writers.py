@@ -10,8 +10,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from dropline.server.files.changes import ChangeFeed, ChangeNotifier
 from dropline.server.files.records import FOLDER, Entry
 from dropline.server.files.rows import EntryRows
@@ -110,20 +108,3 @@ def test_concurrent_writers_on_postgres_never_hide_a_change(
 
 def test_concurrent_writers_on_sqlite_never_hide_a_change(tmp_path: Path) -> None:
     _run(f"sqlite:///{tmp_path / 'feed.db'}")
-
-
-@pytest.mark.parametrize("raw", ["0", "-1", "ten"])
-def test_a_bad_pool_size_is_refused(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DROPLINE_DATABASE_POOL_SIZE", raw)
-    with pytest.raises(ValueError, match="DROPLINE_DATABASE_POOL_SIZE"):
-        Database("postgresql+psycopg://nobody@127.0.0.1:1/none")
-
-
-def test_the_pool_is_sized_per_node(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DROPLINE_DATABASE_POOL_SIZE", "4")
-    db = Database("postgresql+psycopg://nobody@127.0.0.1:1/none")
-    try:
-        assert db.pool_size == 4
-        assert db.engine.pool.size() == 4  # type: ignore[attr-defined]
-    finally:
-        db.dispose()

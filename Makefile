@@ -52,6 +52,7 @@ screenshots: $(STAMP)
 	$(BIN)/python -m tools.screenshots
 
 # The full fault campaign (docs/reliability.md); its table goes to build/faults.md.
+# Run as root (as CI does): the disk-full family mounts size-limited tmpfs file systems.
 faults: $(STAMP)
 	@mkdir -p build
 	$(BIN)/python -m tests.faults.campaign --jobs 8 --report build/faults.md

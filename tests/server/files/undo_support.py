@@ -19,6 +19,7 @@ from dropline.server.settings import Settings
 from dropline.server.storage import schema
 from tests.server import tus
 from tests.support.live import LiveServer, running_server
+from tests.support.s3 import stored_blob_ids
 
 _users = itertools.count(1)
 FILE_SCOPES = ("files:read", "files:write")
@@ -129,7 +130,7 @@ def blob_ids(live: LiveServer, entry_id: str) -> set[str]:
 
 
 def blob_exists(live: LiveServer, blob_id: str) -> bool:
-    return (live.settings.blob_dir / blob_id[:2] / blob_id).is_file()
+    return blob_id in stored_blob_ids(live.settings.blob_url)
 
 
 def ensure_tenant(live: LiveServer, tenant: str) -> str:

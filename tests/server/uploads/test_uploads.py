@@ -14,6 +14,7 @@ import pytest
 from dropline.server.audit.events import events_after
 from tests.server import tus
 from tests.support.live import LiveServer
+from tests.support.s3 import stored_blob_ids
 
 
 def entry(client: httpx.Client, path: str) -> httpx.Response:
@@ -310,7 +311,7 @@ def test_declared_sha256_mismatch_publishes_nothing(
 
 
 def blob_files(live: LiveServer) -> list[str]:
-    return sorted(p.name for p in live.settings.blob_dir.rglob("*") if p.is_file())
+    return stored_blob_ids(live.settings.blob_url)
 
 
 def failed_events(live: LiveServer) -> list[dict[str, object]]:
@@ -433,8 +434,7 @@ def test_stale_if_rev_at_completion_is_412_and_discards(
     assert r.status_code == 412
     assert content(client, "/race.txt") == b"win"
     assert staged_files(live_server) == []
-    blobs = [p for p in live_server.settings.blob_dir.rglob("*") if p.is_file()]
-    assert len(blobs) == 1  # the winner's; the loser's blob was removed
+    assert len(blob_files(live_server)) == 1  # the winner's; the loser's blob was removed
 
 
 def test_upload_over_a_folder_is_409(client: httpx.Client) -> None:

@@ -6,11 +6,11 @@ STAMP  := $(VENV)/.installed
 # Test processes at once (pytest-xdist): one per core by default. A test file's tests
 # stay on one worker, so its module fixtures (a server, a browser) start once.
 TEST_WORKERS ?= auto
-# The server suites that run a second time on PostgreSQL (a throwaway cluster), after the
-# whole suite on the embedded SQLite: files, uploads, the change feed, tenant isolation,
-# webhooks and transfers (tests/conftest.py reads DROPLINE_TEST_BACKEND; postgres-s3
-# also keeps blobs in moto's S3 server, where the tests that look at the blob folder
-# on disk do not yet hold).
+# The server suites that run a second time on PostgreSQL (a throwaway cluster) with blobs
+# and uploads in progress in S3 (moto's server), after the whole suite on the embedded
+# SQLite: files, uploads, the change feed, tenant isolation, webhooks and transfers
+# (tests/conftest.py reads DROPLINE_TEST_BACKEND). The *_postgres.py tests start their
+# own PostgreSQL and ran in the first pass already.
 BACKEND_SUITES := tests/server/files tests/server/uploads tests/server/http/test_isolation.py \
   tests/server/http/test_cross_tenant.py tests/server/webhooks tests/server/transfers
 
@@ -31,8 +31,9 @@ test: $(STAMP)
 	@bash tools/system-deps.sh
 	$(BIN)/python -m tools.package
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
-	DROPLINE_TEST_BACKEND=postgres QT_QPA_PLATFORM=offscreen \
-	  $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(BACKEND_SUITES)
+	DROPLINE_TEST_BACKEND=postgres-s3 QT_QPA_PLATFORM=offscreen \
+	  $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+	  --ignore-glob='*_postgres.py' $(BACKEND_SUITES)
 
 package: $(STAMP)
 	@bash tools/system-deps.sh

@@ -23,13 +23,13 @@ verify it.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import struct
 from pathlib import Path
 from typing import Any
 
 from dropline.server.problems import Problem
+from dropline.server.storage.positioned import PositionedReader
 
 SUM_CHUNK = 1024 * 1024
 DIGEST_SIZE = 32
@@ -143,19 +143,17 @@ def read_sums(path: Path) -> bytes | None:
         return None
 
 
-class CheckedReader(io.RawIOBase):
+class CheckedReader(PositionedReader):
     """The bytes of one blob, each chunk verified against its sums before it is read."""
 
     def __init__(
         self, blob_id: str, handle: Any, sums: bytes, offset: int, size: int | None = None
     ) -> None:
         """``size``: the stored size, for a handle that is no file (an object store's)."""
-        super().__init__()
+        super().__init__(os.fstat(handle.fileno()).st_size if size is None else size, offset)
         self._blob_id = blob_id
         self._handle = handle
         self._sums = sums[SIZE_FIELD:]
-        self._size = os.fstat(handle.fileno()).st_size if size is None else size
-        self._pos = offset
         self._index = -1
         self._buffer = memoryview(bytearray(SUM_CHUNK))
         self._chunk = self._buffer[:0]
@@ -164,25 +162,6 @@ class CheckedReader(io.RawIOBase):
             raise BlobDamaged(blob_id, f"size {self._size} differs from the {recorded} stored")
         if offset < self._size:
             self._load(offset // SUM_CHUNK)  # damage where the read starts: an error answer
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_CUR:
-            offset += self._pos
-        elif whence == io.SEEK_END:
-            offset += self._size
-        if offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = offset
-        return offset
 
     def _fill(self, index: int, into: memoryview) -> int:
         """Read chunk ``index`` into ``into`` and verify it; returns its length."""

@@ -42,6 +42,7 @@ from botocore.config import Config
 from dropline.server.problems import Problem
 from dropline.server.storage.blobs import SUMS_DIR, StoredFile, check_blob_id
 from dropline.server.storage.integrity import SUM_CHUNK, CheckedReader, compute_sums
+from dropline.server.storage.positioned import PositionedReader
 
 log = logging.getLogger(__name__)
 
@@ -121,37 +122,16 @@ def s3_client() -> Any:
     )
 
 
-class _ObjectReader(io.RawIOBase):
+class _ObjectReader(PositionedReader):
     """An object's bytes from a position on: one ranged GET streamed as it is read, a new
     one only after a seek elsewhere (or to resume once after a broken connection)."""
 
     def __init__(self, store: S3BlobStore, key: str, size: int, pos: int, body: Any) -> None:
-        super().__init__()
+        super().__init__(size, pos)
         self._store = store
         self._key = key
-        self._size = size
-        self._pos = pos
         self._body = body
         self._body_pos = pos
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_CUR:
-            offset += self._pos
-        elif whence == io.SEEK_END:
-            offset += self._size
-        if offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = offset
-        return offset
 
     def _drop_body(self) -> None:
         if self._body is not None:

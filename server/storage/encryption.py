@@ -2,18 +2,25 @@
 
 :class:`EncryptedBlobStore` wraps any ``BlobStore``. A tenant with encryption on
 gets a random data key, stored only wrapped (AES-GCM) by the master key, which
-comes from ``DROPLINE_MASTER_KEY`` (base64 of 32 bytes) or ``<data dir>/keys/master.key``
-(0600). A blob is a header and 1 MiB chunks, each sealed with its index and a
-last-chunk flag in the nonce and associated data, so chunks cannot be reordered,
-swapped between blobs or cut off unnoticed, and a Range read decrypts only the
-chunks it touches. Work with no tenant in sight (background copies) is sealed
-under the master key itself: nothing is ever written in plain text once a master
-key exists, except for tenants that keep encryption off.
+comes from ``DROPLINE_MASTER_KEY_FILE`` (a 0600 file holding base64 of 32 bytes: the
+preferred way), ``DROPLINE_MASTER_KEY`` (that base64 itself) or ``<data dir>/keys/master.key``
+(0600, created by the first ``encryption enable``). With a shared PostgreSQL database
+the key is never created: every node is given the same one, checked against a value
+kept in the database (:func:`check_shared_master_key`).
+
+A blob is a header and 1 MiB chunks, each sealed with its index and a last-chunk
+flag in the nonce and associated data, so chunks cannot be reordered, swapped between
+blobs or cut off unnoticed, and a Range read decrypts only the chunks it touches.
+Work with no tenant in sight (background copies) is sealed under the master key
+itself: nothing is ever written in plain text once a master key exists, except for
+tenants that keep encryption off.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import io
 import logging
 import os
@@ -39,6 +46,10 @@ MAGIC = b"DLBLOB1\x00"
 CHUNK = 1024 * 1024
 TAG = 16
 ENV_MASTER_KEY = "DROPLINE_MASTER_KEY"
+ENV_MASTER_KEY_FILE = "DROPLINE_MASTER_KEY_FILE"
+# HMAC'd under the master key into ``key_checks``: tells a wrong key from the right one
+# without storing anything that helps find it.
+CHECK_CONSTANT = b"dropline master key check v1"
 MASTER_REF = "master"
 
 
@@ -54,19 +65,42 @@ def _master_path(data_dir: Path) -> Path:
     return data_dir / "keys" / "master.key"
 
 
+def _decode_key(text: bytes | str, where: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise EncryptionError(f"{where} must hold base64 of 32 bytes")
+    return key
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise EncryptionError(f"{ENV_MASTER_KEY_FILE}: no such file {path}") from None
+    if mode & 0o077:
+        raise EncryptionError(
+            f"{path} is readable by others (mode {mode & 0o777:o}): chmod 600 it first"
+        )
+    return _decode_key(path.read_bytes().strip(), str(path))
+
+
 def load_master_key(data_dir: Path, create: bool = False) -> bytes | None:
+    """The master key from the settings or the data dir; ``create``: make the data
+    dir's file when none is given (single node only: see :meth:`TenantKeys.enable`)."""
+    key_file = os.environ.get(ENV_MASTER_KEY_FILE)
     env = os.environ.get(ENV_MASTER_KEY)
+    if key_file and env:
+        raise EncryptionError(f"set {ENV_MASTER_KEY_FILE} or {ENV_MASTER_KEY}, not both")
+    if key_file:
+        return _read_key_file(Path(key_file))
     if env:
-        key = base64.b64decode(env)
-        if len(key) != 32:
-            raise EncryptionError(f"{ENV_MASTER_KEY} must be base64 of 32 bytes")
-        return key
+        return _decode_key(env, ENV_MASTER_KEY)
     path = _master_path(data_dir)
     if path.exists():
-        key = base64.b64decode(path.read_bytes())
-        if len(key) != 32:
-            raise EncryptionError(f"{path} does not hold a 32-byte key")
-        return key
+        return _decode_key(path.read_bytes().strip(), str(path))
     if not create:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +113,51 @@ def load_master_key(data_dir: Path, create: bool = False) -> bytes | None:
     return key
 
 
+def master_key_check(key: bytes) -> str:
+    return hmac.new(key, CHECK_CONSTANT, hashlib.sha256).hexdigest()
+
+
+def check_shared_master_key(db: Database, master: bytes | None) -> None:
+    """On a database shared by several nodes, refuse a master key other than the one
+    the data was sealed with, and refuse to go without one once encryption is in use.
+
+    The first node given a key records its check value; the others compare with it.
+    """
+    table = schema.key_checks
+    with db.read() as conn:
+        row = conn.execute(select(table.c.check_value).where(table.c.name == MASTER_REF)).first()
+        encrypted = conn.execute(select(schema.tenant_keys.c.tenant_id).limit(1)).first()
+    if master is None:
+        if row is not None or encrypted is not None:
+            raise EncryptionError(
+                "data in this shared database is encrypted at rest but this node has no "
+                f"master key: give every node the same one ({ENV_MASTER_KEY_FILE} or "
+                f"{ENV_MASTER_KEY})"
+            )
+        return
+    if row is None:
+        # Under the writer lock: of two nodes starting at once, one records its key
+        # and the other compares with it.
+        with db.write() as conn:
+            row = conn.execute(
+                select(table.c.check_value).where(table.c.name == MASTER_REF)
+            ).first()
+            if row is None:
+                conn.execute(
+                    table.insert().values(
+                        name=MASTER_REF,
+                        check_value=master_key_check(master),
+                        created_at=time.time(),
+                    )
+                )
+                return
+    if not hmac.compare_digest(row.check_value, master_key_check(master)):
+        raise EncryptionError(
+            "this node's master key is not the one this shared database's data was sealed "
+            f"with: give every node the same key ({ENV_MASTER_KEY_FILE} or {ENV_MASTER_KEY})"
+        )
+
+
 class TenantKeys:
     """Per-tenant data keys, unwrapped on first use and kept in memory."""
 
@@ -88,6 +167,8 @@ class TenantKeys:
         self._lock = threading.Lock()
         self._cache: dict[str, bytes | None] = {}
         self._master = load_master_key(data_dir)
+        if db.is_postgres:
+            check_shared_master_key(db, self._master)
 
     @property
     def master(self) -> bytes | None:
@@ -99,6 +180,12 @@ class TenantKeys:
         Returns False when it already had one. Existing blobs stay readable as they are;
         new ones are sealed.
         """
+        if self._master is None and self.db.is_postgres:
+            # A key made here would be this node's alone: the others could not read.
+            raise EncryptionError(
+                "no master key: with a shared database give every node the same one "
+                f"({ENV_MASTER_KEY_FILE} or {ENV_MASTER_KEY}) before turning encryption on"
+            )
         if self._master is None:
             self._master = load_master_key(self.data_dir, create=True)
         assert self._master is not None
@@ -144,8 +231,8 @@ class TenantKeys:
         if row is not None:
             if self._master is None:
                 raise EncryptionError(
-                    f"tenant data is encrypted but no master key is set ({ENV_MASTER_KEY} "
-                    f"or {_master_path(self.data_dir)})"
+                    f"tenant data is encrypted but no master key is set ({ENV_MASTER_KEY_FILE}, "
+                    f"{ENV_MASTER_KEY} or {_master_path(self.data_dir)})"
                 )
             wrapped = base64.b64decode(row.wrapped_key)
             key = AESGCM(self._master).decrypt(wrapped[:12], wrapped[12:], ref.encode())
@@ -382,6 +469,7 @@ __all__ = [
     "EncryptionError",
     "SealedBlobDamaged",
     "TenantKeys",
+    "check_shared_master_key",
     "load_master_key",
     "seal_file",
 ]

@@ -159,6 +159,13 @@ def m009_upload_parts(conn: Connection) -> None:
     schema.upload_parts.create(conn, checkfirst=True)
 
 
+def m010_signing_keys(conn: Connection) -> None:
+    # Signing keys and the master key's check value shared by the nodes of one
+    # PostgreSQL database (identity.key_table, storage.encryption).
+    schema.signing_keys.create(conn, checkfirst=True)
+    schema.key_checks.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Named] = [
     ("001_identity", m001_identity),
     ("002_files", m002_files),
@@ -169,6 +176,7 @@ MIGRATIONS: list[Named] = [
     ("007_work_leases", m007_work_leases),
     ("008_rate_buckets", m008_rate_buckets),
     ("009_upload_parts", m009_upload_parts),
+    ("010_signing_keys", m010_signing_keys),
 ]
 NAMES = [name for name, _fn in MIGRATIONS]
 

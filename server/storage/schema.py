@@ -367,6 +367,30 @@ tenant_keys = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# ES256 signing keys of the access tokens when nodes share a PostgreSQL database
+# (dropline.server.identity.key_table): every node signs with the newest live key and
+# verifies with all live ones. ``private_jwk`` is sealed with the master key when one
+# is configured. A retired key is kept (``retired_at``) but neither signs nor verifies.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(32), primary_key=True),
+    Column("private_jwk", Text, nullable=False),
+    Column("sealed", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("retired_at", Float, nullable=True),
+)
+
+# Check values of keys every node must be given alike (``master``: an HMAC of a
+# constant under the master key), so a node started with another key refuses to start.
+key_checks = Table(
+    "key_checks",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("check_value", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
 # --- Operations: asynchronous transfers, share links, webhooks ---
 
 # One asynchronous transfer job. Jobs are rows, so they survive a restart: a job

@@ -1,8 +1,9 @@
 """The change feed: paging by cursor, long-poll wake-ups, and retention pruning.
 
 A cursor is the last sequence number a client has seen. Long-polls sleep on an
-in-process :class:`ChangeNotifier` that the write path wakes after each commit;
-they never poll the database in a loop. Pruning keeps a per-space floor, and a
+in-process :class:`ChangeNotifier` that the write path wakes after each commit (and,
+on PostgreSQL, other nodes' writes through ``change_wakeups``); they never poll the
+database in a loop. Pruning keeps a per-space floor, and a
 cursor below it has lost changes: 410 ``cursor-expired`` tells the client to rescan.
 """
 
@@ -68,6 +69,23 @@ class ChangeNotifier:
         if loop is None or loop.is_closed():
             return
         loop.call_soon_threadsafe(self._wake, space_id)
+
+    def waiting(self) -> int:
+        """How many long-polls are waiting right now, over all spaces."""
+        with self._lock:
+            return sum(len(waiters) for waiters in self._waiters.values())
+
+    def wake_all(self) -> None:
+        """Wake every waiter of every space (they re-read, so a spurious wake costs one
+        read): for when changes may have been missed, such as another node's while the
+        cross-node listener was reconnecting. Any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with self._lock:
+            spaces = list(self._waiters)
+        for space_id in spaces:
+            loop.call_soon_threadsafe(self._wake, space_id)
 
     def close(self) -> None:
         """Server shutdown: wake every long-poll now, so it answers instead of holding

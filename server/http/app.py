@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 
 from dropline.server.admin.service import Admin
 from dropline.server.audit.damage import DamageLog
+from dropline.server.files import change_wakeups
 from dropline.server.files.changes import ChangeFeed, ChangeNotifier
 from dropline.server.files.entries import FileService
 from dropline.server.files.housekeeping import Housekeeping
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     notifier = ChangeNotifier()
     files = FileService(db, blobs, on_change=notifier.notify)
+    # On PostgreSQL, other nodes' writes wake this node's long-polls too (LISTEN/NOTIFY).
+    change_listener = change_wakeups.wire(db, notifier, files.hooks)
     changes = ChangeFeed(
         db,
         notifier,
@@ -119,6 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         )
         background += operations.start()
+        if change_listener is not None:
+            background.append(asyncio.create_task(change_listener.run(), name="change-listener"))
         yield
         for task in background:
             task.cancel()
@@ -135,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.blobs = blobs
     app.state.files = files
     app.state.changes = changes
+    app.state.change_listener = change_listener
     app.state.uploads = uploads
     app.state.batches = batches
 

@@ -126,6 +126,11 @@ class Settings:
     # How long a node's hold on a running transfer job lasts unrenewed (storage.leases):
     # the longest a job waits for another node after its node died.
     work_lease_seconds: float = 30.0
+    # How often a node sharing a PostgreSQL database re-reads the signing keys
+    # (identity.key_table); a token naming an unknown key triggers a re-read at once.
+    # The master key for encryption at rest is read by storage.encryption itself from
+    # DROPLINE_MASTER_KEY_FILE (preferred) or DROPLINE_MASTER_KEY: the CLI needs it too.
+    signing_key_refresh_seconds: float = 30.0
     log_format: str = "text"  # or "json": one JSON object per line
     access_log: bool = True
 
@@ -189,6 +194,7 @@ class Settings:
             ),
             worker_poll_seconds=_env_float("WORKER_POLL_SECONDS", 1.0),
             work_lease_seconds=_env_float("WORK_LEASE_SECONDS", 30.0),
+            signing_key_refresh_seconds=_env_float("SIGNING_KEY_REFRESH_SECONDS", 30.0),
             inbox_path=os.environ.get(ENV_PREFIX + "INBOX_PATH") or "/Inbox",
             log_format=os.environ.get(ENV_PREFIX + "LOG_FORMAT") or "text",
             access_log=_env_bool("ACCESS_LOG", True),

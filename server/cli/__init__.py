@@ -22,6 +22,7 @@ from dropline.server.cli._common import CliError, open_services
 from dropline.server.identity.accounts import IdentityError
 from dropline.server.storage.backup import BackupError
 from dropline.server.storage.blob_url import InvalidBlobUrl
+from dropline.server.storage.encryption import EncryptionError
 from dropline.server.storage.lock import DataDirLocked
 from dropline.server.storage.migrations import NewerSchema
 
@@ -73,6 +74,7 @@ def _main(argv: Sequence[str] | None) -> int:
         DataDirLocked,
         BackupError,
         InvalidBlobUrl,
+        EncryptionError,
     ) as exc:
         print(f"dropline-server: {exc}", file=sys.stderr)
         return 1

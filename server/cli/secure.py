@@ -20,6 +20,7 @@ from dropline.server.audit import trail
 from dropline.server.cli._common import CliError, Services, add_data_dir, emit_json, say
 from dropline.server.guard.defender import Defender
 from dropline.server.identity.accounts import DEFAULT_KEY_SCOPES
+from dropline.server.identity.key_table import signing_keys_for
 from dropline.server.identity.tokens import SigningKeys
 from dropline.server.storage import schema
 from dropline.server.storage.encryption import ENV_MASTER_KEY, TenantKeys, load_master_key
@@ -241,7 +242,7 @@ def certs_revoke(args: argparse.Namespace, svc: Services) -> int:
 
 
 def _keys(svc: Services) -> SigningKeys:
-    return SigningKeys(svc.settings.data_dir)
+    return signing_keys_for(svc.settings.data_dir, svc.db)
 
 
 def keys_list(args: argparse.Namespace, svc: Services) -> int:

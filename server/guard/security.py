@@ -28,10 +28,11 @@ from dropline.server.guard.defender import Defender
 from dropline.server.guard.networks import is_trusted, parse_networks
 from dropline.server.guard.shared_limits import limiter_for
 from dropline.server.identity.accounts import Identity, Principal
+from dropline.server.identity.key_table import signing_keys_for
 from dropline.server.identity.oauth.server import DroplineAuthorizationServer, audience
 from dropline.server.identity.oauth.store import OAuthStore
 from dropline.server.identity.tls import fingerprint, forwarded_certificate, peer_certificate_pem
-from dropline.server.identity.tokens import InvalidToken, SigningKeys, TokenService, looks_like_jwt
+from dropline.server.identity.tokens import InvalidToken, TokenService, looks_like_jwt
 from dropline.server.problems import Problem
 from dropline.server.settings import Settings
 from dropline.server.storage import schema
@@ -71,7 +72,7 @@ class Security:
         self.settings = settings
         self.db = db
         self.identity = identity
-        self.keys = SigningKeys(settings.data_dir)
+        self.keys = signing_keys_for(settings.data_dir, db, settings.signing_key_refresh_seconds)
         self.tokens = TokenService(self.keys, settings.access_token_seconds)
         self.store = OAuthStore(db)
         self.store.ensure_first_party()

@@ -1,7 +1,9 @@
 """JWT access tokens: the ES256 signing keys (with ``kid`` and rotation), issue and verify.
 
-Keys live in ``<data dir>/keys/`` as private JWK files (0600, directory 0700) or
-come from ``DROPLINE_JWT_SIGNING_KEY`` (a PEM private key). The newest key signs;
+Keys live in ``<data dir>/keys/`` as private JWK files (0600, directory 0700), in
+the shared database's ``signing_keys`` table when nodes share PostgreSQL
+(:mod:`dropline.server.identity.key_table`), or come from ``DROPLINE_JWT_SIGNING_KEY``
+(a PEM private key, which overrides both). The newest key signs;
 every key still in the directory is published in the JWKS and verifies, so a
 rotation logs nobody out. Verification pins the algorithm to ES256 (``none`` and
 HMAC tricks never reach a key) and checks issuer, audience, expiry and ``nbf``.
@@ -9,6 +11,7 @@ HMAC tricks never reach a key) and checks issuer, audience, expiry and ``nbf``.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -49,7 +52,13 @@ def _write_private(path: Path, text: str) -> None:
 
 
 class SigningKeys:
-    """The key ring. Re-reads the directory when it changes (a CLI rotation)."""
+    """The key ring, kept in ``<data dir>/keys/``: one server per data dir (SQLite), so
+    files are enough there and today's data dirs keep their keys. Re-reads the directory
+    when it changes (a CLI rotation). Nodes sharing a PostgreSQL database use
+    :class:`dropline.server.identity.key_table.TableSigningKeys` instead."""
+
+    # Least time between two re-reads for a token whose ``kid`` is not in the ring.
+    UNKNOWN_KID_INTERVAL = 1.0
 
     def __init__(self, data_dir: Path) -> None:
         self.dir = data_dir / "keys"
@@ -57,6 +66,7 @@ class SigningKeys:
         self._mtime: float | None = None
         self._keys: list[tuple[float, ECKey]] = []
         self._env_key = os.environ.get(ENV_SIGNING_KEY)
+        self._unknown_at = 0.0
         self._load()
 
     def _load(self) -> None:
@@ -67,35 +77,45 @@ class SigningKeys:
                     key = ECKey.import_key(self._env_key, {"kid": key.thumbprint()})
                 self._keys = [(0.0, key)]
                 return
-            self.dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.dir, 0o700)
-            keys = []
-            for path in sorted(self.dir.glob("*.jwk")):
-                data = json.loads(path.read_text(encoding="utf-8"))
-                keys.append((float(data.pop("created_at", 0.0)), ECKey.import_key(data)))
-            if not keys:
-                keys.append(self._create())
+            keys = self._read_keys()
             keys.sort(key=lambda item: item[0])
             self._keys = keys
-            self._mtime = self.dir.stat().st_mtime
 
-    def _create(self) -> tuple[float, ECKey]:
-        created = time.time()
+    def _read_keys(self) -> list[tuple[float, ECKey]]:
+        """Every live key with its creation time, creating the first one if none."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        keys = []
+        for path in sorted(self.dir.glob("*.jwk")):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            keys.append((float(data.pop("created_at", 0.0)), ECKey.import_key(data)))
+        if not keys:
+            keys.append(self._create())
+        self._mtime = self.dir.stat().st_mtime
+        return keys
+
+    @staticmethod
+    def _new_key() -> tuple[float, ECKey]:
         kid = uuid.uuid4().hex[:16]
         key = ECKey.generate_key("P-256", parameters={"kid": kid, "alg": ALGORITHM, "use": "sig"})
+        return time.time(), key
+
+    def _create(self) -> tuple[float, ECKey]:
+        created, key = self._new_key()
         data = {**key.as_dict(private=True), "created_at": created}
-        _write_private(self.dir / f"{int(created * 1e6):020d}-{kid}.jwk", json.dumps(data))
-        log.info("created signing key %s", kid)
+        _write_private(self.dir / f"{int(created * 1e6):020d}-{key.kid}.jwk", json.dumps(data))
+        log.info("created signing key %s", key.kid)
         return created, key
 
-    def _refresh(self) -> None:
-        if self._env_key:
-            return
+    def _stale(self) -> bool:
         try:
-            mtime = self.dir.stat().st_mtime
+            mtime: float | None = self.dir.stat().st_mtime
         except FileNotFoundError:
             mtime = None
-        if mtime != self._mtime:
+        return mtime != self._mtime
+
+    def _refresh(self) -> None:
+        if not self._env_key and self._stale():
             self._load()
 
     def current(self) -> ECKey:
@@ -104,6 +124,20 @@ class SigningKeys:
 
     def key_set(self) -> KeySet:
         self._refresh()
+        return KeySet([key for _, key in self._keys])
+
+    def key_set_for(self, kid: str | None) -> KeySet:
+        """The ring, re-read first if ``kid`` is not in it (a key another node made
+        since the last read), at most once per ``UNKNOWN_KID_INTERVAL``: forged kids
+        cannot make every request a database read."""
+        found = self.key_set()
+        if kid is None or self._env_key or any(k.kid == kid for _, k in self._keys):
+            return found
+        now = time.monotonic()
+        if now - self._unknown_at < self.UNKNOWN_KID_INTERVAL:
+            return found
+        self._unknown_at = now
+        self._load()
         return KeySet([key for _, key in self._keys])
 
     def jwks(self) -> dict[str, Any]:
@@ -130,15 +164,17 @@ class SigningKeys:
         """Stop publishing ``kid``; tokens it signed stop verifying. Not the current key."""
         if self._env_key:
             raise ValueError(f"keys come from {ENV_SIGNING_KEY}: change them there")
-        self._refresh()
+        self._load()
         if kid == self.current().kid:
             raise ValueError("that is the current signing key: rotate first")
-        matches = list(self.dir.glob(f"*-{kid}.jwk"))
-        if not matches:
+        if not any(k.kid == kid for _, k in self._keys):
             raise ValueError(f"no signing key {kid!r}")
-        for path in matches:
-            path.unlink()
+        self._remove(kid)
         self._load()
+
+    def _remove(self, kid: str) -> None:
+        for path in self.dir.glob(f"*-{kid}.jwk"):
+            path.unlink()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +227,8 @@ class TokenService:
 
     def verify(self, token: str, *, issuer: str, audience: str) -> AccessClaims:
         try:
-            decoded = jwt.decode(token, self.keys.key_set(), algorithms=[ALGORITHM])
+            keys = self.keys.key_set_for(_header_kid(token))
+            decoded = jwt.decode(token, keys, algorithms=[ALGORITHM])
             registry = jwt.JWTClaimsRegistry(
                 now=int(time.time()),
                 leeway=LEEWAY_SECONDS,
@@ -217,6 +254,17 @@ class TokenService:
             token_id=str(c.get("jti", "")),
             expires_at=int(c["exp"]),
         )
+
+
+def _header_kid(token: str) -> str | None:
+    """The ``kid`` a token names, unverified: only to pick the keys to verify with."""
+    try:
+        head = token.split(".", 1)[0]
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except ValueError:
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
 
 
 def looks_like_jwt(token: str) -> bool:

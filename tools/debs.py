@@ -46,6 +46,7 @@ SYSTEM_LIBRARIES = {
     "libdl.so.2": "libc6",
     "libm.so.6": "libc6",
     "libpthread.so.0": "libc6",
+    "libresolv.so.2": "libc6",
     "librt.so.1": "libc6",
     "libEGL.so.1": "libegl1",
     "libGL.so.1": "libgl1",

@@ -15,6 +15,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import OperationalError
+
 from dropline import __version__
 from dropline.server.admin.service import NotFound, Refused
 from dropline.server.cli import accounts, backup, migrate, secure, serve, sweep
@@ -80,6 +82,12 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
     except NotFound as exc:
         print(f"dropline-server: no such {exc}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:
+        # The driver's own first line (host, port, reason): never the URL, which may
+        # carry a password.
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        print(f"dropline-server: cannot use the database: {reason}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         raise  # the reader left: main() ends quietly

@@ -127,3 +127,17 @@ def test_alembic_s_own_commands_read_the_history(tmp_path: Path) -> None:
     history = alembic("history").splitlines()
     assert history[-1].startswith(f"<base> -> {ALL[0]}, ")
     assert len(history) == len(ALL)
+
+
+def test_a_database_out_of_reach_is_one_line_without_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "DROPLINE_DATABASE_URL", "postgresql+psycopg://dropline:s3cret-pw@127.0.0.1:1/nowhere"
+    )
+    done = run(tmp_path / "data", "migrate", "--check", ok=False)
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("dropline-server: cannot use the database: ")
+    assert "port 1" in line and "Traceback" not in done.stderr
+    assert "s3cret-pw" not in done.stderr

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +51,18 @@ def nodes_with(base: Path, envs: list[dict[str, str]]) -> Iterator[list[ServerPr
     finally:
         for node in started:
             node.stop()
+
+
+def signing_keys(base: Path, env: dict[str, str], *args: str) -> None:
+    """``dropline-server signing-keys ...`` as an operator runs it, with the nodes' settings."""
+    done = subprocess.run(
+        [*ADMIN, "signing-keys", *args, "--data-dir", str(base / "admin")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def header_kid(token: str) -> str:
@@ -106,14 +119,7 @@ def test_a_rotation_is_honoured_on_the_other_node_at_once(
     with nodes_with(tmp_path, [fast, slow]) as (one, two):
         before = pkce_tokens(one.url, EMAIL)["access_token"]
         assert me(two, before).status_code == 200
-        rotated = subprocess.run(
-            [*ADMIN, "signing-keys", "rotate", "--data-dir", str(tmp_path / "admin")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, **env},
-        )
-        assert rotated.returncode == 0, rotated.stderr
+        signing_keys(tmp_path, env, "rotate")
         new_kid = {kid for kid, _ in live_rows(postgres_url)} - {header_kid(before)}
         assert len(new_kid) == 1
         after = pkce_tokens(one.url, EMAIL)["access_token"]
@@ -124,6 +130,12 @@ def test_a_rotation_is_honoured_on_the_other_node_at_once(
         assert me(two, before).status_code == 200
         published = httpx.get(f"{two.url}/.well-known/jwks.json").json()["keys"]
         assert {k["kid"] for k in published} == {header_kid(before), header_kid(after)}
+        # Retiring the old key in the table ends its tokens on the nodes that re-read.
+        signing_keys(tmp_path, env, "retire", header_kid(before))
+        assert [kid for kid, _ in live_rows(postgres_url)] == [header_kid(after)]
+        time.sleep(0.5)
+        assert me(one, before).status_code == 401
+        assert me(one, after).status_code == 200
 
 
 def test_two_nodes_starting_at_once_make_one_key(tmp_path: Path, postgres_url: str) -> None:

@@ -81,8 +81,8 @@ def running_server(settings: Settings) -> Iterator[LiveServer]:
     # `dropline-server serve` does (dropline.server.identity.tls), and the URL is https.
     tls = uvicorn_tls_options(settings.tls_cert, settings.tls_key, settings.client_ca)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **tls)
+    # uvicorn listens to signals only from the main thread: this one serves in its own.
     server = DroplineServer(config, app.state.changes.notifier)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
 
     def run() -> None:
         asyncio.run(server.serve(sockets=[sock]))

@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Test processes at once (pytest-xdist): one per core by default. A test file's tests
-# stay on one worker, so its module fixtures (a server, a browser) start once.
-TEST_WORKERS ?= auto
+# Test processes at once (pytest-xdist): three on CI's two cores, since much of the suite
+# waits on other processes (servers, agents, kills, backoffs): with two workers the cores
+# were busy 71% of the run. A test file's tests stay on one worker, so its module
+# fixtures (a server, a browser) start once.
+TEST_WORKERS ?= 3
 # The server suites that run a second time on PostgreSQL (a throwaway cluster) with blobs
 # and uploads in progress in S3 (moto's server), after the whole suite on the embedded
 # SQLite: files, uploads, the change feed, tenant isolation, webhooks and transfers

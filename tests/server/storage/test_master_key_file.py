@@ -48,7 +48,11 @@ def test_a_key_file_others_can_read_is_refused(
     assert not (tmp_path / "data" / "keys" / "master.key").exists()
 
 
-@pytest.mark.parametrize("content", [b"not base64 at all!", base64.b64encode(os.urandom(16)), b""])
+@pytest.mark.parametrize(
+    "content",
+    [b"not base64 at all!", base64.b64encode(bytes(range(16))), b""],
+    ids=["not-base64", "16-bytes", "empty"],
+)
 def test_a_malformed_key_file_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes
 ) -> None:

@@ -9,12 +9,8 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import signal
 import socket
 import ssl
-import subprocess
-import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,11 +22,11 @@ import trustme
 
 from dropline.sdk import ApiKeyCredentials, DroplineClient, upload_file
 from tests.support.live import ServerProcess
+from tests.support.nginx import running_nginx
 from tests.support.server_cli import run_here
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "packaging" / "nginx" / "dropline-server.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def free_port() -> int:
@@ -58,19 +54,6 @@ def config_from_sample(prefix: Path, https: int, http: int, upstream: int, tls: 
     conf = swap(conf, r"access_log \S+;", f"access_log {prefix / 'access.log'};")
     conf = swap(conf, r"error_log \S+;", f"error_log {prefix / 'error.log'};")
     return conf
-
-
-def main_config(prefix: Path) -> str:
-    """What /etc/nginx/nginx.conf would give: an http block that includes the sample."""
-    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    temp = " ".join(f"{kind}_temp_path {prefix / kind};" for kind in kinds)
-    # As root, workers would run as nobody, who cannot enter pytest's private tmp folder.
-    user = "user root;" if os.geteuid() == 0 else ""
-    return (
-        f"{user}\ndaemon off;\nworker_processes 1;\npid {prefix / 'nginx.pid'};\n"
-        f"error_log {prefix / 'error.log'};\nevents {{ worker_connections 64; }}\n"
-        f"http {{ {temp} include {prefix / 'dropline-server.conf'}; }}\n"
-    )
 
 
 @dataclass
@@ -138,35 +121,10 @@ def front(
     process, key = server
     prefix = tmp_path_factory.mktemp("nginx")
     https = free_port()
-    (prefix / "dropline-server.conf").write_text(
-        config_from_sample(prefix, https, free_port(), process.port, tls)
-    )
-    (prefix / "nginx.conf").write_text(main_config(prefix))
-    conf, log = prefix / "nginx.conf", prefix / "error.log"
-    nginx = subprocess.Popen(
-        [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(log)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert nginx.poll() is None, f"nginx did not start: {log.read_text()}"
-            try:
-                socket.create_connection(("127.0.0.1", https), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    site = prefix / "dropline-server.conf"
+    site.write_text(config_from_sample(prefix, https, free_port(), process.port, tls))
+    with running_nginx(prefix, site, https):
         yield Front(f"https://127.0.0.1:{https}", process, tls, key)
-    finally:
-        os.kill(nginx.pid, signal.SIGQUIT)  # graceful: the master stops its worker
-        try:
-            nginx.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(nginx.pid, signal.SIGKILL)
-            nginx.wait(timeout=10)
 
 
 def test_a_tus_upload_and_a_ranged_download_pass_through_whole(

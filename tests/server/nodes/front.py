@@ -4,19 +4,15 @@ only the listen port, the nodes' addresses and the log paths swapped; stopped by
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
-import signal
 import socket
-import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from tests.support import nginx
+
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "docs" / "nginx-nodes.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 NODE_LINE = r"server 10\.0\.0\.1\d:8600 "
 
 
@@ -44,49 +40,12 @@ def config_from_sample(prefix: Path, listen: int, node_ports: Sequence[int]) -> 
     return conf
 
 
-def main_config(prefix: Path) -> str:
-    """What /etc/nginx/nginx.conf would give: an http block that includes the sample.
-    One worker, so round robin takes the nodes strictly in turn."""
-    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    temp = " ".join(f"{kind}_temp_path {prefix / kind};" for kind in kinds)
-    # As root, workers would run as nobody, who cannot enter pytest's private tmp folder.
-    user = "user root;" if os.geteuid() == 0 else ""
-    return (
-        f"{user}\nworker_processes 1;\npid {prefix / 'nginx.pid'};\n"
-        f"error_log {prefix / 'error.log'};\nevents {{ worker_connections 256; }}\n"
-        f"http {{ {temp} include {prefix / 'dropline-nodes.conf'}; }}\n"
-    )
-
-
 @contextlib.contextmanager
 def running_nginx(prefix: Path, node_ports: Sequence[int]) -> Iterator[str]:
     """nginx in front of ``node_ports``; yields its URL."""
     prefix.mkdir(parents=True, exist_ok=True)
     listen = free_port()
-    (prefix / "dropline-nodes.conf").write_text(config_from_sample(prefix, listen, node_ports))
-    (prefix / "nginx.conf").write_text(main_config(prefix))
-    log = prefix / "error.log"
-    conf = prefix / "nginx.conf"
-    nginx = subprocess.Popen(
-        [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(log), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert nginx.poll() is None, f"nginx did not start: {log.read_text()}"
-            try:
-                socket.create_connection(("127.0.0.1", listen), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "nginx never accepted a connection"
-                time.sleep(0.05)
+    site = prefix / "dropline-nodes.conf"
+    site.write_text(config_from_sample(prefix, listen, node_ports))
+    with nginx.running_nginx(prefix, site, listen):
         yield f"http://127.0.0.1:{listen}"
-    finally:
-        os.kill(nginx.pid, signal.SIGQUIT)  # graceful: the master stops its worker
-        try:
-            nginx.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(nginx.pid, signal.SIGKILL)
-            nginx.wait(timeout=10)

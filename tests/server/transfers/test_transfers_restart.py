@@ -14,11 +14,9 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from dropline.server.identity.accounts import Identity
-from dropline.server.storage.db import Database
-from dropline.server.storage.migrations import migrate
 from tests.server.ops_helpers import OPS_SCOPES, start_transfer, upload, wait_transfer
 from tests.support.live import ServerProcess
+from tests.support.nodes import migrated_with_key
 from tests.support.receiver import Receiver
 
 OPS_ENV = {"DROPLINE_ALLOW_PRIVATE_TARGETS": "1", "DROPLINE_WORKER_POLL_SECONDS": "0.05"}
@@ -32,16 +30,7 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def api_key(data_dir: Path) -> str:
     data_dir.mkdir(parents=True)
-    db = Database(f"sqlite:///{data_dir / 'dropline.db'}")
-    try:
-        migrate(db)
-        identity = Identity(db)
-        identity.create_tenant("acme")
-        identity.create_user("acme", "alice@example.com", "correct horse battery staple")
-        _key_id, key = identity.create_api_key("acme", "alice@example.com", OPS_SCOPES)
-    finally:
-        db.dispose()
-    return key
+    return migrated_with_key(f"sqlite:///{data_dir / 'dropline.db'}", OPS_SCOPES)
 
 
 @pytest.fixture

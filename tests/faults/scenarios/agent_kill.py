@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.faults.scenarios.common import (
     fired,
     killer,
     put_tree,
+    retire,
     upload_resent,
     wait_converged,
 )
@@ -122,7 +122,7 @@ class AgentKill:
             outcome.resent = upload_resent(proxy, since, tree)
         await final_checks(findings, world, [agent], top, [root], tree, since_wall, rng)
         if not findings.problems:
-            await _retire(agent, root)
+            await retire([agent], [root])
         return outcome
 
     def _rule(self, rng: random.Random, tree: Tree, agent: Agent) -> Rule:
@@ -176,18 +176,6 @@ def _rename_storm(rng: random.Random, root: Path, tree: Tree) -> Tree:
         renamed.files[moved] = renamed.files.pop(path)
         renamed.sizes[moved] = renamed.sizes.pop(path)
     return renamed
-
-
-async def _retire(agent: Agent, root: Path) -> None:
-    """A passing trial's folder leaves the agent, then the disk (never the other way
-    round: the agent would take the removal for the user's and pass it on)."""
-    agent.configure([])
-    for _ in range(200):
-        if not agent.status()["folders"]:
-            shutil.rmtree(root, ignore_errors=True)
-            return
-        await asyncio.sleep(0.05)
-    raise RuntimeError("the agent kept the trial's folder after its config dropped it")
 
 
 def scenarios(ci: bool = False) -> list[AgentKill]:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -162,3 +163,18 @@ async def fired(rule_fired: Callable[[], bool], timeout: float) -> bool:
             return True
         await asyncio.sleep(0.02)
     return False
+
+
+async def retire(agents: list[Agent], roots: list[Path]) -> None:
+    """A passing trial's folders leave their agents, then the disk (never the other way
+    round: an agent would take the removal for the user's and pass it on)."""
+    for agent in agents:
+        agent.configure([])
+    for agent, root in zip(agents, roots, strict=True):
+        for _ in range(200):
+            if not agent.status()["folders"]:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise RuntimeError("an agent kept the trial's folder after its config dropped it")
+        shutil.rmtree(root, ignore_errors=True)

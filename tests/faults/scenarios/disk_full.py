@@ -14,11 +14,9 @@ campaign runs as root, as CI does), unmounted when the scenario ends.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import random
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from tests.faults.scenarios.common import (
     final_checks,
     fired,
     put_tree,
+    retire,
     upload_resent,
     wait_converged,
 )
@@ -191,7 +190,7 @@ class DiskFull:
             findings.fail("the 'server-full' issue stayed after the uploads went through")
         outcome.notes["freed_to_converged_s"] = round(time.monotonic() - freed, 1)
         if not findings.problems:
-            await _retire(agent, root)
+            await retire([agent], [root])
         return outcome
 
     def _check_problem(self, findings: Any, world: World, top: str) -> None:
@@ -293,7 +292,7 @@ class DiskFull:
         if _has(agent, "disk-full"):
             findings.fail("the disk-full issue stayed after the download went through")
         if not findings.problems:
-            await _retire(agent, root)
+            await retire([agent], [root])
         return outcome
 
 
@@ -309,18 +308,6 @@ def _issues(agent: Agent) -> list[dict[str, Any]]:
 
 def _has(agent: Agent, kind: str) -> bool:
     return any(i["kind"] == kind for i in _issues(agent))
-
-
-async def _retire(agent: Agent, root: Path) -> None:
-    """A passing trial's folder leaves the agent, then the disk (never the other way
-    round: the agent would take the removal for the user's and pass it on)."""
-    agent.configure([])
-    for _ in range(200):
-        if not agent.status()["folders"]:
-            shutil.rmtree(root, ignore_errors=True)
-            return
-        await asyncio.sleep(0.05)
-    raise RuntimeError("the agent kept the trial's folder after its config dropped it")
 
 
 def scenarios(ci: bool = False) -> list[DiskFull]:

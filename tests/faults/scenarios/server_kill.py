@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.faults.scenarios.common import (
     final_checks,
     fired,
     killer,
+    retire,
     upload_resent,
     wait_converged,
 )
@@ -113,7 +113,7 @@ class ServerKill:
         outcome.resent = upload_resent(proxy, since, tree) if self.kind != "move" else 0
         await final_checks(outcome.findings, world, [a, b], top, roots, tree, since_wall, rng)
         if not outcome.findings.problems:
-            await _retire([a, b], roots)
+            await retire([a, b], roots)
         return outcome
 
     def _rule(self, rng: random.Random, world: World) -> Rule:
@@ -237,19 +237,6 @@ def _rename_folder(root: Path, tree: Tree, old: str, new: str) -> Tree:
         moved.files[target] = sha
         moved.sizes[target] = tree.sizes[path]
     return moved
-
-
-async def _retire(agents: list[Agent], roots: list[Path]) -> None:
-    for agent in agents:
-        agent.configure([])
-    for agent, root in zip(agents, roots, strict=True):
-        for _ in range(200):
-            if not agent.status()["folders"]:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise RuntimeError("an agent kept the trial's folder after its config dropped it")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def scenarios(ci: bool = False) -> list[ServerKill]:

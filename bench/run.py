@@ -48,6 +48,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.many_agents",
         "server under 200 SDK agents uploading small files while 1,000 long-polls are held",
     ),
+    "scale-out": (
+        "bench.scale_out",
+        "1 node vs 2 behind nginx, SQLite + disk vs PostgreSQL + S3; long-poll fan-out",
+    ),
     "packages": (
         "bench.packages",
         "bundle and .deb sizes; start-up of the bundled commands against the venv's",

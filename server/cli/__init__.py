@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from dropline import __version__
 from dropline.server.admin.service import NotFound, Refused
-from dropline.server.cli import accounts, backup, migrate, secure, serve, sweep
+from dropline.server.cli import accounts, backup, import_, migrate, secure, serve, sweep
 from dropline.server.cli._common import CliError, open_services
 from dropline.server.identity.accounts import IdentityError
 from dropline.server.storage.backup import BackupError
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     accounts.register(sub)
     secure.register(sub)
     backup.register(sub)
+    import_.register(sub)
     migrate.register(sub)
     sweep.register(sub)
     return parser

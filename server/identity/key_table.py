@@ -39,6 +39,16 @@ def _aad(kid: str) -> bytes:
     return f"dropline signing key {kid}".encode()
 
 
+def seal_private_jwk(master: bytes | None, kid: str, text: str) -> tuple[str, bool]:
+    """A private JWK as the table stores it, and whether it is sealed (only with a master
+    key). Also used by ``storage.transplant`` to carry a single node's key files over."""
+    if master is None:
+        return text, False
+    nonce = os.urandom(12)
+    sealed = nonce + AESGCM(master).encrypt(nonce, text.encode(), _aad(kid))
+    return base64.b64encode(sealed).decode(), True
+
+
 class TableSigningKeys(SigningKeys):
     """The key ring in the shared database; same interface as the file-backed one."""
 
@@ -52,11 +62,7 @@ class TableSigningKeys(SigningKeys):
         super().__init__(data_dir)
 
     def _seal(self, kid: str, text: str) -> tuple[str, bool]:
-        if self._master is None:
-            return text, False
-        nonce = os.urandom(12)
-        sealed = nonce + AESGCM(self._master).encrypt(nonce, text.encode(), _aad(kid))
-        return base64.b64encode(sealed).decode(), True
+        return seal_private_jwk(self._master, kid, text)
 
     def _open(self, kid: str, stored: str, sealed: bool) -> ECKey:
         if sealed:
@@ -135,4 +141,4 @@ def signing_keys_for(
     return SigningKeys(data_dir)
 
 
-__all__ = ["TableSigningKeys", "signing_keys_for"]
+__all__ = ["TableSigningKeys", "seal_private_jwk", "signing_keys_for"]

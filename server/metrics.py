@@ -4,6 +4,8 @@ collectors that read transfer and delivery states from the database at scrape ti
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -17,9 +19,21 @@ from dropline.server.storage.db import Database
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TRANSFER_STATES = ("queued", "running", "completed", "failed", "cancelled", "expired")
 DELIVERY_STATES = ("pending", "succeeded", "failed", "cancelled")
+NODE_NAME_VARIABLE = "DROPLINE_NODE_NAME"
 
 # Long-polls and big uploads take minutes; the top buckets keep them apart from hangs.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+def node_name(port: int | None) -> str:
+    """How this node names itself in ``dropline_node_info``: ``DROPLINE_NODE_NAME`` when
+    set, else its host name and the port it serves on (two nodes on one machine differ
+    by port). Read at scrape time, as the database and blob URLs are read."""
+    named = os.environ.get(NODE_NAME_VARIABLE, "").strip()
+    if named:
+        return named
+    host = socket.gethostname()
+    return f"{host}:{port}" if port else host
 
 
 class _StateCollector(Collector):
@@ -107,11 +121,28 @@ class Metrics:
             ["kind", "state"],
             registry=r,
         )
+        # Counters are this process's own: several nodes are scraped one by one, and this
+        # says which node a scrape came from (a scrape through the balancer hits any).
+        self.node_info = Gauge(
+            "dropline_node_info",
+            "Always 1; node names this node (DROPLINE_NODE_NAME, or host name:port)",
+            ["node"],
+            registry=r,
+        )
+        self._node = ""
         if db is not None:
             r.register(_StateCollector(db))
+
+    def identify(self, port: int | None) -> None:
+        """Name this node in ``dropline_node_info``; ``port`` is the one the scrape came in on."""
+        name = node_name(port)
+        if name != self._node:
+            self.node_info.clear()
+            self.node_info.labels(name).set(1)
+            self._node = name
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "NODE_NAME_VARIABLE", "Metrics", "node_name"]

@@ -17,6 +17,9 @@ router = APIRouter(tags=["operations"])
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
     registry: Metrics = request.app.state.metrics
+    # The port this node listens on (the socket the scrape arrived at, never a Host header).
+    server = request.scope.get("server")
+    registry.identify(server[1] if server else None)
     # The state collectors query the database: keep that off the event loop.
     body = await anyio.to_thread.run_sync(registry.exposition)
     return Response(body, media_type=CONTENT_TYPE)

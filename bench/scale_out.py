@@ -343,7 +343,7 @@ def report(args: argparse.Namespace, rows: list[Throughput], costs: list[Cost], 
                 *(f"- {share:.0f}% {name}" for name, share in c.profile.shares),
             ]
     lines = [
-        "## Scale-out: measured",
+        "### Scale-out figures",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} by `python -m bench.run scale-out"
         f"{' ' + ' '.join(args.argv) if args.argv else ''}` on 2 cores (load average "

@@ -33,6 +33,7 @@ from tests.support.s3 import shared_moto
 from tests.support.server_cli import run_here
 
 PASSWORD = "correct horse battery staple"
+OPERATIONS = Path(__file__).resolve().parents[3] / "docs" / "operations.md"
 ADMIN_SCOPES = ("files:read", "files:write", "webhooks", "audit:read")
 
 
@@ -114,7 +115,7 @@ def old_site(tmp_path_factory: pytest.TempPathFactory) -> OldSite:
     keys["globex"] = _key(data, "globex", "gina@globex.example")
     run_here(data, "encryption", "enable", "--tenant", "globex")
     node = ServerProcess(data, extra_env={"DROPLINE_ALLOW_PRIVATE_TARGETS": "1"})
-    node.start()
+    node.start(timeout=60)
     try:
         found = _fill(node.url, keys)
         token = pkce_tokens(node.url, "alice@acme.example", password=PASSWORD)["access_token"]
@@ -164,25 +165,34 @@ def key_file(path: Path, raw: bytes) -> Path:
     return path
 
 
-def import_(backup: Path, target: Target, data: Path) -> subprocess.CompletedProcess[str]:
-    """``dropline-server import BACKUP`` as an operator runs it, with the target's settings."""
+def cli(target: Target, data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dropline-server ARGS`` as an operator runs it, with the target's settings."""
     env = {**os.environ, **target.env}
     env.pop("DROPLINE_MASTER_KEY", None)
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dropline.server.cli",
-            "import",
-            str(backup),
-            "--data-dir",
-            str(data),
-        ],
+        [sys.executable, "-m", "dropline.server.cli", *args, "--data-dir", str(data)],
         capture_output=True,
         text=True,
         timeout=180,
         env=env,
     )
+
+
+def import_(backup: Path, target: Target, data: Path) -> subprocess.CompletedProcess[str]:
+    return cli(target, data, "import", str(backup))
+
+
+def documented_steps() -> list[str]:
+    """The ``dropline-server`` commands of docs/operations.md's move, in their order."""
+    text = OPERATIONS.read_text(encoding="utf-8")
+    block = text.split("<!-- move-to-nodes:start -->", 1)[1].split("<!-- move-to-nodes:end -->")[0]
+    return [
+        line.split("dropline-server ", 1)[1].split()[0]
+        for line in block.splitlines()
+        if "dropline-server " in line
+        and not line.lstrip().startswith("#")
+        and "systemctl" not in line
+    ]
 
 
 def last_line_error(done: subprocess.CompletedProcess[str]) -> str:
@@ -213,8 +223,13 @@ def moved(
     shutil.copyfile(old_site.backup / "keys" / "master.key", master)
     master.chmod(0o600)
     with empty_target(postgres_cluster, home, master) as target:
-        done = import_(old_site.backup, target, home / "import-data")
-        assert done.returncode == 0, done.stderr
+        # The documented steps after the backup (old_site took it), in their order.
+        steps = documented_steps()
+        assert steps == ["backup", "migrate", "import"]
+        for step in steps[1:]:
+            args = [str(old_site.backup)] if step == "import" else []
+            done = cli(target, home / "import-data", step, *args)
+            assert done.returncode == 0, (step, done.stderr)
         node = ServerProcess(home / "node-1", port=old_site.port, extra_env=target.env)
         node.start(timeout=60)
         try:

@@ -257,7 +257,9 @@ def _copy_rows(
     keys: list[dict[str, Any]],
     say: Say,
 ) -> dict[str, int]:
-    """Every table's rows, parents before children, in one transaction of the target."""
+    """Every table's rows, parents before children, in one transaction of the target.
+    ``schema.metadata`` holds the server's tables only: Alembic's ``alembic_version`` and
+    the old ``schema_migrations`` are the target's own, written by its migration."""
     counts: dict[str, int] = {}
     next_note = time.monotonic() + PROGRESS_SECONDS
     try:

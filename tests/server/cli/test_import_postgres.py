@@ -381,3 +381,17 @@ def test_a_wrong_or_missing_master_key_is_refused(
     assert str(old_site.backup / "keys" / "master.key") in line
     assert target.tenants() == []
     assert target.objects() == []
+
+
+def test_import_wants_the_nodes_database_and_bucket(
+    old_site: OldSite, target: Target, tmp_path: Path
+) -> None:
+    no_bucket = Target(target.url, target.bucket, {**target.env, "DROPLINE_BLOB_URL": ""})
+    line = one_line_error(import_(old_site.backup, no_bucket, tmp_path / "data"))
+    assert line.startswith("dropline-server: set DROPLINE_BLOB_URL to the blob store every node")
+    no_database = Target(target.url, target.bucket, {**target.env, "DROPLINE_DATABASE_URL": ""})
+    line = one_line_error(import_(old_site.backup, no_database, tmp_path / "data"))
+    assert "import moves a backup into the nodes' PostgreSQL database" in line
+    assert target.tenants() == []
+    assert target.objects() == []
+    assert not (tmp_path / "data" / "blobs").exists()

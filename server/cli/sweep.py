@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dropline.server.cli._common import CliError, add_data_dir, emit_json, say, settings
 from dropline.server.files.sweeper import SweepReport
 from dropline.server.http.sweeping import build_sweeper
+from dropline.server.storage.blob_url import open_stores
 from dropline.server.storage.db import Database
 from dropline.server.storage.migrations import migrate
 
@@ -113,7 +114,8 @@ def sweep(args: argparse.Namespace) -> int:
     db = Database(s.database_url)
     try:
         migrate(db)
-        report = build_sweeper(s, db, grace=args.grace).run(dry_run=args.dry_run)
+        sweeper = build_sweeper(s, db, open_stores(s.blob_url), grace=args.grace)
+        report = sweeper.run(dry_run=args.dry_run)
     except SQLAlchemyError as exc:
         reason = getattr(exc, "orig", None) or exc
         raise CliError(f"the database could not be swept: {reason}") from None

@@ -37,7 +37,7 @@ from dropline.server.http.web import routes as web_routes
 from dropline.server.identity.accounts import Identity, Principal
 from dropline.server.identity.oauth.csrf import Csrf, load_secret
 from dropline.server.settings import Settings
-from dropline.server.storage.blob_url import open_blob_store, open_staging_store
+from dropline.server.storage.blob_url import open_stores
 from dropline.server.storage.db import Database
 from dropline.server.storage.encryption import EncryptedBlobStore, TenantKeys
 from dropline.server.storage.migrations import migrate
@@ -64,13 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Encryption at rest for tenants that turned it on (dropline.server.storage.encryption).
     # On local disk or in an object store (DROPLINE_BLOB_URL), sealed on the way in.
     keys = TenantKeys(db, settings.data_dir)
-    blobs = EncryptedBlobStore(open_blob_store(settings.blob_url), keys, current_tenant)
+    stores = open_stores(settings.blob_url)
+    blobs = EncryptedBlobStore(stores.blobs, keys, current_tenant)
     # In an object store, uploads in progress are kept there too, for any node to go on.
-    staging = open_staging_store(settings.blob_url)
     shared = (
         None
-        if staging is None
-        else SharedStaging(db, EncryptedBlobStore(staging, keys, current_tenant))
+        if stores.staging is None
+        else SharedStaging(db, EncryptedBlobStore(stores.staging, keys, current_tenant))
     )
     notifier = ChangeNotifier()
     files = FileService(db, blobs, on_change=notifier.notify)
@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         # The sweeper (expired uploads, ended share links, unreferenced blobs), on the
         # housekeeping schedule; `dropline-server sweep` runs the same on demand.
-        app.state.sweeper = build_sweeper(settings, db, uploads.live.in_use)
+        app.state.sweeper = build_sweeper(settings, db, stores, uploads.live.in_use)
         background.append(
             asyncio.create_task(
                 app.state.sweeper.loop(settings.housekeeping_seconds), name="sweeper"

@@ -88,24 +88,39 @@ def open_blob_store(url: str) -> SweptBlobStore:
 STAGING = "staging"
 
 
-def open_staging_store(url: str) -> SweptBlobStore | None:
-    """Where uploads in progress keep their parts (``uploads.shared_staging``): beside the
-    blobs, under ``<prefix>/staging`` of an object store; None for local disk, where each
-    upload is staged in the data directory as it always was."""
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """Where a server keeps blobs, and uploads in progress when that is not its own disk."""
+
+    blobs: SweptBlobStore
+    # Parts of uploads in progress (``uploads.shared_staging``): under ``<prefix>/staging``
+    # of an object store, for any node to go on; None on local disk, where each upload is
+    # staged in the data directory.
+    staging: SweptBlobStore | None
+
+
+def open_stores(url: str) -> Stores:
+    """The stores ``url`` names (not yet wrapped for encryption at rest). In an object
+    store both share one client: one connection pool, and one load of its service model."""
     location = parse_blob_url(url)
     if location.scheme != "s3":
-        return None
-    from dropline.server.storage.s3_blobs import S3BlobStore
+        return Stores(open_blob_store(url), None)
+    from dropline.server.storage.s3_blobs import S3BlobStore, s3_client
 
+    client = s3_client()
     prefix = f"{location.prefix}/{STAGING}" if location.prefix else STAGING
-    return S3BlobStore(location.bucket, prefix)
+    return Stores(
+        S3BlobStore(location.bucket, location.prefix, client),
+        S3BlobStore(location.bucket, prefix, client),
+    )
 
 
 __all__ = [
     "ENV_BLOB_URL",
     "BlobLocation",
     "InvalidBlobUrl",
+    "Stores",
     "open_blob_store",
-    "open_staging_store",
+    "open_stores",
     "parse_blob_url",
 ]

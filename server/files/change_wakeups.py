@@ -7,6 +7,10 @@ a message bus) to run, secure and keep up. PostgreSQL delivers a notification on
 its transaction commits, so a woken long-poll always finds the change it was woken for;
 one notification per space and transaction is enough, as waiters re-read the database.
 On SQLite (one process) none of this runs: the local notifier already sees every write.
+
+A node hears its own notifications too, so its own waiters of that space wake a second
+time, re-read and find nothing new (one query each). Left so: telling its own
+notifications apart would mean tracking the backend pid of every pooled connection.
 """
 
 from __future__ import annotations

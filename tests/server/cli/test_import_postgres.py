@@ -355,8 +355,10 @@ def test_a_damaged_backup_is_refused_and_leaves_the_target_empty(
 ) -> None:
     damaged = tmp_path / "backup"
     shutil.copytree(old_site.backup, damaged)
-    # The last blob copied: every blob stored before it has to be taken out again.
-    last = sorted((damaged / "blobs").rglob("*"))[-1]
+    # The last blob with bytes to flip (an empty file's blob may sort after it): every
+    # blob stored before it has to be taken out again.
+    blobs = sorted((damaged / "blobs").rglob("*"))
+    last = [path for path in blobs if path.is_file() and path.stat().st_size > 0][-1]
     raw = bytearray(last.read_bytes())
     raw[-1] ^= 0xFF
     last.write_bytes(bytes(raw))

@@ -27,6 +27,10 @@ class LiveUpload:
     # memory from its creation on; None: the blob store computes them at publish.
     sums: Any = None
     offset: int = -1
+    # With uploads staged in the object store: the part this node's copy of bytes
+    # [0, offset) ends with (None: unknown, or none at 0), so that after other nodes'
+    # PATCHes it fetches only the parts that came after it (``uploads.shared_staging``).
+    part: str | None = None
     users: int = 0  # requests holding or waiting for the lock; forgotten only at zero
 
 

@@ -44,7 +44,7 @@ from dropline.server.uploads.live import LiveUpload, LiveUploads
 from dropline.server.uploads.publish import Publisher
 from dropline.server.uploads.receive import BodyCut, append
 from dropline.server.uploads.rows import UploadRows, UploadState, state_of
-from dropline.server.uploads.shared_staging import SharedStaging
+from dropline.server.uploads.shared_staging import Known, SharedStaging
 from dropline.server.uploads.staging import create_empty, rehash_staged, remove_quietly
 from dropline.server.uploads.tus import (
     OFFSET_OCTET_STREAM,
@@ -133,12 +133,15 @@ class UploadService:
                 log.warning("upload %s: its parts stay for the sweeper: %s", upload_id, exc)
         return entry
 
-    def _rebuild(self, upload_id: str, offset: int) -> Any:
-        """The staged file's first ``offset`` bytes made right again, and their running
-        SHA-256: from the parts in the object store, or cut back on this node's disk."""
+    def _rebuild(self, upload_id: str, offset: int, live: LiveUpload) -> tuple[Any, str | None]:
+        """The staged file's first ``offset`` bytes made right again, their running SHA-256
+        and the part they end with: from the parts in the object store (only those after
+        this node's copy, while it is still a prefix), or cut back on this node's disk."""
+        staged = self._staged_path(upload_id)
         if self.shared is not None:
-            return self.shared.restore(upload_id, self._staged_path(upload_id), offset)
-        return rehash_staged(self._staged_path(upload_id), offset)
+            known = None if live.hasher is None else Known(live.offset, live.part, live.hasher)
+            return self.shared.restore(upload_id, staged, offset, known)
+        return rehash_staged(staged, offset), None
 
     # -- the tus operations ------------------------------------------------------
 
@@ -254,6 +257,7 @@ class UploadService:
 
                 await self.live.run(insert)
                 persisted = True
+                live.part = part_id
                 return UploadState(
                     upload_id, length, offset, now + self.expiry_seconds, raw_metadata
                 )
@@ -334,7 +338,8 @@ class UploadService:
             raise Problem("upload-expired", "this upload expired; start a new one")
         if row.entry_id is None and (live.hasher is None or live.offset != row.offset):
             live.sums = None  # the blob store computes them at publish
-            live.hasher = await self.live.run(self._rebuild, upload_id, int(row.offset))
+            rebuilt = await self.live.run(self._rebuild, upload_id, int(row.offset), live)
+            live.hasher, live.part = rebuilt
             live.offset = int(row.offset)
         return row
 
@@ -416,7 +421,9 @@ class UploadService:
             expires_at = time.time() + self.expiry_seconds
             try:
                 if self.shared is not None and new_offset > offset:
-                    await self._record_part(upload_id, offset, new_offset, expires_at, recorded)
+                    live.part = await self._record_part(
+                        upload_id, offset, new_offset, expires_at, recorded
+                    )
                 else:
                     await asyncio.to_thread(
                         self.rows.record_offset, upload_id, new_offset, expires_at, recorded
@@ -481,15 +488,16 @@ class UploadService:
             live.sums = None
             live.hasher = await self.live.run(rehash_staged, self._staged_path(upload_id), offset)
             live.offset = offset
+            live.part = None  # the part before this PATCH's: not known here
         except Exception:
             live.hasher = None
             log.warning("upload %s: could not step back after a full disk", upload_id)
 
     async def _record_part(
         self, upload_id: str, offset: int, new_offset: int, expires_at: float, sha256: str | None
-    ) -> None:
+    ) -> str:
         """Keep this PATCH's bytes in the object store, then move the offset if no other
-        node moved it meanwhile (``uploads.shared_staging``)."""
+        node moved it meanwhile (``uploads.shared_staging``); returns the part's id."""
         assert self.shared is not None
         part_id = await self.live.run(
             self.shared.save, self._staged_path(upload_id), offset, new_offset
@@ -502,6 +510,7 @@ class UploadService:
                 "offset-mismatch",
                 "another request moved this upload on meanwhile; ask HEAD for its offset",
             )
+        return part_id
 
     async def terminate(self, principal: Principal, upload_id: str) -> None:
         await asyncio.to_thread(self.rows.load, principal, upload_id)

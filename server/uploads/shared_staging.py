@@ -24,7 +24,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,27 @@ log = logging.getLogger(__name__)
 P = schema.upload_parts
 U = schema.uploads
 COPY_BLOCK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What a node's staged copy of an upload holds: bytes [0, length), ending with the
+    part ``part`` (None at 0), and their running SHA-256."""
+
+    length: int
+    part: str | None
+    hasher: Any
+
+
+def _still_a_prefix(known: Known, parts: Sequence[Any], offset: int) -> bool:
+    if known.length > offset:
+        return False
+    if known.length == 0:
+        return True
+    return any(
+        row.part_id == known.part and int(row.offset) + int(row.length) == known.length
+        for row in parts
+    )
 
 
 class SharedStaging:
@@ -121,20 +143,35 @@ class SharedStaging:
         self._drop(stale)
         return True
 
-    def restore(self, upload_id: str, staged: Path, offset: int) -> Any:
-        """Rewrite the staged file as the upload's first ``offset`` bytes, from its parts;
-        returns the SHA-256 of them, running."""
+    def restore(
+        self, upload_id: str, staged: Path, offset: int, known: Known | None = None
+    ) -> tuple[Any, str | None]:
+        """Make the staged file the upload's first ``offset`` bytes, from its parts;
+        returns their running SHA-256 and the id of the part ending at ``offset``.
+
+        ``known``: this node's copy (its length, the part it ends with, its running hash).
+        While that part is still a row ending there, nothing before it changed (a step
+        back drops every part from a PATCH's start on), so only the parts after it are
+        fetched: a node taking every other PATCH reads each part once, not the whole
+        upload again each time."""
         with self.db.read() as conn:
             parts = conn.execute(
                 select(P.c.offset, P.c.length, P.c.part_id)
                 .where(P.c.upload_id == upload_id, P.c.offset < offset)
                 .order_by(P.c.offset)
             ).all()
-        hasher = hashlib.sha256()
-        position = 0
-        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if known is not None and _still_a_prefix(known, parts, offset):
+            # A copy of the hash: the node's own stays as it is if this fails half-way.
+            position, last, hasher = known.length, known.part, known.hasher.copy()
+        else:
+            position, last, hasher = 0, None, hashlib.sha256()
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT, 0o600)
         with os.fdopen(fd, "wb") as out:
+            out.truncate(position)
+            out.seek(position)
             for part in parts:
+                if int(part.offset) < position:
+                    continue
                 if int(part.offset) != position:
                     break
                 take = min(int(part.length), offset - position)
@@ -149,6 +186,7 @@ class SharedStaging:
                         position += len(block)
                 if take:
                     break
+                last = part.part_id
             out.flush()
             os.fsync(out.fileno())
         if position != offset:
@@ -158,7 +196,7 @@ class SharedStaging:
                 "the bytes of this upload received so far are no longer all there; "
                 "start a new upload",
             )
-        return hasher
+        return hasher, last
 
     def truncate(self, upload_id: str, offset: int) -> None:
         """Drop the parts at or past ``offset`` (an upload stepped back there)."""
@@ -225,4 +263,4 @@ class OrphanParts:
         return items
 
 
-__all__ = ["OrphanParts", "SharedStaging"]
+__all__ = ["Known", "OrphanParts", "SharedStaging"]

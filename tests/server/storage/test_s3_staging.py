@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -131,6 +132,41 @@ def test_every_patch_on_another_node_completes_with_the_right_sha256(nodes: Node
     assert nodes.part_rows() == []
     [blob] = nodes.objects("data/blobs/").values()
     assert blob.startswith(MAGIC) and MARKER not in blob
+
+
+def parts_read(node: LiveServer, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the parts ``node`` reads back from the bucket, in order, from now on."""
+    store = node.app.state.uploads.shared.parts  # type: ignore[attr-defined]
+    read: list[str] = []
+    original = store.open
+
+    def open_and_note(blob_id: str, *args: Any, **kwargs: Any) -> Any:
+        read.append(blob_id)
+        return original(blob_id, *args, **kwargs)
+
+    monkeypatch.setattr(store, "open", open_and_note)
+    return read
+
+
+def test_a_node_fetches_only_the_parts_other_nodes_added_since_its_own(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round robin: each PATCH lands on the node that did not take the one before, which
+    reads back that one part and not the whole upload again (quadratic in the parts)."""
+    content = os.urandom(6 * 200_000)
+    read_by = {"one": parts_read(nodes.one, monkeypatch), "two": parts_read(nodes.two, monkeypatch)}
+    with nodes.client(nodes.one) as first, nodes.client(nodes.two) as second:
+        location = tus.create(first, len(content), path="/round.bin").headers["Location"]
+        turns = [("one", first), ("two", second)] * 3
+        for index, (_name, client) in enumerate(turns):
+            offset = index * 200_000
+            piece = content[offset : offset + 200_000]
+            assert tus.patch(client, location, offset, piece).status_code == 204
+        entry = first.get("/api/v1/metadata", params={"path": "/round.bin"}).json()
+    assert entry["sha256"] == hashlib.sha256(content).hexdigest()
+    # PATCHes 2 to 6 each read the one part the other node stored just before.
+    assert len(read_by["two"]) == 3 and len(read_by["one"]) == 2
+    assert len(set(read_by["one"] + read_by["two"])) == 5
 
 
 def test_a_patch_at_an_offset_another_node_already_took_is_refused(nodes: Nodes) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import httpx
+import pytest
 
 from dropline.server.settings import Settings
 from tests.server.tus import upload
@@ -81,6 +83,45 @@ def test_long_poll_is_woken_by_a_change(client: httpx.Client) -> None:
     body = result["body"]
     assert isinstance(body, dict)
     assert [c["entry"]["path"] for c in body["changes"]] == ["/wake.txt"]
+
+
+def test_long_polls_woken_together_share_one_read_of_the_feed(
+    client: httpx.Client, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty long-polls at one cursor, one change: all answered with it, from one query
+    (a thousand woken at once were a thousand queries)."""
+    feed = live_server.app.state.changes  # type: ignore[attr-defined]
+    cursor = client.get("/api/v1/changes/latest-cursor").json()["cursor"]
+    bodies: list[dict[str, Any]] = []
+
+    def wait() -> None:
+        with httpx.Client(base_url=client.base_url, headers=client.headers) as own:
+            r = own.get(
+                "/api/v1/changes/wait", params={"cursor": cursor, "timeout": 60}, timeout=90
+            )
+            bodies.append(r.json())
+
+    waiters = [threading.Thread(target=wait) for _ in range(20)]
+    for waiter in waiters:
+        waiter.start()
+    deadline = time.monotonic() + 30
+    while feed.notifier.waiting() < 20:
+        assert time.monotonic() < deadline, "the long-polls never all parked"
+        time.sleep(0.02)
+    reads: list[str | None] = []
+    read = feed.reads._read
+
+    def counted(principal: Any, at: str | None, limit: int) -> Any:
+        reads.append(at)
+        return read(principal, at, limit)
+
+    monkeypatch.setattr(feed.reads, "_read", counted)
+    upload(client, "/burst.txt", b"x")
+    for waiter in waiters:
+        waiter.join(60)
+    paths = [[c["entry"]["path"] for c in body["changes"]] for body in bodies]
+    assert paths == [["/burst.txt"]] * 20
+    assert reads == [cursor]
 
 
 def test_long_poll_returns_at_once_when_changes_exist(client: httpx.Client) -> None:

@@ -58,10 +58,11 @@ class RateLimiter:
         }
         self._buckets: dict[tuple[str, int, str], _Bucket] = {}
         self._lock = threading.Lock()
+        self.clock = time.monotonic  # what refills the buckets; tests hold it still
 
     def hit(self, policy: str, key: str) -> Decision:
         """Take one token for ``key`` from each of the policy's buckets; the tightest decides."""
-        now = time.monotonic()
+        now = self.clock()
         decisions = []
         with self._lock:
             if len(self._buckets) > PRUNE_ABOVE:

@@ -87,11 +87,12 @@ class SharedRateLimiter:
             default=1.0,
         )
         self._last_prune = 0.0
+        self.clock = time.time  # wall time, shared by the nodes; tests hold it still
 
     def hit(self, policy: str, key: str) -> Decision:
         """Take one token for ``key`` from each of the policy's buckets, all or none; the
         tightest decides."""
-        now = time.time()
+        now = self.clock()
         results = []
         # Not Database.write: that takes the writer lock every node shares, and a bucket
         # needs none. Each upsert locks its own row until the commit, which keeps the

@@ -91,16 +91,26 @@ def sha(data: bytes) -> str:
 
 
 async def remote_tree(client: DroplineClient, top: str = "/") -> dict[str, str | None]:
-    """Every path under ``top`` with its SHA-256 (None for folders)."""
-    out: dict[str, str | None] = {}
-    todo = [top]
-    while todo:
-        directory = todo.pop()
-        for entry in await client.list_folder(directory):
-            out[entry.path] = entry.sha256
-            if entry.is_folder:
-                todo.append(entry.path)
-    return out
+    """Every path under ``top`` with its SHA-256 (None for folders). A folder that goes
+    while the tree is walked (an agent still moving things) starts the walk over."""
+    while True:
+        out: dict[str, str | None] = {}
+        todo = [top]
+        while todo:
+            directory = todo.pop()
+            try:
+                listed = await client.list_folder(directory)
+            except NotFoundError:
+                if directory == top:
+                    raise
+                break
+            for entry in listed:
+                out[entry.path] = entry.sha256
+                if entry.is_folder:
+                    todo.append(entry.path)
+        else:
+            return out
+        await asyncio.sleep(0.05)
 
 
 def local_tree(root: Path) -> dict[str, str | None]:

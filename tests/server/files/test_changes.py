@@ -104,10 +104,12 @@ def test_long_polls_woken_together_share_one_read_of_the_feed(
     waiters = [threading.Thread(target=wait) for _ in range(20)]
     for waiter in waiters:
         waiter.start()
+    # Parked: all registered, and no first read gathering or under way any more.
     deadline = time.monotonic() + 30
-    while feed.notifier.waiting() < 20:
+    while feed.notifier.waiting() < 20 or feed.reads._gathering or feed.reads._running:
         assert time.monotonic() < deadline, "the long-polls never all parked"
         time.sleep(0.02)
+    time.sleep(0.2)  # from their first (empty) page to waiting: a few turns of the loop
     reads: list[str | None] = []
     read = feed.reads._read
 
@@ -121,7 +123,9 @@ def test_long_polls_woken_together_share_one_read_of_the_feed(
         waiter.join(60)
     paths = [[c["entry"]["path"] for c in body["changes"]] for body in bodies]
     assert paths == [["/burst.txt"]] * 20
-    assert reads == [cursor]
+    # One read; two if a long-poll on a very busy machine was still between its first
+    # page and its wait when the change landed (without sharing: twenty).
+    assert reads in ([cursor], [cursor, cursor])
 
 
 def test_long_poll_returns_at_once_when_changes_exist(client: httpx.Client) -> None:

@@ -66,6 +66,10 @@ def kill_and_restart_each(cluster: Cluster, killed_at: list[float]) -> None:
         port = node.port
         node.kill()
         killed_at.append(time.monotonic())
+        # As many reads through nginx as there are nodes: round robin sends one to the
+        # dead node whatever the agent is doing just then, and nginx must pass it on.
+        for _ in cluster.nodes:
+            assert httpx.get(cluster.front + "/readyz", timeout=10).status_code == 200
         time.sleep(DOWN_SECONDS)
         node.start(timeout=60)
         assert node.port == port, "a node must come back on the port nginx knows"

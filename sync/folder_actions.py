@@ -296,6 +296,10 @@ async def _remote_folder_has_unknowns(
 def _failed(folder: FolderState, path: str, exc: BaseException) -> None:
     """Sort a failure: the network (wait), the credential (sign in), the remote state
     moved on (look again), the file itself (an issue, maybe retried)."""
+    if isinstance(exc.__cause__, FileNotFoundError):
+        # The SDK could not open a file that went meanwhile (moved or deleted): not the
+        # server's refusal, and the watcher reports where it went.
+        exc = exc.__cause__
     if isinstance(exc, AuthenticationError):
         folder.hooks.auth_failed(exc)
     elif isinstance(exc, UnavailableError | RateLimitedError):

@@ -296,10 +296,6 @@ async def _remote_folder_has_unknowns(
 def _failed(folder: FolderState, path: str, exc: BaseException) -> None:
     """Sort a failure: the network (wait), the credential (sign in), the remote state
     moved on (look again), the file itself (an issue, maybe retried)."""
-    if isinstance(exc.__cause__, FileNotFoundError):
-        # The SDK could not open a file that went meanwhile (moved or deleted): not the
-        # server's refusal, and the watcher reports where it went.
-        exc = exc.__cause__
     if isinstance(exc, AuthenticationError):
         folder.hooks.auth_failed(exc)
     elif isinstance(exc, UnavailableError | RateLimitedError):
@@ -339,9 +335,8 @@ def _failed(folder: FolderState, path: str, exc: BaseException) -> None:
             cap=DISK_FULL_RETRY_CAP,
         )
     elif isinstance(
-        exc,
-        ChangedDuringUpload | fs.ChangedMeanwhileError | FileNotFoundError | FileExistsError,
-    ):
+        exc, ChangedDuringUpload | fs.ChangedMeanwhileError | FileNotFoundError | FileExistsError
+    ) or isinstance(exc.__cause__, FileNotFoundError):  # the SDK found the file gone
         folder.holds[path] = time.monotonic() + folder.hooks.settings.stable_seconds
     elif isinstance(exc, DroplineError) and exc.status in (409, 412):
         folder.feed.refresh(path)  # the server moved on: fetch its state, plan again

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from dropline.server.storage import schema
 from dropline.server.storage.blobs import BlobStore
@@ -139,23 +139,29 @@ def check_shared_master_key(db: Database, master: bytes | None) -> None:
         # Under the writer lock: of two nodes starting at once, one records its key
         # and the other compares with it.
         with db.write() as conn:
-            row = conn.execute(
-                select(table.c.check_value).where(table.c.name == MASTER_REF)
-            ).first()
-            if row is None:
-                conn.execute(
-                    table.insert().values(
-                        name=MASTER_REF,
-                        check_value=master_key_check(master),
-                        created_at=time.time(),
-                    )
-                )
-                return
-    if not hmac.compare_digest(row.check_value, master_key_check(master)):
+            matches = record_master_check(conn, master)
+    else:
+        matches = hmac.compare_digest(row.check_value, master_key_check(master))
+    if not matches:
         raise EncryptionError(
             "this node's master key is not the one this shared database's data was sealed "
             f"with: give every node the same key ({ENV_MASTER_KEY_FILE} or {ENV_MASTER_KEY})"
         )
+
+
+def record_master_check(conn: Connection, master: bytes) -> bool:
+    """Record the check value of ``master`` in the caller's transaction unless one is
+    recorded already; False when the recorded one is another key's."""
+    table = schema.key_checks
+    row = conn.execute(select(table.c.check_value).where(table.c.name == MASTER_REF)).first()
+    if row is not None:
+        return hmac.compare_digest(row.check_value, master_key_check(master))
+    conn.execute(
+        table.insert().values(
+            name=MASTER_REF, check_value=master_key_check(master), created_at=time.time()
+        )
+    )
+    return True
 
 
 class TenantKeys:
@@ -471,5 +477,6 @@ __all__ = [
     "TenantKeys",
     "check_shared_master_key",
     "load_master_key",
+    "record_master_check",
     "seal_file",
 ]

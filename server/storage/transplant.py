@@ -40,9 +40,8 @@ from dropline.server.storage.blobs import SUMS_DIR, BlobStore, check_blob_id
 from dropline.server.storage.db import Database
 from dropline.server.storage.encryption import (
     ENV_MASTER_KEY_FILE,
-    MASTER_REF,
     TenantKeys,
-    master_key_check,
+    record_master_check,
 )
 from dropline.server.storage.migrations import migrate, pending
 from dropline.server.storage.restore import verify_manifest
@@ -298,19 +297,9 @@ def _batches(src: Connection, table: Table) -> Iterator[list[dict[str, Any]]]:
 
 
 def _record_master(dst: Connection, master: bytes | None) -> None:
-    """The master key's check value, as the first node given a key records it
-    (``encryption.check_shared_master_key``); a target recording another key is refused."""
-    if master is None:
-        return
-    table = schema.key_checks
-    row = dst.execute(select(table.c.check_value).where(table.c.name == MASTER_REF)).first()
-    if row is None:
-        dst.execute(
-            table.insert().values(
-                name=MASTER_REF, check_value=master_key_check(master), created_at=time.time()
-            )
-        )
-    elif not hmac.compare_digest(row.check_value, master_key_check(master)):
+    """The master key's check value, as the first node given a key records it; a target
+    recording another key is refused."""
+    if master is not None and not record_master_check(dst, master):
         raise TransplantError(
             "the target database records another master key than the one given: "
             "give this command the key its nodes were given"

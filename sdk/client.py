@@ -394,11 +394,12 @@ class DroplineClient(UndoCalls):
         mtime: float | None = None,
         if_rev: str | None = None,
         data: bytes | memoryview | None = None,
-        checksum: str | None = None,
+        checksum: bool | str = True,
     ) -> tuple[UploadSession, Entry | None]:
         """:meth:`create_upload`, and the published entry when ``data`` was the whole file
         (the server answers such a POST with the entry itself). ``checksum``: the
-        ``Upload-Checksum`` of ``data`` if the caller has it already (else computed)."""
+        ``Upload-Checksum`` of ``data`` if the caller has it already, True to compute it,
+        False to send none (when ``sha256`` covers ``data`` as the whole file)."""
         if length < 0:
             raise ValidationError("an upload length cannot be negative")
         meta = {"path": path}
@@ -415,7 +416,10 @@ class DroplineClient(UndoCalls):
         }
         if data is not None:
             headers["Content-Type"] = OFFSET_OCTET_STREAM
-            headers["Upload-Checksum"] = checksum or await chunk_checksum_async(data)
+            if isinstance(checksum, str):
+                headers["Upload-Checksum"] = checksum
+            elif checksum:
+                headers["Upload-Checksum"] = await chunk_checksum_async(data)
         # Not replayed once the server may have it: a second POST would start a second
         # upload, and with if_rev="none" a replay of a finished one would fail as stale.
         response = await self._request(

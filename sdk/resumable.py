@@ -1,7 +1,7 @@
 """Resumable, verified transfers of one file: tus upload and Range download.
 
 Usable without the engine. Uploads resume at the server's durable offset and send
-large checksummed chunks read (and hashed) in a worker thread while the previous
+large chunks read (and, where needed, hashed) in a worker thread while the previous
 chunk is on the wire; downloads resume a partial file with ``Range`` + ``If-Range``,
 verify SHA-256, fsync and rename into place, so a wrong file never lands.
 """
@@ -89,29 +89,34 @@ def _pread_exact(fd: int, offset: int, size: int) -> bytes:
     return data
 
 
-def _read_chunk(fd: int, offset: int, size: int, running: _Running | None) -> tuple[bytes, str]:
-    """One chunk and its ``Upload-Checksum``, hashed into ``running`` too: in a worker
-    thread, off the event loop (hashlib releases the GIL)."""
+def _read_chunk(
+    fd: int, offset: int, size: int, running: _Running | None, checksummed: bool
+) -> tuple[bytes, str]:
+    """One chunk and its ``Upload-Checksum`` ("" when ``checksummed`` is off), hashed into
+    ``running`` too: in a worker thread, off the event loop (hashlib releases the GIL)."""
     data = _pread_exact(fd, offset, size)
     if running is not None:
         running.take(fd, offset, data)
-    return data, chunk_checksum(data)
+    return data, chunk_checksum(data) if checksummed else ""
 
 
 class _ChunkReader:
     """Reads chunks in a worker thread, one chunk ahead of the sender."""
 
-    def __init__(self, fd: int, length: int, chunk_size: int, running: _Running | None) -> None:
+    def __init__(
+        self, fd: int, length: int, chunk_size: int, running: _Running | None, checksummed: bool
+    ) -> None:
         self.fd = fd
         self.length = length
         self.chunk_size = chunk_size
         self.running = running
+        self.checksummed = checksummed
         self._ahead: tuple[int, asyncio.Task[tuple[bytes, str]]] | None = None
 
     def _start(self, offset: int) -> asyncio.Task[tuple[bytes, str]]:
         size = min(self.chunk_size, self.length - offset)
         return asyncio.ensure_future(
-            asyncio.to_thread(_read_chunk, self.fd, offset, size, self.running)
+            asyncio.to_thread(_read_chunk, self.fd, offset, size, self.running, self.checksummed)
         )
 
     async def read(self, offset: int) -> tuple[bytes, str]:
@@ -156,15 +161,18 @@ async def upload_file(
 ) -> Entry:
     """Upload ``local_path`` to ``remote_path`` and return the published entry.
 
-    Every byte is read once: each chunk is hashed for its ``Upload-Checksum`` as it is
-    read. ``sha256`` (hex), when the caller knows it, is declared at the start and the
-    server publishes nothing unless the whole file matches it. Without it, a file of
-    one chunk declares that chunk's digest; a bigger one is hashed from the same reads
-    as it goes and declares the result with its last chunk (``Repr-Digest``), after
-    checking that the file did not change on disk meanwhile. ``resume_url`` continues
-    an earlier upload at the server's offset; ``on_session(url)`` is told the URL of a
-    new upload before any byte is sent, so a caller can persist it. ``if_rev`` guards
-    the target (``"none"``: only if nothing is there).
+    Every byte is read once. ``sha256`` (hex), when the caller knows it, is declared at
+    the start and the server publishes nothing unless the whole file matches it; the
+    chunks then go without ``Upload-Checksum`` (a second SHA-256 of every byte on each
+    side for no added guarantee: a chunk damaged on the way costs the whole file
+    again, not a wrong file), and a connection cut mid-chunk keeps what the server made
+    durable. Without it, each chunk is hashed for its ``Upload-Checksum`` as it is read;
+    a file of one chunk declares that chunk's digest, a bigger one is hashed from the
+    same reads as it goes and declares the result with its last chunk
+    (``Repr-Digest``), after checking that the file did not change on disk meanwhile.
+    ``resume_url`` continues an earlier upload at the server's offset; ``on_session(url)``
+    is told the URL of a new upload before any byte is sent, so a caller can persist it.
+    ``if_rev`` guards the target (``"none"``: only if nothing is there).
     """
     if chunk_size < 1:
         raise ValidationError("chunk_size must be positive")
@@ -181,6 +189,9 @@ async def upload_file(
 
     url: str | None = None
     offset = 0
+    # Chunks carry Upload-Checksum unless the server holds the whole file's SHA-256 from
+    # the upload's creation (then it checks every byte at publish anyway).
+    checksummed = sha256 is None
     # What the last chunk declares as the whole file's SHA-256, for an upload that did
     # not declare it when it was created (None: nothing to declare).
     declare: Callable[[], str] | None = None
@@ -197,11 +208,12 @@ async def upload_file(
             url, offset = resume_url, resumed.offset
             if resumed.sha256 is None:
                 declare = functools.partial(str, sha256)
+                checksummed = True
             log.info("resuming upload of %s at byte %d of %d", remote_path, offset, length)
 
     with path.open("rb", buffering=0) as fh:
         running = _Running() if sha256 is None and length > chunk_size else None
-        reader = _ChunkReader(fh.fileno(), length, chunk_size, running)
+        reader = _ChunkReader(fh.fileno(), length, chunk_size, running, checksummed)
         try:
             if url is None:
                 # A file that fits in one chunk goes up with the creating POST itself; its
@@ -219,7 +231,7 @@ async def upload_file(
                     mtime=mtime,
                     if_rev=if_rev,
                     data=first or None,
-                    checksum=checksum or None,
+                    checksum=checksum or False,
                 )
                 url, offset = session.url, session.offset
                 if on_session is not None:
@@ -339,7 +351,7 @@ async def _send_from(
             await limiter(len(data))
         try:
             result = await client.append(
-                url, offset, data, checksum, retry=NO_RETRY, whole_sha256=whole
+                url, offset, data, checksum or False, retry=NO_RETRY, whole_sha256=whole
             )
         except DroplineError as err:
             recoverable = (

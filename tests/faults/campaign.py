@@ -27,6 +27,7 @@ from tests.faults.scenarios import (
     disk_full,
     network,
     office,
+    office_saves,
     server_down,
     server_kill,
 )
@@ -41,6 +42,7 @@ def all_scenarios(ci: bool = False) -> list[Scenario]:
     found += network.scenarios(ci)
     found += server_down.scenarios(ci)
     found += office.scenarios(ci)
+    found += office_saves.scenarios(ci)
     found += disk_full.scenarios(ci)
     return found
 

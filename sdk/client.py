@@ -43,6 +43,7 @@ from dropline.sdk.wire import (
     OFFSET_OCTET_STREAM,
     TUS_VERSION,
     ContentStream,
+    SizedBody,
     chunk_checksum_async,
     cursor_pages,
     encode_upload_metadata,
@@ -183,7 +184,7 @@ class DroplineClient(UndoCalls):
         *,
         params: Mapping[str, str | int] | None = None,
         json: Any = None,
-        content: bytes | memoryview | None = None,
+        content: bytes | memoryview | SizedBody | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
         stream: bool = False,
@@ -457,7 +458,7 @@ class DroplineClient(UndoCalls):
         self,
         url: str,
         offset: int,
-        data: bytes | memoryview,
+        data: bytes | memoryview | SizedBody,
         checksum: bool | str = True,
         *,
         retry: RetryPolicy | None = None,
@@ -467,7 +468,9 @@ class DroplineClient(UndoCalls):
         after anything else ask :meth:`upload_status` for the offset and go on from there.
         ``checksum`` may be a ready ``Upload-Checksum`` value (``sha256 <base64>``).
         ``whole_sha256`` (hex) declares the whole file's SHA-256 (``Repr-Digest``) for an
-        upload created without one: the server publishes nothing that does not match it."""
+        upload created without one: the server publishes nothing that does not match it.
+        ``data`` may be a :class:`SizedBody` streamed as it is read (then ``checksum`` is
+        a ready value or False: a checksum needs the bytes before they are sent)."""
         headers = {
             "Tus-Resumable": TUS_VERSION,
             "Upload-Offset": str(offset),
@@ -478,7 +481,12 @@ class DroplineClient(UndoCalls):
         if isinstance(checksum, str):
             headers["Upload-Checksum"] = checksum
         elif checksum:
+            if not isinstance(data, bytes | memoryview):
+                raise ValidationError("a streamed chunk needs its Upload-Checksum given")
             headers["Upload-Checksum"] = await chunk_checksum_async(data)
+        if not isinstance(data, bytes | memoryview):
+            # Sent as it is read, with its length (not chunked transfer coding).
+            headers["Content-Length"] = str(len(data))
         response = await self._request(
             "PATCH",
             self._upload_url(url),

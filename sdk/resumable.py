@@ -34,7 +34,7 @@ from dropline.sdk.filewrite import HashingWriter, atomic_replace
 from dropline.sdk.hashing import sha256_file, sha256_prefix
 from dropline.sdk.models import Entry, Revision, UploadResult
 from dropline.sdk.retry import NO_RETRY, failure_reason
-from dropline.sdk.wire import chunk_checksum
+from dropline.sdk.upload_reads import ChunkReader, Running, StreamedChunk
 
 log = logging.getLogger(__name__)
 
@@ -54,90 +54,6 @@ def default_partial_path(dest: Path) -> Path:
 
 
 # -- upload ---------------------------------------------------------------------------
-
-
-class _Running:
-    """The whole file's SHA-256, fed from the chunks as they are read for sending (one read
-    of the file serves both the chunk checksums and the whole-file hash)."""
-
-    def __init__(self) -> None:
-        self.hasher = hashlib.sha256()
-        self.position = 0  # bytes [0, position) are in the hash
-
-    def take(self, fd: int, offset: int, data: bytes) -> None:
-        """Feed the part of ``data`` (the file's bytes at ``offset``) not hashed yet."""
-        if offset > self.position:
-            # The server is ahead of what was read (an answer got lost): read the gap.
-            self.hasher.update(_pread_exact(fd, self.position, offset - self.position))
-            self.position = offset
-        end = offset + len(data)
-        if end > self.position:
-            self.hasher.update(memoryview(data)[self.position - offset :])
-            self.position = end
-
-    def hexdigest(self) -> str:
-        return self.hasher.hexdigest()
-
-
-def _pread_exact(fd: int, offset: int, size: int) -> bytes:
-    data = os.pread(fd, size, offset)
-    if len(data) != size:
-        raise IntegrityError(
-            "The file got shorter while it was being uploaded; it will be sent again.",
-            title="File changed during upload",
-        )
-    return data
-
-
-def _read_chunk(
-    fd: int, offset: int, size: int, running: _Running | None, checksummed: bool
-) -> tuple[bytes, str]:
-    """One chunk and its ``Upload-Checksum`` ("" when ``checksummed`` is off), hashed into
-    ``running`` too: in a worker thread, off the event loop (hashlib releases the GIL)."""
-    data = _pread_exact(fd, offset, size)
-    if running is not None:
-        running.take(fd, offset, data)
-    return data, chunk_checksum(data) if checksummed else ""
-
-
-class _ChunkReader:
-    """Reads chunks in a worker thread, one chunk ahead of the sender."""
-
-    def __init__(
-        self, fd: int, length: int, chunk_size: int, running: _Running | None, checksummed: bool
-    ) -> None:
-        self.fd = fd
-        self.length = length
-        self.chunk_size = chunk_size
-        self.running = running
-        self.checksummed = checksummed
-        self._ahead: tuple[int, asyncio.Task[tuple[bytes, str]]] | None = None
-
-    def _start(self, offset: int) -> asyncio.Task[tuple[bytes, str]]:
-        size = min(self.chunk_size, self.length - offset)
-        return asyncio.ensure_future(
-            asyncio.to_thread(_read_chunk, self.fd, offset, size, self.running, self.checksummed)
-        )
-
-    async def read(self, offset: int) -> tuple[bytes, str]:
-        if self._ahead is not None and self._ahead[0] == offset:
-            task = self._ahead[1]
-        else:
-            await self.discard()
-            task = self._start(offset)
-        self._ahead = None
-        data, checksum = await task
-        following = offset + len(data)
-        if following < self.length:
-            self._ahead = (following, self._start(following))
-        return data, checksum
-
-    async def discard(self) -> None:
-        if self._ahead is not None:
-            task = self._ahead[1]
-            self._ahead = None
-            with contextlib.suppress(Exception):
-                await task  # a thread cannot be cancelled; let the read finish
 
 
 def _checksum_digest(checksum: str) -> str:
@@ -212,8 +128,8 @@ async def upload_file(
             log.info("resuming upload of %s at byte %d of %d", remote_path, offset, length)
 
     with path.open("rb", buffering=0) as fh:
-        running = _Running() if sha256 is None and length > chunk_size else None
-        reader = _ChunkReader(fh.fileno(), length, chunk_size, running, checksummed)
+        running = Running() if sha256 is None and length > chunk_size else None
+        reader = ChunkReader(fh.fileno(), length, chunk_size, running, checksummed)
         try:
             if url is None:
                 # A file that fits in one chunk goes up with the creating POST itself; its
@@ -257,7 +173,7 @@ async def upload_file(
     return await _published(client, entry_id, sha256)
 
 
-def _declare_running(path: Path, before: os.stat_result, running: _Running) -> Callable[[], str]:
+def _declare_running(path: Path, before: os.stat_result, running: Running) -> Callable[[], str]:
     """The hash of every byte read, once the file on disk is confirmed to be the one that
     was read (same size, mtime and inode as when the upload started)."""
 
@@ -307,7 +223,7 @@ async def _resume_status(
 
 async def _send_from(
     client: DroplineClient,
-    reader: _ChunkReader,
+    reader: ChunkReader,
     url: str,
     offset: int,
     length: int,
@@ -338,20 +254,25 @@ async def _send_from(
             if done.complete and done.entry_id is not None:
                 return done.entry_id
             raise ProtocolError("every byte arrived but the server did not publish the file")
-        data, checksum = await reader.read(offset)
+        body: bytes | StreamedChunk
+        if reader.streams:
+            # Nothing needs the chunk whole before it goes: it streams from the file.
+            body, checksum = reader.body(offset, limiter), ""
+        else:
+            body, checksum = await reader.read(offset)
         whole: str | None = None
-        if declare is not None and offset + len(data) == length:
+        if declare is not None and offset + len(body) == length:
             try:
                 whole = declare()
             except IntegrityError:
                 with contextlib.suppress(DroplineError):
                     await client.terminate_upload(url)
                 raise
-        if limiter is not None:
-            await limiter(len(data))
+        if limiter is not None and not reader.streams:
+            await limiter(len(body))  # a streamed chunk is paced piece by piece
         try:
             result = await client.append(
-                url, offset, data, checksum or False, retry=NO_RETRY, whole_sha256=whole
+                url, offset, body, checksum or False, retry=NO_RETRY, whole_sha256=whole
             )
         except DroplineError as err:
             recoverable = (

@@ -127,6 +127,15 @@ def encode_upload_metadata(pairs: Mapping[str, str]) -> str:
     )
 
 
+class SizedBody(Protocol):
+    """A request body of known length whose bytes arrive as they are read (a streamed
+    upload chunk); iterable more than once."""
+
+    def __len__(self) -> int: ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+
 def chunk_checksum(data: bytes | memoryview) -> str:
     """The tus ``Upload-Checksum`` value for ``data``."""
     return "sha256 " + base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dropline.sdk import upload_reads
 from dropline.sdk.client import DroplineClient
 from dropline.sdk.credentials import ApiKeyCredentials
 from dropline.sdk.errors import IntegrityError, NotFoundError
@@ -124,7 +125,7 @@ class Damaging(httpx.AsyncBaseTransport):
         if request.method == "PATCH":
             self.patches += 1
             if self.patches == self.nth:
-                body = bytearray(request.content)
+                body = bytearray(await request.aread())  # a chunk streamed from the file
                 body[len(body) // 2] ^= 0x01
                 request = httpx.Request(
                     request.method, request.url, headers=request.headers, content=bytes(body)
@@ -189,3 +190,50 @@ async def test_a_declared_upload_cut_mid_chunk_resumes_verified(
     assert transport.body_bytes["PATCH"] <= len(data) + CHUNK // 2
     async with api.open_content(entry.id) as stream:
         assert b"".join([c async for c in stream.chunks()]) == data
+
+
+async def test_a_declared_upload_streams_big_chunks_in_pieces(
+    api: DroplineClient, transport: FaultTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upload_reads, "PIECE_SIZE", 16 * 1024)
+    reads: list[int] = []
+    real = os.pread
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        reads.append(size)
+        return real(fd, size, offset)
+
+    monkeypatch.setattr(upload_reads.os, "pread", pread)
+    paced: list[int] = []
+
+    async def limiter(n: int) -> None:
+        paced.append(n)
+
+    data = os.urandom(3 * CHUNK + 5000)
+    entry = await upload_file(
+        api,
+        write(tmp_path, "s.bin", data),
+        "/s.bin",
+        sha256=hashlib.sha256(data).hexdigest(),
+        chunk_size=CHUNK,
+        limiter=limiter,
+    )
+    assert entry.sha256 == hashlib.sha256(data).hexdigest()
+    assert transport.count("PATCH") == 4
+    assert max(reads) == 16 * 1024 and sum(reads) == len(data)  # never a chunk at once
+    assert paced == reads  # paced piece by piece as they go
+    async with api.open_content(entry.id) as stream:
+        assert b"".join([c async for c in stream.chunks()]) == data
+
+
+async def test_a_streamed_chunk_reads_the_same_bytes_each_time_it_is_sent(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(5 * upload_reads.PIECE_SIZE // 2)
+    with write(tmp_path, "again.bin", data).open("rb", buffering=0) as fh:
+        reader = upload_reads.ChunkReader(fh.fileno(), len(data), len(data), None, False)
+        body = reader.body(0, None)
+        first = b"".join([piece async for piece in body])
+        second = b"".join([piece async for piece in body])  # an auth flow's second send
+        await reader.discard()
+    assert first == second == data and len(body) == len(data)

@@ -96,6 +96,10 @@ class FaultTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.seen.append((request.method, request.url.path))
+        try:
+            request.content  # noqa: B018 - a streamed body (an upload chunk) is read first
+        except httpx.RequestNotRead:
+            await request.aread()
         fault = next((f for f in self.faults if f.times > 0 and f.match(request)), None)
         if fault is not None:
             fault.times -= 1

@@ -203,7 +203,7 @@ async def test_a_declared_upload_streams_big_chunks_in_pieces(
         reads.append(size)
         return real(fd, size, offset)
 
-    monkeypatch.setattr(upload_reads.os, "pread", pread)
+    monkeypatch.setattr(os, "pread", pread)
     paced: list[int] = []
 
     async def limiter(n: int) -> None:

@@ -10,28 +10,45 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from dropline.server.storage import schema
 
+_INSERT_EVENT = schema.events.insert()
+
 
 def record_event(
     conn: Connection, tenant_id: str | None, type: str, payload: dict[str, Any]
 ) -> int:
     """Append one event inside ``conn``'s transaction; returns its id (increasing)."""
-    result = conn.execute(
-        schema.events.insert().values(
-            tenant_id=tenant_id,
-            type=type,
-            payload=json.dumps(payload, sort_keys=True, separators=(",", ":")),
-            created_at=time.time(),
-        )
-    )
+    result = conn.execute(_INSERT_EVENT, _event_params(tenant_id, type, payload, time.time()))
     key = result.inserted_primary_key
     assert key is not None
     return int(key[0])
+
+
+def record_events(
+    conn: Connection, tenant_id: str | None, events: Sequence[tuple[str, dict[str, Any]]]
+) -> None:
+    """Append ``events`` (type, payload), in order, inside ``conn``'s transaction."""
+    now = time.time()
+    conn.execute(
+        _INSERT_EVENT, [_event_params(tenant_id, type, payload, now) for type, payload in events]
+    )
+
+
+def _event_params(
+    tenant_id: str | None, type: str, payload: dict[str, Any], now: float
+) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant_id,
+        "type": type,
+        "payload": json.dumps(payload, sort_keys=True, separators=(",", ":")),
+        "created_at": now,
+    }
 
 
 def events_after(
@@ -54,4 +71,4 @@ def events_after(
     ]
 
 
-__all__ = ["events_after", "record_event"]
+__all__ = ["events_after", "record_event", "record_events"]

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -110,11 +110,36 @@ def record(
 
     ``tenant_id`` overrides the context's tenant (an admin acting on a tenant).
     """
+    fields = _fields(ctx, action, outcome, resource, detail, tenant_id, round(time.time(), 6))
+    _append(conn, [fields])
+    return str(fields["id"])
+
+
+def record_many(
+    conn: Connection,
+    ctx: AuditContext,
+    rows: Sequence[tuple[str, str, str | None, dict[str, Any] | None]],
+) -> None:
+    """Append ``rows`` (action, outcome, resource, detail), in order, in one statement:
+    the chain's head is read once and each row's hash follows from the one before."""
+    at = round(time.time(), 6)
+    _append(conn, [_fields(ctx, *row, None, at) for row in rows])
+
+
+def _fields(
+    ctx: AuditContext,
+    action: str,
+    outcome: str,
+    resource: str | None,
+    detail: dict[str, Any] | None,
+    tenant_id: str | None,
+    at: float,
+) -> dict[str, Any]:
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
-    fields: dict[str, Any] = {
+    return {
         "id": str(uuid.uuid4()),
-        "at": round(time.time(), 6),
+        "at": at,
         "tenant_id": tenant_id if tenant_id is not None else ctx.tenant_id,
         "actor": ctx.actor,
         "credential_id": ctx.credential_id,
@@ -126,11 +151,19 @@ def record(
         "request_id": ctx.request_id,
         "detail": json.dumps(detail or {}, sort_keys=True, separators=(",", ":")),
     }
+
+
+def _append(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` after the chain's head, each hashed over the one before."""
+    if not rows:
+        return
     prev = _head(conn)
+    for fields in rows:
+        fields["prev_hash"] = prev
+        fields["hash"] = prev = _row_hash(prev, fields)
     # One compiled statement with parameters: building ``.values(...)`` anew for every
     # row cost more CPU than the insert (a batch of small files writes one row a file).
-    conn.execute(_INSERT_EVENT, {**fields, "prev_hash": prev, "hash": _row_hash(prev, fields)})
-    return str(fields["id"])
+    conn.execute(_INSERT_EVENT, rows)
 
 
 def record_with_event(
@@ -282,6 +315,7 @@ __all__ = [
     "prune",
     "query",
     "record",
+    "record_many",
     "record_with_event",
     "verify_chain",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -62,6 +63,12 @@ class ChangeBroadcast:
         if principal.space_id not in sent[1]:
             conn.execute(_NOTIFY, {"space_id": principal.space_id})
             sent[1].add(principal.space_id)
+
+    def recorded_many(
+        self, conn: Connection, principal: Principal, changes: Sequence[Change]
+    ) -> None:
+        if changes:
+            self.recorded(conn, principal, changes[0])
 
     def undone(
         self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]

@@ -25,7 +25,7 @@ from dropline.server.files.names import (
     normalize_path,
     split_path,
 )
-from dropline.server.files.publishing import check_target, publish_in
+from dropline.server.files.publishing import check_target, publish_in, publish_set
 from dropline.server.files.records import (
     DELETED,
     FILE,
@@ -34,6 +34,7 @@ from dropline.server.files.records import (
     Change,
     Entry,
     FileHook,
+    OneByOne,
     Publication,
     as_seen,
     entry_from_row,
@@ -320,23 +321,31 @@ class FileService:
     ) -> list[Entry | Problem]:
         """Publish several files in one transaction, each exactly as :meth:`publish` would.
 
-        Each file runs in a savepoint of its own: one that fails (stale ``if_rev``, a
-        name taken, a policy refusing it) is rolled back alone and reported in its
-        place in the result, and the others still commit together.
+        A file that fails (stale ``if_rev``, a name taken, a policy refusing it) is
+        reported in its place in the result, and the others still commit together. The
+        batch is written set-based (``publish_set``: a few statements for all of it);
+        when a hook says some file must be taken alone, that is rolled back and each
+        file runs in a savepoint of its own instead, so one refusal undoes only its file.
         """
         now = time.time()
-        results: list[Entry | Problem] = []
         with self.db.write(savepoints=True) as conn:
-            for item in items:
-                savepoint = conn.begin_nested()
-                try:
-                    entry = publish_in(self.rows, conn, principal, item, now)
-                except Problem as problem:
-                    savepoint.rollback()
-                    results.append(problem)
-                else:
-                    savepoint.commit()
-                    results.append(entry)
+            try:
+                with conn.begin_nested():
+                    results = publish_set(self.rows, conn, principal, items, now)
+            except OneByOne:
+                results = [self._publish_alone(conn, principal, item, now) for item in items]
         if any(isinstance(r, Entry) for r in results):
             self.notify(principal)
         return results
+
+    def _publish_alone(
+        self, conn: Connection, principal: Principal, item: Publication, now: float
+    ) -> Entry | Problem:
+        savepoint = conn.begin_nested()
+        try:
+            entry = publish_in(self.rows, conn, principal, item, now)
+        except Problem as problem:
+            savepoint.rollback()
+            return problem
+        savepoint.commit()
+        return entry

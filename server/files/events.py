@@ -9,11 +9,12 @@ and its event commit together or not at all).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
 
-from dropline.server.audit.events import record_event
+from dropline.server.audit.events import record_event, record_events
 from dropline.server.files.records import (
     CREATED,
     DELETED,
@@ -46,28 +47,14 @@ class FileEvents:
         return False
 
     def recorded(self, conn: Connection, principal: Principal, change: Change) -> None:
-        if change.cause is not None:
-            return  # a restore is announced once, as ``file.restored`` (see ``undone``)
-        entry = change.entry
-        if change.action in (CREATED, MODIFIED):
-            if entry.type != FILE:
-                return  # a new folder is not an upload
-            event = "file.uploaded"
-        elif change.action == MOVED:
-            event = "file.moved"
-        elif change.action == DELETED:
-            event = "file.deleted"
-        else:
-            return
-        payload: dict[str, Any] = {
-            "entry": entry.to_json(),
-            "action": change.action,
-            "seq": change.seq,
-            **_actor(principal),
-        }
-        if change.action == MOVED:
-            payload["old_path"] = change.old_path
-        record_event(conn, principal.tenant_id, event, payload)
+        self.recorded_many(conn, principal, [change])
+
+    def recorded_many(
+        self, conn: Connection, principal: Principal, changes: Sequence[Change]
+    ) -> None:
+        events = [event for change in changes if (event := _event(principal, change))]
+        if events:
+            record_events(conn, principal.tenant_id, events)
 
     def undone(
         self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]
@@ -78,6 +65,32 @@ class FileEvents:
             return
         payload: dict[str, Any] = {"action": action, **detail, **_actor(principal)}
         record_event(conn, principal.tenant_id, "file.restored", payload)
+
+
+def _event(principal: Principal, change: Change) -> tuple[str, dict[str, Any]] | None:
+    """The outbox event that announces ``change``, if any: its type and payload."""
+    if change.cause is not None:
+        return None  # a restore is announced once, as ``file.restored`` (see ``undone``)
+    entry = change.entry
+    if change.action in (CREATED, MODIFIED):
+        if entry.type != FILE:
+            return None  # a new folder is not an upload
+        event = "file.uploaded"
+    elif change.action == MOVED:
+        event = "file.moved"
+    elif change.action == DELETED:
+        event = "file.deleted"
+    else:
+        return None
+    payload: dict[str, Any] = {
+        "entry": entry.to_json(),
+        "action": change.action,
+        "seq": change.seq,
+        **_actor(principal),
+    }
+    if change.action == MOVED:
+        payload["old_path"] = change.old_path
+    return event, payload
 
 
 def record_upload_failed(

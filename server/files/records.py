@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -161,6 +161,7 @@ class FileHook(Protocol):
     ``check`` runs before an operation touches anything and may raise a
     :class:`Problem` (for example ``policy-denied``). ``recorded`` runs inside the
     write transaction for every change row, so an audit row commits with its change.
+    ``recorded_many`` does the same for the rows of a batch publish.
     ``undone`` runs once inside the transaction of a restore or purge (``FILE_RESTORE``,
     ``TRASH_RESTORE``, ``TRASH_PURGE``) with what it did.
     Actions passed to ``check``: ``create_folder``, ``upload``, ``move``, ``delete``,
@@ -177,9 +178,24 @@ class FileHook(Protocol):
 
     def recorded(self, conn: Connection, principal: Principal, change: Change) -> None: ...
 
+    def recorded_many(
+        self, conn: Connection, principal: Principal, changes: Sequence[Change]
+    ) -> None:
+        """``recorded`` for the rows of a set-based batch publish, in one go.
+
+        May raise :class:`OneByOne` (never a :class:`Problem`): the batch is then rolled
+        back and published a file at a time, each file's refusal its own.
+        """
+        ...
+
     def undone(
         self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]
     ) -> None: ...
+
+
+class OneByOne(Exception):
+    """Raised by :meth:`FileHook.recorded_many` when some file of a batch must be taken
+    alone (a policy would refuse it): the batch is published one file at a time instead."""
 
 
 def as_seen(change: Change, hidden: Callable[[str], bool]) -> Change | None:

@@ -5,6 +5,7 @@ change-feed row (with its hooks, in the write's transaction)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, select
@@ -36,6 +37,10 @@ _BY_ID = select(E).where(LIVE, E.c.id == bindparam("entry_id"))
 _BY_PATHS = select(E).where(LIVE, E.c.path.in_(bindparam("paths", expanding=True)))
 _INSERT_ENTRY = E.insert()
 _INSERT_CHANGE = schema.changes.insert()
+# Many rows in one statement, their numbers back in the order given.
+_INSERT_CHANGES_RETURNING_SEQ = schema.changes.insert().returning(
+    schema.changes.c.seq, sort_by_parameter_order=True
+)
 
 
 def scope(principal: Principal) -> Any:
@@ -56,6 +61,48 @@ def subtree(path: str) -> Any:
     """Live entries strictly below ``path``. '0' follows '/' in code-point order, so the
     range covers exactly the paths that start with ``path + '/'`` and can use the index."""
     return and_(E.c.path > path + "/", E.c.path < path + "0")
+
+
+def entry_params(principal: Principal, entry: Entry, now: float) -> dict[str, Any]:
+    """The values of a new ``entries`` row for ``entry`` in ``principal``'s space."""
+    return {
+        "id": entry.id,
+        "tenant_id": principal.tenant_id,
+        "space_id": principal.space_id,
+        "parent_id": entry.parent_id,
+        "name": entry.name,
+        "path": entry.path,
+        "type": entry.type,
+        "size": entry.size,
+        "sha256": entry.sha256,
+        "rev": entry.rev,
+        "mtime": entry.mtime,
+        "blob_id": entry.blob_id,
+        "trashed_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def change_params(
+    principal: Principal, action: str, entry: Entry, now: float, old_path: str | None
+) -> dict[str, Any]:
+    """The values of a ``changes`` row: ``entry`` as it is after ``action``."""
+    return {
+        "tenant_id": principal.tenant_id,
+        "space_id": principal.space_id,
+        "entry_id": entry.id,
+        "action": action,
+        "path": entry.path,
+        "old_path": old_path,
+        "type": entry.type,
+        "size": entry.size,
+        "sha256": entry.sha256,
+        "rev": entry.rev,
+        "mtime": entry.mtime,
+        "parent_id": entry.parent_id,
+        "at": now,
+    }
 
 
 class EntryRows:
@@ -93,22 +140,7 @@ class EntryRows:
         cause: str | None = None,
     ) -> Change:
         result = conn.execute(
-            _INSERT_CHANGE,
-            {
-                "tenant_id": principal.tenant_id,
-                "space_id": principal.space_id,
-                "entry_id": entry.id,
-                "action": action,
-                "path": entry.path,
-                "old_path": old_path,
-                "type": entry.type,
-                "size": entry.size,
-                "sha256": entry.sha256,
-                "rev": entry.rev,
-                "mtime": entry.mtime,
-                "parent_id": entry.parent_id,
-                "at": now,
-            },
+            _INSERT_CHANGE, change_params(principal, action, entry, now, old_path)
         )
         key = result.inserted_primary_key
         assert key is not None
@@ -116,6 +148,28 @@ class EntryRows:
         for hook in self.hooks:
             hook.recorded(conn, principal, change)
         return change
+
+    def record_many(
+        self,
+        conn: Connection,
+        principal: Principal,
+        actions: Sequence[tuple[str, Entry]],
+        now: float,
+    ) -> list[Change]:
+        """The change rows of ``actions`` (no moves), in order, with one statement; then
+        each hook's ``recorded_many``, which may raise ``OneByOne``."""
+        result = conn.execute(
+            _INSERT_CHANGES_RETURNING_SEQ,
+            [change_params(principal, action, entry, now, None) for action, entry in actions],
+        )
+        seqs = [int(row.seq) for row in result]
+        changes = [
+            Change(seq=seq, action=action, old_path=None, entry=entry)
+            for seq, (action, entry) in zip(seqs, actions, strict=True)
+        ]
+        for hook in self.hooks:
+            hook.recorded_many(conn, principal, changes)
+        return changes
 
     def undone(
         self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]
@@ -125,26 +179,13 @@ class EntryRows:
             hook.undone(conn, principal, action, path, detail)
 
     def insert(self, conn: Connection, principal: Principal, entry: Entry, now: float) -> None:
-        conn.execute(
-            _INSERT_ENTRY,
-            {
-                "id": entry.id,
-                "tenant_id": principal.tenant_id,
-                "space_id": principal.space_id,
-                "parent_id": entry.parent_id,
-                "name": entry.name,
-                "path": entry.path,
-                "type": entry.type,
-                "size": entry.size,
-                "sha256": entry.sha256,
-                "rev": entry.rev,
-                "mtime": entry.mtime,
-                "blob_id": entry.blob_id,
-                "trashed_at": None,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+        self.insert_many(conn, principal, [entry], now)
+
+    def insert_many(
+        self, conn: Connection, principal: Principal, entries: Sequence[Entry], now: float
+    ) -> None:
+        """New entry rows, in the order given (a folder before what is in it)."""
+        conn.execute(_INSERT_ENTRY, [entry_params(principal, entry, now) for entry in entries])
 
     def ensure_parents(
         self,
@@ -178,17 +219,22 @@ class EntryRows:
         self, conn: Connection, principal: Principal, path: str, parent_id: str | None, now: float
     ) -> Entry:
         """Insert the folder row at ``path`` (its parent exists) and its ``created`` change."""
-        folder = Entry(
-            id=str(uuid.uuid4()),
-            name=split_path(path)[1],
-            path=path,
-            type=FOLDER,
-            size=0,
-            sha256=None,
-            rev=new_rev(),
-            mtime=now,
-            parent_id=parent_id,
-        )
+        folder = new_folder_entry(path, parent_id, now)
         self.insert(conn, principal, folder, now)
         self.record(conn, principal, CREATED, folder, now)
         return folder
+
+
+def new_folder_entry(path: str, parent_id: str | None, now: float) -> Entry:
+    """A new folder's entry at ``path``, below ``parent_id``."""
+    return Entry(
+        id=str(uuid.uuid4()),
+        name=split_path(path)[1],
+        path=path,
+        type=FOLDER,
+        size=0,
+        sha256=None,
+        rev=new_rev(),
+        mtime=now,
+        parent_id=parent_id,
+    )

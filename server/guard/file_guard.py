@@ -13,11 +13,13 @@ audited once, by ``undone`` (``file.restore``, ``trash.restore``, ``trash.purge`
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from dropline.server.audit import trail
+from dropline.server.files.records import OneByOne
 from dropline.server.guard import policy
 from dropline.server.guard.security import Security, request_facts
 from dropline.server.guard.usage import Retention
@@ -100,37 +102,40 @@ class SecurityFileHook:
 
     def recorded(self, conn: Connection, principal: Principal, change: Any) -> None:
         entry = change.entry
-        if change.cause == "trash.restore":
-            return  # bytes the trash held and the quota counted; audited by ``undone``
-        if change.action in ("created", "modified") and entry.type == "file":
-            self._check_finished_upload(conn, principal, entry)
-        if change.cause is not None:
-            return  # audited once by ``undone``
-        detail: dict[str, Any] = {"entry_id": entry.id, "type": entry.type, "rev": entry.rev}
-        if entry.type == "file":
-            detail.update(size=entry.size, sha256=entry.sha256)
-        if change.old_path:
-            detail["old_path"] = change.old_path
-        trail.record(
-            conn,
-            self.security.context_for(principal),
-            f"file.{change.action}",
-            "success",
-            entry.path,
-            detail,
-        )
+        if _is_new_content(change):
+            denied = self._finished_upload_denial(conn, principal, entry)
+            if denied is not None:
+                # Raising rolls the publish back; the denial's audit row is written after.
+                raise self.security.deny(None, principal, denied, resource=entry.path)
+        row = _audit_row(change)
+        if row is not None:
+            trail.record(conn, self.security.context_for(principal), *row)
+
+    def recorded_many(self, conn: Connection, principal: Principal, changes: Sequence[Any]) -> None:
+        for change in changes:
+            denied = _is_new_content(change) and self._finished_upload_denial(
+                conn, principal, change.entry
+            )
+            if denied:
+                raise OneByOne  # refused alone, where its denial is recorded once
+        rows = [row for change in changes if (row := _audit_row(change)) is not None]
+        trail.record_many(conn, self.security.context_for(principal), rows)
 
     def undone(
         self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]
     ) -> None:
         trail.record(conn, self.security.context_for(principal), action, "success", path, detail)
 
-    def _check_finished_upload(self, conn: Connection, principal: Principal, entry: Any) -> None:
+    def _finished_upload_denial(
+        self, conn: Connection, principal: Principal, entry: Any
+    ) -> policy.PolicyDenied | None:
+        """What a policy says against a file just published in ``conn``'s transaction
+        (size, quota, extension, content), or None."""
         rules = self._rules(principal)
         if not (rules.max_file_size or rules.storage_quota or rules.blocked_extensions) and not (
             rules.content_must_match_extension or rules.folders
         ):
-            return
+            return None
         try:
             # The new size is already counted in this transaction: ``replaces`` takes it out
             # of the usage so the quota sees it exactly once.
@@ -142,8 +147,32 @@ class SecurityFileHook:
                     head = fh.read(policy.SNIFF_BYTES)
                 policy.check_content(rules, entry.path, head)
         except policy.PolicyDenied as denied:
-            # Raising rolls the publish back; the denial's audit row is written after.
-            raise self.security.deny(None, principal, denied, resource=entry.path) from None
+            return denied
+        return None
+
+
+def _is_new_content(change: Any) -> bool:
+    """A file's new content, which the policy checks again once it is in place; not bytes
+    back from the trash, which the quota counted all along."""
+    return (
+        change.cause != "trash.restore"
+        and change.action in ("created", "modified")
+        and change.entry.type == "file"
+    )
+
+
+def _audit_row(change: Any) -> tuple[str, str, str, dict[str, Any]] | None:
+    """The ``file.<action>`` audit row of ``change`` (action, outcome, resource, detail);
+    None for a change that is part of an undo, audited once by ``undone``."""
+    if change.cause is not None:
+        return None
+    entry = change.entry
+    detail: dict[str, Any] = {"entry_id": entry.id, "type": entry.type, "rev": entry.rev}
+    if entry.type == "file":
+        detail.update(size=entry.size, sha256=entry.sha256)
+    if change.old_path:
+        detail["old_path"] = change.old_path
+    return f"file.{change.action}", "success", entry.path, detail
 
 
 def _existing_size(conn: Connection, principal: Principal, path: str) -> int:

@@ -27,6 +27,7 @@ from tests.faults.scenarios import (
     disk_full,
     network,
     office,
+    office_folders,
     office_saves,
     server_down,
     server_kill,
@@ -43,6 +44,7 @@ def all_scenarios(ci: bool = False) -> list[Scenario]:
     found += server_down.scenarios(ci)
     found += office.scenarios(ci)
     found += office_saves.scenarios(ci)
+    found += office_folders.scenarios(ci)
     found += disk_full.scenarios(ci)
     return found
 

@@ -280,10 +280,10 @@ def _content_headers(entry: Entry) -> dict[str, str]:
     return headers
 
 
-async def _stream(handle: BinaryIO, length: int) -> AsyncIterator[bytes]:
-    """``length`` bytes of ``handle``, read (and their chunks checked) in a worker thread
-    one piece ahead of the piece being sent, so the disk, the checking and the socket
-    overlap instead of taking turns."""
+async def _stream(handle: BinaryIO, length: int, first: bytes) -> AsyncIterator[bytes]:
+    """``length`` bytes of ``handle`` (``first`` already read), read (and their chunks
+    checked) in a worker thread one piece ahead of the piece being sent, so the disk, the
+    checking and the socket overlap instead of taking turns."""
 
     def read_next(remaining: int) -> asyncio.Future[bytes] | None:
         if remaining <= 0:
@@ -292,9 +292,13 @@ async def _stream(handle: BinaryIO, length: int) -> AsyncIterator[bytes]:
             anyio.to_thread.run_sync(handle.read, min(READ_SIZE, remaining))
         )
 
-    ahead = read_next(length)
+    remaining = length - len(first)
+    ahead = read_next(remaining) if first else None
     try:
-        remaining = length
+        if first:
+            yield first
+        elif length:
+            log.error("blob ended %s bytes early", length)
         while ahead is not None:
             chunk = await ahead
             ahead = None
@@ -378,4 +382,12 @@ async def download(
         files.check(principal, "download", entry.path, entry.size)
         return Response(status_code=status, headers=headers)
     handle = await anyio.to_thread.run_sync(files.open_content, principal, entry, start)
-    return StreamingResponse(_stream(handle, length), status_code=status, headers=headers)
+    # The first piece is read (its chunks checked) before the answer starts: damage in it
+    # is a content-damaged answer, not a stream cut before its first byte, which a client
+    # takes for the network and resumes from the same offset, again and again.
+    try:
+        first = await anyio.to_thread.run_sync(handle.read, min(READ_SIZE, length))
+    except BaseException:
+        handle.close()
+        raise
+    return StreamingResponse(_stream(handle, length, first), status_code=status, headers=headers)

@@ -95,12 +95,31 @@ def test_damage_where_the_download_starts_is_an_error_and_an_audit_row(
     assert len(damage_rows(live_server)) == 1
 
 
+def test_damage_in_the_first_piece_read_is_an_error_before_any_byte(
+    live_server: LiveServer, alice: httpx.Client
+) -> None:
+    # Damage past the first chunk but within the first piece the server reads: before,
+    # the answer started (200) and was cut before its first byte, so a client resumed
+    # from the same offset forever, taking it for the network (damaged-blob in the fault
+    # campaign: the agent went offline and online again and never raised an issue).
+    entry = put_file(alice, "/report.bin")
+    _blob_id, path = blob_of(live_server, entry["id"])
+    flip_bit(path, 2 * MiB + 77)  # in the third chunk of the first 4 MiB piece
+
+    answer = alice.get(f"/api/v1/files/{entry['id']}/content")
+    assert answer.status_code == 500
+    assert answer.json()["type"] == DAMAGED
+    assert DATA[:1000] not in answer.content
+    assert len(damage_rows(live_server)) == 1
+
+
 def test_damage_further_on_cuts_the_stream_and_ranges_before_it_still_work(
     live_server: LiveServer, alice: httpx.Client
 ) -> None:
-    entry = put_file(alice, "/big.bin")
+    data = os.urandom(6 * MiB + 12345)
+    entry = put_file(alice, "/big.bin", data)
     _blob_id, path = blob_of(live_server, entry["id"])
-    flip_bit(path, 2 * MiB + 77)  # in the third chunk
+    flip_bit(path, 5 * MiB + 77)  # in the sixth chunk: the second piece the server reads
     url = f"/api/v1/files/{entry['id']}/content"
 
     received = bytearray()
@@ -109,16 +128,20 @@ def test_damage_further_on_cuts_the_stream_and_ranges_before_it_still_work(
         for piece in answer.iter_bytes():
             received += piece
     # What arrived is the file's true beginning, and the damaged chunk never did.
-    assert len(received) <= 2 * MiB
-    assert bytes(received) == DATA[: len(received)]
+    assert len(received) <= 5 * MiB
+    assert bytes(received) == data[: len(received)]
     assert len(damage_rows(live_server)) == 1
 
-    before = alice.get(url, headers={"Range": f"bytes=0-{2 * MiB - 1}"})
+    before = alice.get(url, headers={"Range": f"bytes=0-{5 * MiB - 1}"})
     assert before.status_code == 206
-    assert before.content == DATA[: 2 * MiB]
-    inside = alice.get(url, headers={"Range": f"bytes={2 * MiB + 10}-{2 * MiB + 20}"})
+    assert before.content == data[: 5 * MiB]
+    inside = alice.get(url, headers={"Range": f"bytes={5 * MiB + 10}-{5 * MiB + 20}"})
     assert inside.status_code == 500
     assert inside.json()["type"] == DAMAGED
+    # A client resuming where the cut stream stopped is told, not cut again.
+    resumed = alice.get(url, headers={"Range": f"bytes={len(received)}-"})
+    assert resumed.status_code == 500
+    assert resumed.json()["type"] == DAMAGED
 
 
 def test_a_damaged_sealed_blob_is_caught_by_its_sums_and_by_its_authentication(

@@ -27,6 +27,7 @@ from tests.faults.scenarios import (
     disk_full,
     network,
     office,
+    office_editors,
     office_folders,
     office_saves,
     server_down,
@@ -45,6 +46,7 @@ def all_scenarios(ci: bool = False) -> list[Scenario]:
     found += office.scenarios(ci)
     found += office_saves.scenarios(ci)
     found += office_folders.scenarios(ci)
+    found += office_editors.scenarios(ci)
     found += disk_full.scenarios(ci)
     return found
 

@@ -24,6 +24,7 @@ from tests.faults.harness import Outcome, Scenario, ScenarioResult, TrialRecord,
 from tests.faults.invariants import Findings
 from tests.faults.scenarios import (
     agent_kill,
+    damaged_blob,
     disk_full,
     network,
     office,
@@ -48,6 +49,7 @@ def all_scenarios(ci: bool = False) -> list[Scenario]:
     found += office_folders.scenarios(ci)
     found += office_editors.scenarios(ci)
     found += disk_full.scenarios(ci)
+    found += damaged_blob.scenarios(ci)
     return found
 
 

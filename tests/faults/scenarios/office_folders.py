@@ -17,6 +17,7 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.faults.harness import Outcome
 from tests.faults.invariants import Findings, remote_files
@@ -162,8 +163,8 @@ def _most_of(tree: Tree, rng: random.Random, share: float) -> list[str]:
     return rng.sample(rest, k=min(len(rest), int(share * len(tree.files))))
 
 
-async def _guard_issue(agent: Agent, timeout: float) -> dict[str, object] | None:
-    found: list[dict[str, object]] = []
+async def _guard_issue(agent: Agent, timeout: float) -> dict[str, Any] | None:
+    found: list[dict[str, Any]] = []
 
     def raised() -> bool:
         found[:] = [i for i in issues(agent) if i["kind"] == "mass-delete"]

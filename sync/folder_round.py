@@ -38,11 +38,8 @@ RETRY_CAP = 300.0  # seconds: the longest wait before a failed path is tried aga
 
 async def run_round(folder: FolderState) -> None:
     now = time.monotonic()
-    items = [
-        i
-        for i in folder.journal.pending(folder.id, ROUND_SIZE)
-        if i.path not in folder.in_flight and folder.holds.get(i.path, 0) <= now
-    ]
+    busy = folder.in_flight.keys() | {p for p, until in folder.holds.items() if until > now}
+    items = folder.journal.pending(folder.id, ROUND_SIZE, busy)
     if not items:
         return
     for item in items:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,15 +301,24 @@ class Journal:
                 ((folder_id, p, remote_to_json(r), now) for p, r in items),
             )
 
-    def pending(self, folder_id: int, limit: int = 10_000) -> list[QueueItem]:
+    def pending(
+        self, folder_id: int, limit: int = 10_000, skip: Collection[str] = ()
+    ) -> list[QueueItem]:
+        """The oldest queued paths, up to ``limit``, leaving out those in ``skip`` (being
+        transferred or held): a round then takes the next work behind what is running,
+        instead of finding the same running paths at the head of the queue each time."""
         rows = self.conn.execute(
             "SELECT path, source, remote, added_at FROM queue WHERE folder_id = ?"
             " ORDER BY added_at, path LIMIT ?",
-            (folder_id, limit),
+            (folder_id, limit + len(skip)),
         ).fetchall()
         merged: dict[str, QueueItem] = {}
         for path, source, remote, added in rows:
+            if path in skip:
+                continue
             old = merged.get(path)
+            if old is None and len(merged) >= limit:
+                break
             local = source == "local" or (old is not None and old.local)
             known = source == "remote" or (old is not None and old.remote_known)
             state = (

@@ -62,9 +62,11 @@ def compute_sums(path: Path) -> bytes:
     """The sums of the file at ``path``: its size, then the SHA-256 of each ``SUM_CHUNK``."""
     digests = bytearray()
     size = 0
-    buf = bytearray(SUM_CHUNK)
-    view = memoryview(buf)
     with path.open("rb") as handle:
+        # A buffer no bigger than the file: most blobs of a batch are a few KiB, and a
+        # fresh 1 MiB buffer for each cost more than hashing them.
+        buf = bytearray(min(SUM_CHUNK, os.fstat(handle.fileno()).st_size + 1))
+        view = memoryview(buf)
         while True:
             n = handle.readinto(buf)  # buffered: full chunks until the end of the file
             if n == 0 and digests:

@@ -64,6 +64,19 @@ def test_queue_survives_a_reopen_and_merges_sources(tmp_path: Path) -> None:
     assert j.pending_count(fid) == 2
 
 
+def test_a_round_takes_the_work_behind_what_is_running(tmp_path: Path) -> None:
+    j = Journal(tmp_path)
+    fid = j.folder_id("/f", "/")
+    paths = [f"f{i:02d}" for i in range(10)]
+    j.enqueue_local(fid, paths)
+    running = set(paths[:4])  # in flight, still queued until they are done
+    j.enqueue_remote(fid, [("f01", None), ("f05", None)])  # a second row of each
+    assert [i.path for i in j.pending(fid, 3, running)] == ["f04", "f05", "f06"]
+    rest = j.pending(fid, 20, running)
+    assert [i.path for i in rest] == paths[4:]
+    assert rest[1].local and rest[1].remote_known  # both rows of f05, merged
+
+
 def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
     j = Journal(tmp_path)
     fid = j.folder_id("/f", "/")

@@ -124,18 +124,21 @@ async def until_held(
     first = 0.0
     deadline = time.monotonic() + timeout
     async with client(url, key) as sdk:
-        while missing:
-            page = await sdk.changes(cursor)
+        page = await sdk.changes(cursor)
+        while True:
             cursor = page.cursor
             for change in page.changes:
                 entry = change.entry
                 if entry.sha256 is not None and missing.get(entry.path) == entry.sha256:
                     del missing[entry.path]
                     first = first or time.monotonic()
-            if not page.has_more and missing:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"bench: {len(missing)} files never arrived")
-                await asyncio.sleep(0.02)
+            if not missing:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: {len(missing)} files never arrived")
+            # The long-poll answers as soon as the next change commits: as prompt as
+            # polling, without loading the server it measures with a request every 20 ms.
+            page = await (sdk.changes(cursor) if page.has_more else sdk.wait_changes(cursor, 10))
     return first, time.monotonic()
 
 

@@ -533,6 +533,8 @@ def _finish(folder: FolderState, done: Finished) -> None:
             journal.put_base(folder.id, a.path, done.result)
         if done.item_time is not None:
             journal.dequeue(folder.id, QueueItem(a.path, True, False, None, done.item_time))
+        if isinstance(a, records.Upload) and fs.replaced(folder.root, a.path, _stat_of(a.local)):
+            journal.enqueue_local(folder.id, [a.path])  # saved again while it went up
         if journal.is_queued(folder.id, a.path):
             folder.dirty = True  # it changed again while it was being transferred
         folder.clear_issues(a.path, TRANSIENT)

@@ -163,6 +163,16 @@ def matches(current: LocalStat | None, expected: LocalStat | None) -> bool:
     )
 
 
+def replaced(root: Path, rel: str, expected: LocalStat) -> bool:
+    """Whether a file other than ``expected`` is at ``rel`` now (saved again, or a new
+    file renamed over it). A path gone or unreadable is not: the watcher reports that."""
+    try:
+        current = stat(root, rel)
+    except OSError:
+        return False
+    return current is not None and not matches(current, expected)
+
+
 def place(
     root: Path, src: Path, rel: str, expected: LocalStat | None, mtime: float | None
 ) -> LocalStat:

@@ -282,13 +282,9 @@ class Journal:
     def enqueue_local(self, folder_id: int, paths: Iterable[str]) -> None:
         now = time.time()
         with self.transaction():
-            # A path queued again takes the new time: the row of a change that came while
-            # the path was being transferred must outlive that transfer's dequeue (an
-            # office program's next save would otherwise never go up).
             self.conn.executemany(
-                "INSERT INTO queue (folder_id, path, source, added_at)"
-                " VALUES (?, ?, 'local', ?)"
-                " ON CONFLICT (folder_id, path, source) DO UPDATE SET added_at = excluded.added_at",
+                "INSERT OR IGNORE INTO queue (folder_id, path, source, added_at)"
+                " VALUES (?, ?, 'local', ?)",
                 ((folder_id, p, now) for p in paths),
             )
 

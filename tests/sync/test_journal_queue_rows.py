@@ -44,22 +44,3 @@ def test_a_row_queued_after_the_item_was_taken_stays(tmp_path: Path) -> None:
         assert left.remote.rev == "rev2"
     finally:
         journal.close()
-
-
-def test_a_local_change_queued_again_while_the_item_ran_stays(tmp_path: Path) -> None:
-    # An office program saved the file again (a new file renamed over it) while the
-    # earlier save was uploading: finishing that upload must not drop the new save.
-    journal = Journal(tmp_path)
-    try:
-        folder = journal.folder_id(str(tmp_path / "Dropline"), "/")
-        journal.enqueue_local(folder, ["report.docx"])
-        (item,) = journal.pending(folder)
-        time.sleep(0.01)
-        journal.enqueue_local(folder, ["report.docx"])
-
-        journal.dequeue(folder, item)
-
-        (left,) = journal.pending(folder)
-        assert left.path == "report.docx" and left.local and left.added_at > item.added_at
-    finally:
-        journal.close()

@@ -59,52 +59,17 @@ def check_target(existing: Entry | None, path: str, if_rev: str | None) -> None:
 def publish_in(
     rows: EntryRows, conn: Connection, principal: Principal, item: Publication, now: float
 ) -> Entry:
-    """One file's publication inside ``conn``'s transaction (see ``FileService.publish``)."""
-    path, blob_id, size, sha256, mtime = (
-        item.path,
-        item.blob_id,
-        item.size,
-        item.sha256,
-        item.mtime,
-    )
-    # The target and every folder above it in one query.
-    around = rows.by_paths(conn, principal, [path, *ancestors(path)])
-    existing = around.get(path)
-    check_target(existing, path, item.if_rev)
-    rev = new_rev()
-    if existing is not None:
-        entry = Entry(
-            id=existing.id,
-            name=existing.name,
-            path=path,
-            type=FILE,
-            size=size,
-            sha256=sha256,
-            rev=rev,
-            mtime=mtime if mtime is not None else now,
-            parent_id=existing.parent_id,
-            blob_id=blob_id,
-        )
-        update_content(conn, principal, entry, now)
-        action = MODIFIED
-    else:
-        entry = Entry(
-            id=str(uuid.uuid4()),
-            name=split_path(path)[1],
-            path=path,
-            type=FILE,
-            size=size,
-            sha256=sha256,
-            rev=rev,
-            mtime=mtime if mtime is not None else now,
-            parent_id=rows.ensure_parents(conn, principal, path, now, around),
-            blob_id=blob_id,
-        )
-        rows.insert(conn, principal, entry, now)
-        action = CREATED
-    insert_revision(conn, principal, entry, now)
-    rows.record(conn, principal, action, entry, now)
-    return entry
+    """One file's publication inside ``conn``'s transaction (see ``FileService.publish``):
+    planned as a batch of one, its change rows recorded one by one with their hooks'
+    ``recorded``, which may refuse it (the caller's transaction then rolls back)."""
+    plan = _planned(rows, conn, principal, [item], now)
+    [result] = plan.results
+    if isinstance(result, Problem):
+        raise result
+    _write(rows, conn, principal, plan, now)
+    for action, entry in plan.actions:
+        rows.record(conn, principal, action, entry, now)
+    return result
 
 
 def update_content(conn: Connection, principal: Principal, entry: Entry, now: float) -> None:
@@ -237,16 +202,35 @@ def publish_set(
     ``OneByOne`` (from a hook) when some file must be taken alone; the caller then rolls
     the batch back.
     """
+    plan = _planned(rows, conn, principal, items, now)
+    _write(rows, conn, principal, plan, now)
+    if plan.actions:
+        rows.record_many(conn, principal, plan.actions, now)
+    return plan.results
+
+
+def _planned(
+    rows: EntryRows,
+    conn: Connection,
+    principal: Principal,
+    items: Sequence[Publication],
+    now: float,
+) -> BatchPlan:
+    # Every target and every folder above one, in one query.
     wanted = {path for item in items for path in (item.path, *ancestors(item.path))}
     plan = BatchPlan(rows.by_paths(conn, principal, sorted(wanted)), now)
     for item in items:
         plan.add(item)
+    return plan
+
+
+def _write(
+    rows: EntryRows, conn: Connection, principal: Principal, plan: BatchPlan, now: float
+) -> None:
+    """The entry and revision rows of ``plan``, one statement each."""
     if plan.inserts:
         rows.insert_many(conn, principal, plan.inserts, now)
     if plan.updates:
         conn.execute(_UPDATE_CONTENT, [content_params(principal, e, now) for e in plan.updates])
     if plan.published:
         conn.execute(_INSERT_REVISION, [revision_params(principal, e, now) for e in plan.published])
-    if plan.actions:
-        rows.record_many(conn, principal, plan.actions, now)
-    return plan.results

@@ -188,22 +188,13 @@ class EntryRows:
         conn.execute(_INSERT_ENTRY, [entry_params(principal, entry, now) for entry in entries])
 
     def ensure_parents(
-        self,
-        conn: Connection,
-        principal: Principal,
-        path: str,
-        now: float,
-        found: dict[str, Entry] | None = None,
+        self, conn: Connection, principal: Principal, path: str, now: float
     ) -> str | None:
-        """Create the folders above ``path`` that are missing; returns the parent's id.
-
-        ``found``: the live entries on the way down, if the caller already read them.
-        """
+        """Create the folders above ``path`` that are missing; returns the parent's id."""
         chain = ancestors(path)
         if not chain:
             return None
-        if found is None:
-            found = self.by_paths(conn, principal, chain)
+        found = self.by_paths(conn, principal, chain)
         parent_id: str | None = None
         for folder_path in chain:
             existing = found.get(folder_path)

@@ -1,8 +1,7 @@
 """The reduced fault campaign, as CI runs it: one trial of each scenario, several at a
 time. Left to ``make faults``: the server away for minutes, the stall past the client's
 30 s timeouts, the 2 GiB slow copy and the damaged journals (tests/sync covers those at
-CI size), and the folder renamed mid-upload until the agent stops taking it for a mass
-delete. The disk-full family mounts a tmpfs: CI runs as root. Every trial must end
+CI size). The disk-full family mounts a tmpfs: CI runs as root. Every trial must end
 with nothing lost or corrupted and every invariant holding."""
 
 from __future__ import annotations

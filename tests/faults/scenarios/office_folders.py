@@ -42,9 +42,7 @@ def renamed(tree: Tree, old: str, new: str) -> Tree:
 class FolderRename:
     name = "office.folder-rename"
     trials = 10
-    # Not in CI while the agent can take a rename it sees in halves (the old name gone
-    # before the new one shows) for a mass delete and pause: seeds 20261206, 20261211.
-    ci_trials = 0
+    ci_trials = 1
 
     def __init__(self, ci: bool = False) -> None:
         self.inside = Shape(small=1000, large=0, large_size=0, folders=6)

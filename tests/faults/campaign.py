@@ -151,8 +151,10 @@ def table(results: list[ScenarioResult]) -> str:
     for r in results:
         median, worst = r.converge()
         notes = []
+        swept = r.total(lambda o: o.findings.swept)
+        if swept:
+            notes.append(f"left over by the faults, removed by the sweeper: {swept:.0f}")
         for key, label in (
-            ("orphan_blobs", "orphan blobs (for the sweeper)"),
             ("peak_rps", "peak requests/s in the first 10 s back"),
             ("offline_attempts_per_min", "connection attempts/min while down"),
             ("resent_chunks_per_cut", "chunks re-sent per cut"),

@@ -8,15 +8,23 @@ written (never a partial or unverified one). Afterwards: the agents' journals an
 server's database pass SQLite's integrity check, every revision's blob is there with
 its hash, and no completed upload left its staging file behind.
 
-There is no sweeper yet: blobs no revision refers to (a kill between storing a blob and
-committing its revision) are counted as ``orphan_blobs`` for it, not failed.
+Then the sweeper runs (``dropline-server sweep --grace 0``, as an operator would, beside
+the running server, once nothing is in flight): afterwards no blob that no revision
+refers to (a kill between storing a blob and committing its revision) and no batch
+staging is left, and every revision's blob is still there with its hash. The sweeper
+never removes live data.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import random
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +42,7 @@ class Findings:
     lost: int = 0  # files lost or corrupted
     orphan_blobs: int = 0
     leftover_batches: int = 0
+    swept: int = 0  # what the sweeper removed: orphan blobs, staging, ended links
 
     def fail(self, text: str, lost: int = 0) -> None:
         self.problems.append(text)
@@ -165,3 +174,30 @@ def server_storage(findings: Findings, data: Path, since: float) -> None:
     if staged:
         findings.fail(f"server: {len(staged)} completed uploads left staging files")
     findings.leftover_batches = len(list((data / "uploads").glob("*.batch")))
+
+
+def swept(findings: Findings, data: Path, env: Mapping[str, str], since: float) -> None:
+    """Run the sweeper with no grace on the server's data (the server still running), then
+    check that it left no orphan blob or batch staging and removed nothing live."""
+    command = ["sweep", "--data-dir", str(data), "--grace", "0", "--json"]
+    result = subprocess.run(
+        [sys.executable, "-m", "dropline.server.cli", *command],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        findings.fail(f"server: the sweeper failed: {result.stderr.strip()[-300:]}")
+        return
+    findings.swept = len(json.loads(result.stdout)["items"])
+    after = Findings()
+    server_storage(after, data, since)
+    for problem in after.problems:
+        findings.fail(f"after the sweep: {problem}")
+    findings.lost += after.lost
+    if after.orphan_blobs or after.leftover_batches:
+        findings.fail(
+            f"after the sweep: {after.orphan_blobs} orphan blobs and "
+            f"{after.leftover_batches} batch staging files are left"
+        )

@@ -24,6 +24,7 @@ from tests.faults.invariants import (
     remote_files,
     server_storage,
     sqlite_ok,
+    swept,
 )
 from tests.faults.proxy import FaultProxy
 from tests.faults.trees import TUS_ABOVE, Tree, local_files
@@ -137,6 +138,7 @@ async def final_checks(
     for agent in agents:
         sqlite_ok(findings, agent.journal)
     server_storage(findings, world.data, since)
+    swept(findings, world.data, world.server.env, since)
 
 
 def upload_resent(proxy: FaultProxy, since: float, tree: Tree) -> int:

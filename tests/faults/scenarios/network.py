@@ -26,7 +26,9 @@ from tests.faults.scenarios.common import (
 from tests.faults.trees import MiB, Shape, Tree, plan, write
 from tests.faults.world import Agent, World
 
-CHUNK = 16 * MiB  # the agent's tus chunk
+# The measure of "a chunk" here: half the agent's 32 MiB upload chunk, so the check
+# "at most one chunk re-sent per cut" is stricter than it needs to be.
+CHUNK = 16 * MiB
 STALL = 35.0  # past the client's 30 s timeouts
 MODEM = 7_000  # bytes per second each way: a 56 kbit/s modem
 CONVERGE_TIMEOUT = 240.0

@@ -9,8 +9,19 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dropline.sync.types import EngineSettings
+
 MiB = 1024 * 1024
 TUS_ABOVE = 1024 * 1024  # bigger files take the tus path; smaller ones go up in batches
+# The agent's upload chunk: a file up to this size goes up in its creation POST, a bigger
+# one in PATCHes of this size after it. Scenarios aiming at a PATCH need files above it.
+CHUNK = EngineSettings().chunk_size
+LARGE = CHUNK + CHUNK // 2  # two PATCHes: a whole chunk, then about half of one
+
+
+def tus_requests(size: int) -> int:
+    """The requests of one file's tus upload: the POST, then a PATCH a chunk."""
+    return 1 if size <= CHUNK else 1 + -(-size // CHUNK)
 
 
 @dataclass(frozen=True, slots=True)

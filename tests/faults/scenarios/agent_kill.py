@@ -28,15 +28,15 @@ from tests.faults.scenarios.common import (
     upload_resent,
     wait_converged,
 )
-from tests.faults.trees import MiB, Shape, Tree, plan, write
+from tests.faults.trees import LARGE, TUS_ABOVE, MiB, Shape, Tree, plan, tus_requests, write
 from tests.faults.world import Agent, World
 
 CONVERGE_TIMEOUT = float(os.environ.get("FAULTS_CONVERGE_TIMEOUT", "180"))
 
 
 # The tree of each trial: ``make faults`` and CI differ only here.
-FULL_SHAPE = Shape(small=100, large=1, large_size=20 * MiB)
-CI_SHAPE = Shape(small=60, large=1, large_size=20 * MiB)
+FULL_SHAPE = Shape(small=100, large=1, large_size=LARGE)
+CI_SHAPE = Shape(small=60, large=1, large_size=LARGE)
 
 
 class AgentWorld:
@@ -131,7 +131,8 @@ class AgentKill:
         point: Point = rng.choice(["body", "sent", "response"])
         offset = rng.randint(0, 24 * MiB) if point != "sent" else 0
         if self.kind == "initial-sync":
-            requests = len(tree.files) // 200 + 3 * sum(1 for s in tree.sizes.values() if s > MiB)
+            large = [s for s in tree.sizes.values() if s > TUS_ABOVE]
+            requests = -(-(len(tree.files) - len(large)) // 200) + sum(map(tus_requests, large))
             return Rule(
                 "", UPLOADS, rng.randint(1, max(1, requests)), point, offset, "call", 0, kill
             )
@@ -146,7 +147,7 @@ class AgentKill:
         point = rng.choice(["sent", "response"])
         if rng.random() < 0.6:
             big = max(s for s in tree.sizes.values())
-            return Rule("PATCH", UPLOADS + "/", -(-big // (16 * MiB)), point, 0, "call", 0, kill)
+            return Rule("PATCH", UPLOADS + "/", tus_requests(big) - 1, point, 0, "call", 0, kill)
         return Rule("POST", UPLOADS + "/batch", 1, point, 0, "call", 0, kill)
 
 

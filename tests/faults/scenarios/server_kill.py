@@ -29,7 +29,7 @@ from tests.faults.scenarios.common import (
     upload_resent,
     wait_converged,
 )
-from tests.faults.trees import MiB, Shape, Tree, plan, write
+from tests.faults.trees import CHUNK, LARGE, MiB, Shape, Tree, plan, write
 from tests.faults.world import Agent, World
 from tests.support.receiver import Receiver
 
@@ -49,7 +49,7 @@ class ServerKill:
         self.kind = kind
         self.ci_trials = 1
         self.name = f"server-kill.{kind}"
-        self.shape = Shape(small=30 if ci else 40, large=1, large_size=20 * MiB, folders=4)
+        self.shape = Shape(small=30 if ci else 40, large=1, large_size=LARGE, folders=4)
         self.folder_shape = Shape(small=100 if ci else 200, large=0, large_size=0, folders=6)
 
     async def setup(self, base: Path) -> ServerWorld:
@@ -120,9 +120,8 @@ class ServerKill:
         kill = killer(lambda: world.server.proc.pid if world.server.proc else 0)
         if self.kind == "patch":  # some way into one of the large file's two PATCH bodies
             nth = rng.randint(1, 2)
-            return Rule(
-                "PATCH", UPLOADS + "/", nth, "body", rng.randint(0, 16 * MiB), "call", 0, kill
-            )
+            into = rng.randint(0, (CHUNK if nth == 1 else int(LARGE * 0.9) - CHUNK) - 1)
+            return Rule("PATCH", UPLOADS + "/", nth, "body", into, "call", 0, kill)
         if self.kind == "publish":  # the body is in: the server verifies and publishes
             late = killer(
                 lambda: world.server.proc.pid if world.server.proc else 0, rng.uniform(0, 0.15)

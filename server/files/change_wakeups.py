@@ -66,9 +66,10 @@ class ChangeBroadcast:
 
     def recorded_many(
         self, conn: Connection, principal: Principal, changes: Sequence[Change]
-    ) -> None:
+    ) -> bool:
         if changes:
             self.recorded(conn, principal, changes[0])
+        return True
 
     def undone(
         self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]

@@ -51,10 +51,11 @@ class FileEvents:
 
     def recorded_many(
         self, conn: Connection, principal: Principal, changes: Sequence[Change]
-    ) -> None:
+    ) -> bool:
         events = [event for change in changes if (event := _event(principal, change))]
         if events:
             record_events(conn, principal.tenant_id, events)
+        return True
 
     def undone(
         self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]

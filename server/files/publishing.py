@@ -199,7 +199,7 @@ def publish_set(
 
     A file that cannot be published (a stale ``if_rev``, a folder in the way) is its own
     problem in the result, as with ``publish_in`` one file at a time. Raises
-    ``OneByOne`` (from a hook) when some file must be taken alone; the caller then rolls
+    ``OneByOne`` when a hook says some file must be taken alone; the caller then rolls
     the batch back.
     """
     plan = _planned(rows, conn, principal, items, now)

@@ -180,11 +180,12 @@ class FileHook(Protocol):
 
     def recorded_many(
         self, conn: Connection, principal: Principal, changes: Sequence[Change]
-    ) -> None:
+    ) -> bool:
         """``recorded`` for the rows of a set-based batch publish, in one go.
 
-        May raise :class:`OneByOne` (never a :class:`Problem`): the batch is then rolled
-        back and published a file at a time, each file's refusal its own.
+        Returns False, having written nothing and raised nothing, when some file must be
+        taken alone (a policy would refuse it): the batch is then rolled back and
+        published a file at a time, each file's refusal its own.
         """
         ...
 
@@ -194,8 +195,8 @@ class FileHook(Protocol):
 
 
 class OneByOne(Exception):
-    """Raised by :meth:`FileHook.recorded_many` when some file of a batch must be taken
-    alone (a policy would refuse it): the batch is published one file at a time instead."""
+    """Some file of a batch must be taken alone (a hook's ``recorded_many`` said so): the
+    batch is rolled back and published one file at a time instead."""
 
 
 def as_seen(change: Change, hidden: Callable[[str], bool]) -> Change | None:

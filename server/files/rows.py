@@ -17,6 +17,7 @@ from dropline.server.files.records import (
     Change,
     Entry,
     FileHook,
+    OneByOne,
     entry_from_row,
     new_rev,
 )
@@ -157,7 +158,7 @@ class EntryRows:
         now: float,
     ) -> list[Change]:
         """The change rows of ``actions`` (no moves), in order, with one statement; then
-        each hook's ``recorded_many``, which may raise ``OneByOne``."""
+        each hook's ``recorded_many``. Raises ``OneByOne`` when a hook declines the set."""
         result = conn.execute(
             _INSERT_CHANGES_RETURNING_SEQ,
             [change_params(principal, action, entry, now, None) for action, entry in actions],
@@ -168,7 +169,8 @@ class EntryRows:
             for seq, (action, entry) in zip(seqs, actions, strict=True)
         ]
         for hook in self.hooks:
-            hook.recorded_many(conn, principal, changes)
+            if not hook.recorded_many(conn, principal, changes):
+                raise OneByOne
         return changes
 
     def undone(

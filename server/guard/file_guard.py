@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from dropline.server.audit import trail
-from dropline.server.files.records import OneByOne
 from dropline.server.guard import policy
 from dropline.server.guard.security import Security, request_facts
 from dropline.server.guard.usage import Retention
@@ -111,15 +110,15 @@ class SecurityFileHook:
         if row is not None:
             trail.record(conn, self.security.context_for(principal), *row)
 
-    def recorded_many(self, conn: Connection, principal: Principal, changes: Sequence[Any]) -> None:
+    def recorded_many(self, conn: Connection, principal: Principal, changes: Sequence[Any]) -> bool:
         for change in changes:
-            denied = _is_new_content(change) and self._finished_upload_denial(
+            if _is_new_content(change) and self._finished_upload_denial(
                 conn, principal, change.entry
-            )
-            if denied:
-                raise OneByOne  # refused alone, where its denial is recorded once
+            ):
+                return False  # taken alone, where its denial is recorded once
         rows = [row for change in changes if (row := _audit_row(change)) is not None]
         trail.record_many(conn, self.security.context_for(principal), rows)
+        return True
 
     def undone(
         self, conn: Connection, principal: Principal, action: str, path: str, detail: dict[str, Any]

@@ -30,7 +30,7 @@ from tests.faults.scenarios.common import (
     retire,
     wait_converged,
 )
-from tests.faults.scenarios.workstations import Desks, desks, issues
+from tests.faults.scenarios.workstations import Desks, OnDesks, issues
 from tests.faults.trees import MiB, Shape, content, plan, sha_of, write
 from tests.faults.world import World
 
@@ -99,19 +99,13 @@ async def sdk_refuses(
     (tmp / "good-copy.partial").unlink(missing_ok=True)
 
 
-class DamagedBlob:
+class DamagedBlob(OnDesks):
     name = "damaged-blob"
     trials = 10
     ci_trials = 1
 
     def __init__(self, ci: bool = False) -> None:
         self.shape = Shape(small=20 if ci else 40, large=1, large_size=3 * MiB, folders=3)
-
-    async def setup(self, base: Path) -> Desks:
-        return await desks(base, 1)
-
-    async def teardown(self, d: Desks) -> None:
-        d.world.close()
 
     async def trial(self, d: Desks, rng: random.Random, seed: int) -> Outcome:
         world, agent = d.world, d.agents[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.faults.harness import Outcome
 from tests.faults.scenarios.common import final_checks, retire, wait_converged
-from tests.faults.scenarios.workstations import Desks, desks, wait_agreed
+from tests.faults.scenarios.workstations import Desks, OnDesks, wait_agreed
 from tests.faults.trees import MiB, Shape, Tree, content, plan, write
 
 CONVERGE_TIMEOUT = float(os.environ.get("FAULTS_CONVERGE_TIMEOUT", "180"))
@@ -44,19 +44,14 @@ def conflict_family(tree: Tree) -> dict[str, str]:
     }
 
 
-class TwoEditors:
+class TwoEditors(OnDesks):
     name = "office.two-editors"
     trials = 10
     ci_trials = 1
+    desk_count = 2
 
     def __init__(self, ci: bool = False) -> None:
         self.shape = Shape(small=20 if ci else 40, large=0, large_size=0, folders=3)
-
-    async def setup(self, base: Path) -> Desks:
-        return await desks(base, 2)
-
-    async def teardown(self, d: Desks) -> None:
-        d.world.close()
 
     async def trial(self, d: Desks, rng: random.Random, seed: int) -> Outcome:
         world, agents = d.world, d.agents

@@ -23,7 +23,7 @@ from tests.faults.harness import Outcome
 from tests.faults.invariants import Findings, remote_files
 from tests.faults.proxy import Rule
 from tests.faults.scenarios.common import UPLOADS, final_checks, fired, retire, wait_converged
-from tests.faults.scenarios.workstations import Desks, answer_issue, desks, issues
+from tests.faults.scenarios.workstations import Desks, OnDesks, answer_issue, issues
 from tests.faults.trees import Shape, Tree, plan, write
 from tests.faults.world import Agent, World
 
@@ -39,7 +39,7 @@ def renamed(tree: Tree, old: str, new: str) -> Tree:
     return out
 
 
-class FolderRename:
+class FolderRename(OnDesks):
     name = "office.folder-rename"
     trials = 10
     ci_trials = 1
@@ -47,12 +47,6 @@ class FolderRename:
     def __init__(self, ci: bool = False) -> None:
         self.inside = Shape(small=1000, large=0, large_size=0, folders=6)
         self.outside = Shape(small=10, large=0, large_size=0, folders=1)
-
-    async def setup(self, base: Path) -> Desks:
-        return await desks(base, 1)
-
-    async def teardown(self, d: Desks) -> None:
-        d.world.close()
 
     async def trial(self, d: Desks, rng: random.Random, seed: int) -> Outcome:
         world, agent = d.world, d.agents[0]
@@ -92,19 +86,13 @@ class FolderRename:
         return outcome
 
 
-class MassDelete:
+class MassDelete(OnDesks):
     name = "office.mass-delete"
     trials = 10
     ci_trials = 1
 
     def __init__(self, ci: bool = False) -> None:
         self.shape = Shape(small=60, large=0, large_size=0, folders=4)
-
-    async def setup(self, base: Path) -> Desks:
-        return await desks(base, 1)
-
-    async def teardown(self, d: Desks) -> None:
-        d.world.close()
 
     async def trial(self, d: Desks, rng: random.Random, seed: int) -> Outcome:
         world, agent = d.world, d.agents[0]

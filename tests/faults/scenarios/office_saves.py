@@ -25,7 +25,7 @@ from tests.faults.harness import Outcome
 from tests.faults.invariants import Findings
 from tests.faults.proxy import FaultProxy
 from tests.faults.scenarios.common import UPLOADS, final_checks, retire, wait_converged
-from tests.faults.scenarios.workstations import Desks, desks
+from tests.faults.scenarios.workstations import Desks, OnDesks
 from tests.faults.trees import MiB, Shape, content, plan, write
 from tests.faults.world import World
 
@@ -83,19 +83,13 @@ async def _upload_started(proxy: FaultProxy, since: float, timeout: float = 30.0
     return False
 
 
-class SaveSequence:
+class SaveSequence(OnDesks):
     name = "office.save-sequence"
     trials = 10
     ci_trials = 1
 
     def __init__(self, ci: bool = False) -> None:
         self.shape = Shape(small=20 if ci else 40, large=0, large_size=0, folders=3)
-
-    async def setup(self, base: Path) -> Desks:
-        return await desks(base, 1)
-
-    async def teardown(self, d: Desks) -> None:
-        d.world.close()
 
     async def trial(self, d: Desks, rng: random.Random, seed: int) -> Outcome:
         world, agent = d.world, d.agents[0]

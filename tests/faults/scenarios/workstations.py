@@ -25,6 +25,18 @@ class Desks:
         self.agents = agents
 
 
+class OnDesks:
+    """The setup and teardown of a scenario played on ``desk_count`` agents of one server."""
+
+    desk_count = 1
+
+    async def setup(self, base: Path) -> Desks:
+        return await desks(base, self.desk_count)
+
+    async def teardown(self, d: Desks) -> None:
+        d.world.close()
+
+
 async def desks(base: Path, count: int) -> Desks:
     world = World(base).start()
     agents = [world.agent(name) for name in "abcd"[:count]]
